@@ -1,0 +1,445 @@
+//! The chat rules: who may talk to whom, who may read and write a chat,
+//! and the order "store, then tell everyone".
+
+use std::sync::Arc;
+
+use super::models::{
+    ChatId, ChatSummary, DirectChat, DirectMessage, MessageBody, MessageBodyError, MessageId,
+    MessageLimit, NewMessage, UserPair,
+};
+use super::ports::{Broadcaster, ChatRepository, Creation, MessageRepository};
+use crate::error::RepositoryError;
+use crate::user::{User, UserId, UserRepository};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateChatError {
+    #[error("you cannot start a chat with yourself")]
+    SameUser,
+    #[error("user {0} does not exist")]
+    UnknownUser(UserId),
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenChatError {
+    #[error("chat not found")]
+    NotFound,
+    #[error("you are not a participant of this chat")]
+    NotParticipant,
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendMessageError {
+    #[error(transparent)]
+    InvalidBody(#[from] MessageBodyError),
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+/// The outcome of a create request: the chat as the requester sees it, and
+/// whether it is new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedChat {
+    pub summary: ChatSummary,
+    pub creation: Creation,
+}
+
+/// Proof that `member` is a participant of `chat`. Only
+/// [`ChatService::open_chat`] makes one, so every read or write of a chat's
+/// messages has passed the participant check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenChat {
+    chat: DirectChat,
+    member: User,
+}
+
+impl OpenChat {
+    pub fn chat(&self) -> &DirectChat {
+        &self.chat
+    }
+
+    pub fn member(&self) -> &User {
+        &self.member
+    }
+
+    pub fn id(&self) -> ChatId {
+        self.chat.id
+    }
+}
+
+/// Chat lists, chat creation and the participant check.
+#[derive(Clone)]
+pub struct ChatService {
+    users: Arc<dyn UserRepository>,
+    chats: Arc<dyn ChatRepository>,
+}
+
+impl ChatService {
+    pub fn new(users: Arc<dyn UserRepository>, chats: Arc<dyn ChatRepository>) -> Self {
+        Self { users, chats }
+    }
+
+    /// Finds or creates the chat between `me` and `other`.
+    pub fn create_chat(&self, me: &User, other: UserId) -> Result<CreatedChat, CreateChatError> {
+        let pair = UserPair::new(me.id, other).map_err(|_| CreateChatError::SameUser)?;
+        if self.users.find_user(other)?.is_none() {
+            return Err(CreateChatError::UnknownUser(other));
+        }
+        let (chat, creation) = self.chats.find_or_create_chat(pair)?;
+        let summary = match creation {
+            Creation::Created => ChatSummary {
+                chat,
+                last_message: None,
+                unread_count: 0,
+            },
+            Creation::Existing => self.chats.chat_summary(me.id, chat.id)?.ok_or_else(|| {
+                RepositoryError::unexpected(format!("chat {} vanished after lookup", chat.id))
+            })?,
+        };
+        Ok(CreatedChat { summary, creation })
+    }
+
+    /// Every chat `me` is in, most recent activity first.
+    pub fn list_chats(&self, me: &User) -> Result<Vec<ChatSummary>, RepositoryError> {
+        self.chats.chat_summaries(me.id)
+    }
+
+    /// Checks that the chat exists and that `me` is in it.
+    pub fn open_chat(&self, me: User, chat: ChatId) -> Result<OpenChat, OpenChatError> {
+        let chat = self.chats.find_chat(chat)?.ok_or(OpenChatError::NotFound)?;
+        if !chat.participants.contains(me.id) {
+            return Err(OpenChatError::NotParticipant);
+        }
+        Ok(OpenChat { chat, member: me })
+    }
+}
+
+/// Sending, history and read marking, for participants only.
+#[derive(Clone)]
+pub struct MessageService {
+    messages: Arc<dyn MessageRepository>,
+    broadcaster: Arc<dyn Broadcaster>,
+    limit: MessageLimit,
+}
+
+impl MessageService {
+    pub fn new(
+        messages: Arc<dyn MessageRepository>,
+        broadcaster: Arc<dyn Broadcaster>,
+        limit: MessageLimit,
+    ) -> Self {
+        Self {
+            messages,
+            broadcaster,
+            limit,
+        }
+    }
+
+    pub fn limit(&self) -> MessageLimit {
+        self.limit
+    }
+
+    /// Validates, stores, and only once stored broadcasts the message to
+    /// every connection of the chat (the sender's own included: that copy
+    /// is its acknowledgement).
+    pub fn send(&self, chat: &OpenChat, body: &str) -> Result<DirectMessage, SendMessageError> {
+        let body = MessageBody::parse(body, self.limit)?;
+        let message = self.messages.insert_message(&NewMessage {
+            chat_id: chat.id(),
+            sender: chat.member.clone(),
+            body,
+        })?;
+        self.broadcaster.broadcast(&message);
+        Ok(message)
+    }
+
+    /// The next page of history, oldest first, after `after`.
+    pub fn history_page(
+        &self,
+        chat: &OpenChat,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DirectMessage>, RepositoryError> {
+        self.messages.history_page(chat.id(), after, limit)
+    }
+
+    /// Marks the other participant's messages up to `up_to` as read by the
+    /// member who opened the chat.
+    pub fn mark_read(&self, chat: &OpenChat, up_to: MessageId) -> Result<(), RepositoryError> {
+        self.messages.mark_read(chat.id(), chat.member.id, up_to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::models::Participants;
+    use crate::chat::ports::{MockBroadcaster, MockChatRepository, MockMessageRepository};
+    use crate::user::{MockUserRepository, Username};
+    use chrono::{TimeZone, Utc};
+    use mockall::predicate::eq;
+    use mockall::Sequence;
+
+    fn user(id: i64, name: &str) -> User {
+        User {
+            id: UserId::new(id),
+            username: Username::parse(name).unwrap(),
+        }
+    }
+
+    fn alice() -> User {
+        user(1, "alice")
+    }
+
+    fn bob() -> User {
+        user(2, "bob")
+    }
+
+    fn chat_of(id: i64, a: User, b: User) -> DirectChat {
+        DirectChat {
+            id: ChatId::new(id),
+            participants: Participants::new(a, b).unwrap(),
+            created: Utc.with_ymd_and_hms(2025, 5, 1, 12, 0, 0).unwrap(),
+        }
+    }
+
+    fn message(id: i64, sender: User, body: &str) -> DirectMessage {
+        DirectMessage {
+            id: MessageId::new(id),
+            chat_id: ChatId::new(10),
+            sender,
+            body: body.to_owned(),
+            created: Utc.with_ymd_and_hms(2025, 5, 1, 12, 5, 0).unwrap(),
+            is_read: false,
+        }
+    }
+
+    fn chat_service(users: MockUserRepository, chats: MockChatRepository) -> ChatService {
+        ChatService::new(Arc::new(users), Arc::new(chats))
+    }
+
+    fn open_chat_as(member: User) -> OpenChat {
+        let mut chats = MockChatRepository::new();
+        chats
+            .expect_find_chat()
+            .returning(|_| Ok(Some(chat_of(10, alice(), bob()))));
+        chat_service(MockUserRepository::new(), chats)
+            .open_chat(member, ChatId::new(10))
+            .unwrap()
+    }
+
+    #[test]
+    fn creating_a_chat_with_yourself_is_rejected() {
+        let service = chat_service(MockUserRepository::new(), MockChatRepository::new());
+        let result = service.create_chat(&alice(), alice().id);
+        assert!(matches!(result, Err(CreateChatError::SameUser)));
+    }
+
+    #[test]
+    fn creating_a_chat_with_an_unknown_user_is_rejected() {
+        let mut users = MockUserRepository::new();
+        users.expect_find_user().returning(|_| Ok(None));
+        let service = chat_service(users, MockChatRepository::new());
+
+        let result = service.create_chat(&alice(), UserId::new(42));
+
+        assert!(matches!(result, Err(CreateChatError::UnknownUser(id)) if id == UserId::new(42)));
+    }
+
+    #[test]
+    fn a_new_chat_has_no_messages_and_nothing_unread() {
+        let mut users = MockUserRepository::new();
+        users.expect_find_user().returning(|_| Ok(Some(bob())));
+        let mut chats = MockChatRepository::new();
+        chats
+            .expect_find_or_create_chat()
+            .withf(|pair| pair.low() == UserId::new(1) && pair.high() == UserId::new(2))
+            .returning(|_| Ok((chat_of(10, alice(), bob()), Creation::Created)));
+        let service = chat_service(users, chats);
+
+        let created = service.create_chat(&alice(), bob().id).unwrap();
+
+        assert_eq!(created.creation, Creation::Created);
+        assert_eq!(created.summary.last_message, None);
+        assert_eq!(created.summary.unread_count, 0);
+        assert_eq!(created.summary.chat.id, ChatId::new(10));
+    }
+
+    #[test]
+    fn creating_an_existing_chat_returns_it_as_the_requester_sees_it() {
+        let mut users = MockUserRepository::new();
+        users.expect_find_user().returning(|_| Ok(Some(alice())));
+        let mut chats = MockChatRepository::new();
+        chats
+            .expect_find_or_create_chat()
+            .returning(|_| Ok((chat_of(10, alice(), bob()), Creation::Existing)));
+        chats
+            .expect_chat_summary()
+            .with(eq(UserId::new(2)), eq(ChatId::new(10)))
+            .returning(|_, _| {
+                Ok(Some(ChatSummary {
+                    chat: chat_of(10, alice(), bob()),
+                    last_message: Some(message(5, alice(), "hi")),
+                    unread_count: 3,
+                }))
+            });
+        let service = chat_service(users, chats);
+
+        let created = service.create_chat(&bob(), alice().id).unwrap();
+
+        assert_eq!(created.creation, Creation::Existing);
+        assert_eq!(created.summary.unread_count, 3);
+        assert_eq!(
+            created.summary.last_message.map(|m| m.body),
+            Some("hi".to_owned())
+        );
+    }
+
+    #[test]
+    fn opening_a_missing_chat_is_not_found() {
+        let mut chats = MockChatRepository::new();
+        chats.expect_find_chat().returning(|_| Ok(None));
+        let service = chat_service(MockUserRepository::new(), chats);
+
+        let result = service.open_chat(alice(), ChatId::new(99));
+
+        assert!(matches!(result, Err(OpenChatError::NotFound)));
+    }
+
+    #[test]
+    fn only_participants_may_open_a_chat() {
+        let mut chats = MockChatRepository::new();
+        chats
+            .expect_find_chat()
+            .returning(|_| Ok(Some(chat_of(10, alice(), bob()))));
+        let service = chat_service(MockUserRepository::new(), chats);
+
+        let mallory = service.open_chat(user(3, "mallory"), ChatId::new(10));
+        let alice_opens = service.open_chat(alice(), ChatId::new(10));
+
+        assert!(matches!(mallory, Err(OpenChatError::NotParticipant)));
+        assert_eq!(alice_opens.unwrap().member(), &alice());
+    }
+
+    #[test]
+    fn a_message_is_stored_before_it_is_broadcast() {
+        let mut seq = Sequence::new();
+        let mut messages = MockMessageRepository::new();
+        messages
+            .expect_insert_message()
+            .withf(|m| {
+                m.chat_id == ChatId::new(10) && m.sender == alice() && m.body.as_ref() == "hello"
+            })
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(message(5, alice(), "hello")));
+        let mut broadcaster = MockBroadcaster::new();
+        broadcaster
+            .expect_broadcast()
+            .withf(|m| m.id == MessageId::new(5))
+            .times(1)
+            .in_sequence(&mut seq)
+            .return_const(());
+        let service = MessageService::new(
+            Arc::new(messages),
+            Arc::new(broadcaster),
+            MessageLimit::DEFAULT,
+        );
+
+        let sent = service.send(&open_chat_as(alice()), "hello").unwrap();
+
+        assert_eq!(sent.id, MessageId::new(5));
+    }
+
+    #[test]
+    fn a_message_that_fails_to_store_is_never_broadcast() {
+        let mut messages = MockMessageRepository::new();
+        messages
+            .expect_insert_message()
+            .returning(|_| Err(RepositoryError::unavailable("down")));
+        let mut broadcaster = MockBroadcaster::new();
+        broadcaster.expect_broadcast().never();
+        let service = MessageService::new(
+            Arc::new(messages),
+            Arc::new(broadcaster),
+            MessageLimit::DEFAULT,
+        );
+
+        let result = service.send(&open_chat_as(alice()), "hello");
+
+        assert!(matches!(result, Err(SendMessageError::Repository(_))));
+    }
+
+    #[test]
+    fn invalid_bodies_are_neither_stored_nor_broadcast() {
+        let mut messages = MockMessageRepository::new();
+        messages.expect_insert_message().never();
+        let mut broadcaster = MockBroadcaster::new();
+        broadcaster.expect_broadcast().never();
+        let service = MessageService::new(
+            Arc::new(messages),
+            Arc::new(broadcaster),
+            MessageLimit::new(5).unwrap(),
+        );
+        let chat = open_chat_as(bob());
+
+        assert!(matches!(
+            service.send(&chat, ""),
+            Err(SendMessageError::InvalidBody(MessageBodyError::Empty))
+        ));
+        assert!(matches!(
+            service.send(&chat, "123456"),
+            Err(SendMessageError::InvalidBody(MessageBodyError::TooLong {
+                max: 5,
+                actual: 6
+            }))
+        ));
+    }
+
+    #[test]
+    fn read_marking_is_done_for_the_member_who_opened_the_chat() {
+        let mut messages = MockMessageRepository::new();
+        messages
+            .expect_mark_read()
+            .with(
+                eq(ChatId::new(10)),
+                eq(UserId::new(2)),
+                eq(MessageId::new(7)),
+            )
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        let service = MessageService::new(
+            Arc::new(messages),
+            Arc::new(MockBroadcaster::new()),
+            MessageLimit::DEFAULT,
+        );
+
+        service
+            .mark_read(&open_chat_as(bob()), MessageId::new(7))
+            .unwrap();
+    }
+
+    #[test]
+    fn history_is_read_from_the_opened_chat() {
+        let mut messages = MockMessageRepository::new();
+        messages
+            .expect_history_page()
+            .with(eq(ChatId::new(10)), eq(Some(MessageId::new(3))), eq(50))
+            .returning(|_, _, _| Ok(vec![message(4, bob(), "later")]));
+        let service = MessageService::new(
+            Arc::new(messages),
+            Arc::new(MockBroadcaster::new()),
+            MessageLimit::DEFAULT,
+        );
+
+        let page = service
+            .history_page(&open_chat_as(alice()), Some(MessageId::new(3)), 50)
+            .unwrap();
+
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].body, "later");
+    }
+}

@@ -1,0 +1,240 @@
+//! User value types.
+
+use std::fmt;
+
+/// The database id of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(i64);
+
+impl UserId {
+    pub const fn new(id: i64) -> Self {
+        Self(id)
+    }
+
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A username as Django's default validator accepts it: 1 to 150 characters,
+/// each a letter, a digit, or one of `@ . + - _`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Username(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsernameError {
+    #[error("username may not be empty")]
+    Empty,
+    #[error("username may be at most {max} characters long")]
+    TooLong { max: usize },
+    #[error("username may contain only letters, digits and @ . + - _ (found {0:?})")]
+    InvalidCharacter(char),
+}
+
+impl Username {
+    pub const MAX_CHARS: usize = 150;
+
+    pub fn parse(raw: &str) -> Result<Self, UsernameError> {
+        if raw.is_empty() {
+            return Err(UsernameError::Empty);
+        }
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(UsernameError::TooLong {
+                max: Self::MAX_CHARS,
+            });
+        }
+        if let Some(bad) = raw
+            .chars()
+            .find(|c| !(c.is_alphanumeric() || matches!(c, '@' | '.' | '+' | '-' | '_')))
+        {
+            return Err(UsernameError::InvalidCharacter(bad));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+impl AsRef<str> for Username {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A new password that meets the policy (at least 8 characters). Never
+/// printed: `Debug` is redacted so it cannot leak into logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("password must be at least {min} characters long")]
+    TooShort { min: usize },
+}
+
+impl Password {
+    pub const MIN_CHARS: usize = 8;
+
+    pub fn parse(raw: &str) -> Result<Self, PasswordError> {
+        if raw.chars().count() < Self::MIN_CHARS {
+            return Err(PasswordError::TooShort {
+                min: Self::MIN_CHARS,
+            });
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+impl AsRef<str> for Password {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A password hash in PHC string format (`$argon2id$v=19$...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    pub fn new(phc: impl Into<String>) -> Self {
+        Self(phc.into())
+    }
+}
+
+impl AsRef<str> for PasswordHash {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A registered user, as every other user may see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub username: Username,
+}
+
+/// What the user repository needs to create an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub username: Username,
+    pub password_hash: PasswordHash,
+}
+
+/// A user together with the hash their password is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCredentials {
+    pub user: User,
+    pub password_hash: PasswordHash,
+}
+
+/// A bearer token, as handed to a client after login. `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthToken(String);
+
+impl AuthToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+}
+
+impl AsRef<str> for AuthToken {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AuthToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthToken(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_username_is_accepted() {
+        let name = Username::parse("alice_01").map(|u| u.to_string());
+        assert_eq!(name, Ok("alice_01".to_owned()));
+    }
+
+    #[test]
+    fn every_allowed_symbol_is_accepted() {
+        assert!(Username::parse("a@b.c+d-e_f").is_ok());
+    }
+
+    #[test]
+    fn unicode_letters_and_digits_are_accepted() {
+        assert!(Username::parse("Zoë٣").is_ok());
+        assert!(Username::parse("用户").is_ok());
+    }
+
+    #[test]
+    fn an_empty_username_is_rejected() {
+        assert_eq!(Username::parse(""), Err(UsernameError::Empty));
+    }
+
+    #[test]
+    fn a_username_of_150_characters_is_accepted_and_151_rejected() {
+        assert!(Username::parse(&"é".repeat(150)).is_ok());
+        assert_eq!(
+            Username::parse(&"é".repeat(151)),
+            Err(UsernameError::TooLong { max: 150 })
+        );
+    }
+
+    #[test]
+    fn spaces_and_punctuation_in_a_username_are_rejected() {
+        assert_eq!(
+            Username::parse("bob smith"),
+            Err(UsernameError::InvalidCharacter(' '))
+        );
+        assert_eq!(
+            Username::parse("bob!"),
+            Err(UsernameError::InvalidCharacter('!'))
+        );
+        assert_eq!(
+            Username::parse("a\0"),
+            Err(UsernameError::InvalidCharacter('\0'))
+        );
+    }
+
+    #[test]
+    fn a_password_needs_eight_characters() {
+        assert_eq!(
+            Password::parse("1234567"),
+            Err(PasswordError::TooShort { min: 8 })
+        );
+        assert!(Password::parse("12345678").is_ok());
+        // Characters, not bytes: four two-byte characters are still too short.
+        assert!(Password::parse("éééé").is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let password = Password::parse("hunter2hunter2").map(|p| format!("{p:?}"));
+        assert_eq!(password, Ok("Password(<redacted>)".to_owned()));
+        assert_eq!(
+            format!("{:?}", AuthToken::new("secret.jwt.value")),
+            "AuthToken(<redacted>)"
+        );
+    }
+}

@@ -1,0 +1,67 @@
+//! What the user services need from the outside world.
+
+use super::models::{
+    AuthToken, NewUser, Password, PasswordHash, StoredCredentials, User, UserId, Username,
+};
+use crate::error::{BoxError, RepositoryError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// The username is already taken (the store's unique constraint fired).
+    #[error("username already taken")]
+    Duplicate,
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+/// Storage of accounts. Implementations are blocking; callers run them off
+/// the async executor.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait UserRepository: Send + Sync + 'static {
+    fn create_user(&self, new_user: &NewUser) -> Result<User, CreateUserError>;
+
+    fn find_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<StoredCredentials>, RepositoryError>;
+
+    fn find_user(&self, id: UserId) -> Result<Option<User>, RepositoryError>;
+
+    /// Every user but `id`, ordered by id.
+    fn list_users_except(&self, id: UserId) -> Result<Vec<User>, RepositoryError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed")]
+pub struct HashingError(#[source] pub BoxError);
+
+/// A slow, salted password hash (Argon2id in production).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait PasswordHasher: Send + Sync + 'static {
+    fn hash(&self, password: &Password) -> Result<PasswordHash, HashingError>;
+
+    /// Whether `candidate` matches `hash`.
+    fn verify(&self, candidate: &str, hash: &PasswordHash) -> bool;
+
+    /// Does the same work as [`verify`](Self::verify) against a hash no
+    /// password matches. Login calls it for unknown users so that response
+    /// times do not reveal which usernames exist.
+    fn verify_decoy(&self, candidate: &str);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is invalid or expired")]
+    Invalid,
+    #[error("could not issue a token: {0}")]
+    Issuing(String),
+}
+
+/// Issues and checks bearer tokens (HS256 JWTs in production).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait TokenIssuer: Send + Sync + 'static {
+    fn issue(&self, user: UserId) -> Result<AuthToken, TokenError>;
+
+    /// The user a genuine, unexpired token was issued to.
+    fn verify(&self, token: &str) -> Result<UserId, TokenError>;
+}

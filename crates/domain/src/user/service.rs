@@ -1,0 +1,307 @@
+//! Registration, login and authentication.
+
+use std::sync::Arc;
+
+use super::models::{AuthToken, NewUser, Password, User, UserId, Username};
+use super::ports::{
+    CreateUserError, HashingError, PasswordHasher, TokenError, TokenIssuer, UserRepository,
+};
+use crate::error::RepositoryError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("a user with that username already exists")]
+    UsernameTaken,
+    #[error(transparent)]
+    Hashing(#[from] HashingError),
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// One variant for unknown user and wrong password alike: callers must
+    /// not be able to tell which usernames exist.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error(transparent)]
+    Token(TokenError),
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthenticateError {
+    /// Malformed, forged, expired, or issued to a user that no longer exists.
+    #[error("invalid or expired token")]
+    InvalidToken,
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+/// A successful login: the token to present from now on, and who it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSuccess {
+    pub token: AuthToken,
+    pub user: User,
+}
+
+/// Accounts and tokens. Every method blocks (hashing, storage): call it from
+/// a blocking thread.
+#[derive(Clone)]
+pub struct AuthService {
+    users: Arc<dyn UserRepository>,
+    hasher: Arc<dyn PasswordHasher>,
+    tokens: Arc<dyn TokenIssuer>,
+}
+
+impl AuthService {
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        hasher: Arc<dyn PasswordHasher>,
+        tokens: Arc<dyn TokenIssuer>,
+    ) -> Self {
+        Self {
+            users,
+            hasher,
+            tokens,
+        }
+    }
+
+    pub fn register(&self, username: Username, password: &Password) -> Result<User, RegisterError> {
+        let password_hash = self.hasher.hash(password)?;
+        let new_user = NewUser {
+            username,
+            password_hash,
+        };
+        self.users.create_user(&new_user).map_err(|e| match e {
+            CreateUserError::Duplicate => RegisterError::UsernameTaken,
+            CreateUserError::Repository(e) => RegisterError::Repository(e),
+        })
+    }
+
+    pub fn login(&self, username: &str, password: &str) -> Result<LoginSuccess, LoginError> {
+        let credentials = match Username::parse(username) {
+            Ok(username) => self.users.find_credentials(&username)?,
+            Err(_) => None,
+        };
+        match credentials {
+            Some(credentials) if self.hasher.verify(password, &credentials.password_hash) => {
+                let token = self
+                    .tokens
+                    .issue(credentials.user.id)
+                    .map_err(LoginError::Token)?;
+                Ok(LoginSuccess {
+                    token,
+                    user: credentials.user,
+                })
+            }
+            Some(_) => Err(LoginError::InvalidCredentials),
+            None => {
+                // A hash is checked even when there is no such user, so both
+                // failures cost the same time.
+                self.hasher.verify_decoy(password);
+                Err(LoginError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// The user a bearer token stands for, who must still exist.
+    pub fn authenticate(&self, token: &str) -> Result<User, AuthenticateError> {
+        let user_id = self
+            .tokens
+            .verify(token)
+            .map_err(|_| AuthenticateError::InvalidToken)?;
+        self.users
+            .find_user(user_id)?
+            .ok_or(AuthenticateError::InvalidToken)
+    }
+
+    /// Everyone but `me`, ordered by id.
+    pub fn list_other_users(&self, me: UserId) -> Result<Vec<User>, RepositoryError> {
+        self.users.list_users_except(me)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::user::models::{PasswordHash, StoredCredentials};
+    use crate::user::ports::{MockPasswordHasher, MockTokenIssuer, MockUserRepository};
+    use mockall::predicate::eq;
+
+    fn alice() -> User {
+        User {
+            id: UserId::new(1),
+            username: Username::parse("alice").unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+
+    fn service(
+        users: MockUserRepository,
+        hasher: MockPasswordHasher,
+        tokens: MockTokenIssuer,
+    ) -> AuthService {
+        AuthService::new(Arc::new(users), Arc::new(hasher), Arc::new(tokens))
+    }
+
+    fn password(raw: &str) -> Password {
+        Password::parse(raw).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn registering_stores_the_hash_never_the_password() {
+        let mut hasher = MockPasswordHasher::new();
+        hasher
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("$argon2id$fake")));
+        let mut users = MockUserRepository::new();
+        users
+            .expect_create_user()
+            .withf(|new_user| {
+                new_user.password_hash.as_ref() == "$argon2id$fake"
+                    && new_user.username.as_ref() == "alice"
+            })
+            .returning(|_| Ok(alice()));
+        let service = service(users, hasher, MockTokenIssuer::new());
+
+        let user = service.register(alice().username, &password("correct horse"));
+
+        assert_eq!(user.ok(), Some(alice()));
+    }
+
+    #[test]
+    fn registering_a_taken_username_is_reported_as_such() {
+        let mut hasher = MockPasswordHasher::new();
+        hasher
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("$argon2id$fake")));
+        let mut users = MockUserRepository::new();
+        users
+            .expect_create_user()
+            .returning(|_| Err(CreateUserError::Duplicate));
+        let service = service(users, hasher, MockTokenIssuer::new());
+
+        let result = service.register(alice().username, &password("correct horse"));
+
+        assert!(matches!(result, Err(RegisterError::UsernameTaken)));
+    }
+
+    #[test]
+    fn login_with_the_right_password_issues_a_token() {
+        let mut users = MockUserRepository::new();
+        users.expect_find_credentials().returning(|_| {
+            Ok(Some(StoredCredentials {
+                user: alice(),
+                password_hash: PasswordHash::new("h"),
+            }))
+        });
+        let mut hasher = MockPasswordHasher::new();
+        hasher
+            .expect_verify()
+            .withf(|candidate, hash| candidate == "correct horse" && hash.as_ref() == "h")
+            .return_const(true);
+        let mut tokens = MockTokenIssuer::new();
+        tokens
+            .expect_issue()
+            .with(eq(UserId::new(1)))
+            .returning(|_| Ok(AuthToken::new("t")));
+        let service = service(users, hasher, tokens);
+
+        let success = service.login("alice", "correct horse");
+
+        assert_eq!(
+            success.ok(),
+            Some(LoginSuccess {
+                token: AuthToken::new("t"),
+                user: alice()
+            })
+        );
+    }
+
+    #[test]
+    fn login_with_a_wrong_password_is_refused() {
+        let mut users = MockUserRepository::new();
+        users.expect_find_credentials().returning(|_| {
+            Ok(Some(StoredCredentials {
+                user: alice(),
+                password_hash: PasswordHash::new("h"),
+            }))
+        });
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().return_const(false);
+        let service = service(users, hasher, MockTokenIssuer::new());
+
+        let result = service.login("alice", "wrong password");
+
+        assert!(matches!(result, Err(LoginError::InvalidCredentials)));
+    }
+
+    #[test]
+    fn login_as_an_unknown_user_still_checks_a_hash_and_fails_the_same_way() {
+        let mut users = MockUserRepository::new();
+        users.expect_find_credentials().returning(|_| Ok(None));
+        let mut hasher = MockPasswordHasher::new();
+        // Exactly one verification, against the decoy.
+        hasher.expect_verify_decoy().times(1).return_const(());
+        let service = service(users, hasher, MockTokenIssuer::new());
+
+        let result = service.login("nobody", "whatever1");
+
+        assert!(matches!(result, Err(LoginError::InvalidCredentials)));
+    }
+
+    #[test]
+    fn login_with_an_impossible_username_does_the_decoy_work_too() {
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify_decoy().times(1).return_const(());
+        // The repository is never asked: the name cannot exist.
+        let service = service(MockUserRepository::new(), hasher, MockTokenIssuer::new());
+
+        let result = service.login("not a valid name!", "whatever1");
+
+        assert!(matches!(result, Err(LoginError::InvalidCredentials)));
+    }
+
+    #[test]
+    fn a_valid_token_authenticates_its_user() {
+        let mut tokens = MockTokenIssuer::new();
+        tokens.expect_verify().returning(|_| Ok(UserId::new(1)));
+        let mut users = MockUserRepository::new();
+        users
+            .expect_find_user()
+            .with(eq(UserId::new(1)))
+            .returning(|_| Ok(Some(alice())));
+        let service = service(users, MockPasswordHasher::new(), tokens);
+
+        assert_eq!(service.authenticate("t").ok(), Some(alice()));
+    }
+
+    #[test]
+    fn a_forged_token_is_refused() {
+        let mut tokens = MockTokenIssuer::new();
+        tokens
+            .expect_verify()
+            .returning(|_| Err(TokenError::Invalid));
+        let service = service(MockUserRepository::new(), MockPasswordHasher::new(), tokens);
+
+        assert!(matches!(
+            service.authenticate("forged"),
+            Err(AuthenticateError::InvalidToken)
+        ));
+    }
+
+    #[test]
+    fn a_token_for_a_user_that_no_longer_exists_is_refused() {
+        let mut tokens = MockTokenIssuer::new();
+        tokens.expect_verify().returning(|_| Ok(UserId::new(99)));
+        let mut users = MockUserRepository::new();
+        users.expect_find_user().returning(|_| Ok(None));
+        let service = service(users, MockPasswordHasher::new(), tokens);
+
+        assert!(matches!(
+            service.authenticate("t"),
+            Err(AuthenticateError::InvalidToken)
+        ));
+    }
+}
