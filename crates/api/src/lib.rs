@@ -1,1 +1,90 @@
-//! placeholder
+//! The HTTP and WebSocket face of the chat server.
+//!
+//! actix-web handlers (`rest`) and WebSocket sessions (`ws`) translate
+//! between the wire format of `seed-api.md`/`CONTRACT.md` and the domain
+//! services; `auth` holds the Argon2 and JWT adapters and the bearer-token
+//! extractor; `error` maps every failure to a status and `{"error": ...}`.
+//! Blocking work (Diesel, Argon2) always runs on the blocking pool.
+
+pub mod auth;
+pub mod error;
+pub mod rest;
+pub mod state;
+pub mod ws;
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
+
+pub use error::ApiError;
+pub use state::{ApiConfig, AppState};
+
+/// Registers every route of the API. The app's default service must be
+/// [`rest::not_found`] so unknown paths answer JSON too.
+pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        let json = rest::json_config(state.config.max_body_bytes);
+        cfg.app_data(state)
+            .app_data(json)
+            .service(
+                web::resource("/api/auth/register/")
+                    .post(rest::auth::register)
+                    .default_service(web::to(rest::method_not_allowed)),
+            )
+            .service(
+                web::resource("/api/auth/login/")
+                    .post(rest::auth::login)
+                    .default_service(web::to(rest::method_not_allowed)),
+            )
+            .service(
+                web::resource("/api/users/")
+                    .get(rest::users::list_users)
+                    .default_service(web::to(rest::method_not_allowed)),
+            )
+            .service(
+                web::resource("/api/chats/")
+                    .get(rest::chats::list_chats)
+                    .default_service(web::to(rest::method_not_allowed)),
+            )
+            .service(
+                web::resource("/api/chats/create/")
+                    .post(rest::chats::create_chat)
+                    .default_service(web::to(rest::method_not_allowed)),
+            )
+            .service(
+                web::resource("/ws/chat/{chat_id}/")
+                    .get(ws::chat_socket)
+                    .default_service(web::to(rest::method_not_allowed)),
+            );
+    }
+}
+
+/// Logs one line per request: method, path, status, time. The query string
+/// is never logged, because WebSocket clients put their token there.
+pub async fn access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let peer = req.peer_addr();
+    let response = next.call(req).await;
+    let status = match &response {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.as_response_error().status_code().as_u16(),
+    };
+    tracing::info!(
+        target: "access",
+        %method,
+        path,
+        status,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        peer = peer.map(|p| p.to_string()).unwrap_or_default(),
+        "request"
+    );
+    response
+}

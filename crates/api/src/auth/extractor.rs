@@ -1,0 +1,63 @@
+//! `CurrentUser`: the authenticated caller of a REST handler.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use chat_domain::user::User;
+
+use crate::error::{run_blocking, ApiError};
+use crate::state::AppState;
+
+/// The user whose bearer token came with the request. Extracting it answers
+/// `401 {"error"}` for a missing, malformed, expired or forged token, or one
+/// whose user no longer exists.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub User);
+
+/// The token from `Authorization: Bearer <token>`, if the header is there.
+/// `Err` when the header is present but not a bearer token.
+pub fn bearer_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim().to_owned()))
+        }
+        _ => Err(ApiError::Unauthorized(
+            "the Authorization header must be 'Bearer <token>'".into(),
+        )),
+    }
+}
+
+/// Checks `token` and loads its user, off the executor threads.
+pub async fn authenticate(state: &AppState, token: String) -> Result<User, ApiError> {
+    let auth = state.auth.clone();
+    run_blocking(move || auth.authenticate(&token)).await
+}
+
+impl FromRequest for CurrentUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer_token(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let token = token?.ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "authentication required: send 'Authorization: Bearer <token>'".into(),
+                )
+            })?;
+            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
+            authenticate(&state, token).await.map(CurrentUser)
+        })
+    }
+}

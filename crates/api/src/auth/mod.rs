@@ -1,0 +1,10 @@
+//! Authentication adapters: Argon2id password hashing, HS256 JWTs, and the
+//! extractor that turns a bearer token into the calling user.
+
+pub mod extractor;
+pub mod jwt;
+pub mod password;
+
+pub use extractor::{bearer_token, CurrentUser};
+pub use jwt::{JwtSecret, JwtSecretError, JwtTokens};
+pub use password::Argon2Hasher;

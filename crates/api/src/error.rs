@@ -1,0 +1,164 @@
+//! One error type for every HTTP failure: a status per variant and the
+//! documented `{"error": "..."}` body. Causes of 5xx answers are logged in
+//! full and never sent to the client.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use chat_domain::chat::{CreateChatError, OpenChatError};
+use chat_domain::error::BoxError;
+use chat_domain::user::{AuthenticateError, LoginError, RegisterError};
+use chat_domain::RepositoryError;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the service is temporarily unavailable, try again shortly")]
+    Unavailable(#[source] BoxError),
+    #[error("internal server error")]
+    Internal(#[source] BoxError),
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+impl ApiError {
+    pub fn internal(cause: impl Into<BoxError>) -> Self {
+        Self::Internal(cause.into())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %error_chain(self), "request failed");
+        }
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(ErrorBody {
+            error: self.to_string(),
+        })
+    }
+}
+
+/// "outer: cause: root cause", for logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl From<RepositoryError> for ApiError {
+    fn from(error: RepositoryError) -> Self {
+        match error {
+            RepositoryError::Unavailable(_) => Self::Unavailable(Box::new(error)),
+            RepositoryError::Unexpected(_) => Self::Internal(Box::new(error)),
+        }
+    }
+}
+
+impl From<RegisterError> for ApiError {
+    fn from(error: RegisterError) -> Self {
+        match error {
+            RegisterError::UsernameTaken => Self::BadRequest(error.to_string()),
+            RegisterError::Hashing(e) => Self::internal(e),
+            RegisterError::Repository(e) => e.into(),
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(error: LoginError) -> Self {
+        match error {
+            LoginError::InvalidCredentials => Self::Unauthorized(error.to_string()),
+            LoginError::Token(e) => Self::internal(e),
+            LoginError::Repository(e) => e.into(),
+        }
+    }
+}
+
+impl From<AuthenticateError> for ApiError {
+    fn from(error: AuthenticateError) -> Self {
+        match error {
+            AuthenticateError::InvalidToken => Self::Unauthorized(error.to_string()),
+            AuthenticateError::Repository(e) => e.into(),
+        }
+    }
+}
+
+impl From<CreateChatError> for ApiError {
+    fn from(error: CreateChatError) -> Self {
+        match error {
+            CreateChatError::SameUser | CreateChatError::UnknownUser(_) => {
+                Self::BadRequest(error.to_string())
+            }
+            CreateChatError::Repository(e) => e.into(),
+        }
+    }
+}
+
+impl From<OpenChatError> for ApiError {
+    fn from(error: OpenChatError) -> Self {
+        match error {
+            OpenChatError::NotFound => Self::NotFound(error.to_string()),
+            OpenChatError::NotParticipant => Self::Forbidden(error.to_string()),
+            OpenChatError::Repository(e) => e.into(),
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(error: actix_web::error::BlockingError) -> Self {
+        Self::internal(error)
+    }
+}
+
+/// Runs blocking work (Diesel, Argon2) on the blocking thread pool, never on
+/// an executor thread.
+pub async fn run_blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    actix_web::web::block(work).await?.map_err(Into::into)
+}

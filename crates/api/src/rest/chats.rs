@@ -1,0 +1,48 @@
+//! `GET /api/chats/` and `POST /api/chats/create/`
+
+use actix_web::{web, HttpResponse};
+use chat_domain::chat::Creation;
+
+use super::dto::{ChatDto, CreateChatRequest};
+use crate::auth::CurrentUser;
+use crate::error::{run_blocking, ApiError};
+use crate::state::AppState;
+
+/// The caller's chats, most recent activity first.
+///
+/// - `200 [ChatDto, ...]`
+/// - `401` without a valid token
+pub async fn list_chats(
+    CurrentUser(me): CurrentUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let chats = state.chats.clone();
+    let viewer = me.id;
+    let summaries = run_blocking(move || chats.list_chats(&me)).await?;
+    let body = summaries
+        .iter()
+        .map(|summary| ChatDto::for_viewer(summary, viewer))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Starts (or finds) the caller's chat with `user_id`.
+///
+/// - `201 ChatDto` when the chat is new, `200 ChatDto` when it existed
+/// - `400` when `user_id` is missing, not an integer, unknown, or the caller
+/// - `401` without a valid token
+pub async fn create_chat(
+    CurrentUser(me): CurrentUser,
+    request: web::Json<CreateChatRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let other = request.into_inner().try_into_domain()?;
+    let chats = state.chats.clone();
+    let viewer = me.id;
+    let created = run_blocking(move || chats.create_chat(&me, other)).await?;
+    let body = ChatDto::for_viewer(&created.summary, viewer)?;
+    Ok(match created.creation {
+        Creation::Created => HttpResponse::Created().json(body),
+        Creation::Existing => HttpResponse::Ok().json(body),
+    })
+}

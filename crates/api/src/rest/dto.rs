@@ -1,0 +1,171 @@
+//! Request and response bodies, exactly as `seed-api.md` and `CONTRACT.md`
+//! spell them. Domain types never (de)serialize themselves.
+
+use chat_domain::chat::{ChatSummary, DirectMessage};
+use chat_domain::user::{LoginSuccess, User, UserId};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// `created` in REST bodies: RFC 3339, UTC, `Z` suffix.
+pub fn rest_timestamp(time: &DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserDto {
+    pub id: i64,
+    pub username: String,
+}
+
+impl From<&User> for UserDto {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.get(),
+            username: user.username.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastMessageDto {
+    pub body: String,
+    pub created: String,
+    pub sender: String,
+}
+
+impl From<&DirectMessage> for LastMessageDto {
+    fn from(message: &DirectMessage) -> Self {
+        Self {
+            body: message.body.clone(),
+            created: rest_timestamp(&message.created),
+            sender: message.sender.username.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChatDto {
+    pub id: i64,
+    pub participants: Vec<UserDto>,
+    pub other_user: UserDto,
+    pub created: String,
+    pub last_message: Option<LastMessageDto>,
+    pub unread_count: u64,
+}
+
+impl ChatDto {
+    /// The chat as `viewer` (one of its participants) sees it.
+    pub fn for_viewer(summary: &ChatSummary, viewer: UserId) -> Result<Self, ApiError> {
+        let chat = &summary.chat;
+        let other = chat.participants.other_than(viewer).ok_or_else(|| {
+            ApiError::internal(format!("user {viewer} is not in chat {}", chat.id))
+        })?;
+        Ok(Self {
+            id: chat.id.get(),
+            participants: chat
+                .participants
+                .users()
+                .iter()
+                .map(UserDto::from)
+                .collect(),
+            other_user: other.into(),
+            created: rest_timestamp(&chat.created),
+            last_message: summary.last_message.as_ref().map(LastMessageDto::from),
+            unread_count: summary.unread_count,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CredentialsRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub user: UserDto,
+}
+
+impl From<&LoginSuccess> for LoginResponse {
+    fn from(success: &LoginSuccess) -> Self {
+        Self {
+            token: success.token.as_ref().to_owned(),
+            user: (&success.user).into(),
+        }
+    }
+}
+
+/// `{"user_id": 2}`. The id is taken as a JSON integer or a string of
+/// digits (form-minded clients send `"2"`); anything else is a `400`.
+#[derive(Debug, Deserialize)]
+pub struct CreateChatRequest {
+    #[serde(default)]
+    pub user_id: Option<serde_json::Value>,
+}
+
+impl CreateChatRequest {
+    pub fn try_into_domain(self) -> Result<UserId, ApiError> {
+        let invalid = || ApiError::BadRequest("user_id must be an integer user id".into());
+        match self.user_id {
+            None | Some(serde_json::Value::Null) => {
+                Err(ApiError::BadRequest("user_id is required".into()))
+            }
+            Some(serde_json::Value::Number(n)) => n.as_i64().map(UserId::new).ok_or_else(invalid),
+            Some(serde_json::Value::String(s)) => s
+                .trim()
+                .parse::<i64>()
+                .map(UserId::new)
+                .map_err(|_| invalid()),
+            Some(_) => Err(invalid()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn user_id(body: serde_json::Value) -> Result<UserId, String> {
+        serde_json::from_value::<CreateChatRequest>(body)
+            .map_err(|e| e.to_string())?
+            .try_into_domain()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn user_id_may_be_an_integer_or_a_string_of_digits() {
+        assert_eq!(user_id(json!({"user_id": 2})), Ok(UserId::new(2)));
+        assert_eq!(user_id(json!({"user_id": "2"})), Ok(UserId::new(2)));
+    }
+
+    #[test]
+    fn user_id_that_is_missing_or_not_an_integer_is_rejected() {
+        assert_eq!(user_id(json!({})), Err("user_id is required".into()));
+        assert_eq!(
+            user_id(json!({"user_id": null})),
+            Err("user_id is required".into())
+        );
+        for bad in [
+            json!(2.5),
+            json!("two"),
+            json!(true),
+            json!([2]),
+            json!({"id": 2}),
+            json!(1e300),
+        ] {
+            assert!(user_id(json!({ "user_id": bad })).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rest_timestamps_are_rfc3339_utc_with_z() {
+        let time = Utc.with_ymd_and_hms(2025, 5, 1, 12, 0, 0).unwrap();
+        assert_eq!(rest_timestamp(&time), "2025-05-01T12:00:00Z");
+    }
+}

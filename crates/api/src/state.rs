@@ -1,0 +1,47 @@
+//! What every handler can reach: the domain services, the broadcast hub and
+//! the limits.
+
+use std::time::Duration;
+
+use chat_domain::chat::{ChatService, MessageService};
+use chat_domain::user::AuthService;
+
+use crate::ws::Hub;
+
+/// Limits and timings of the HTTP and WebSocket adapters.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted REST request body; larger ones get `413`.
+    pub max_body_bytes: usize,
+    /// Largest accepted WebSocket frame; larger ones close the socket (1009).
+    pub max_frame_bytes: usize,
+    /// Frames a connection may have waiting to be written before it is
+    /// considered too slow and closed (1013).
+    pub outbound_queue: usize,
+    /// How often the server pings; a peer silent for two intervals is
+    /// dropped.
+    pub heartbeat_interval: Duration,
+    /// Messages fetched per query while replaying history.
+    pub history_page_size: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_frame_bytes: 64 * 1024,
+            outbound_queue: 1024,
+            heartbeat_interval: Duration::from_secs(30),
+            history_page_size: 200,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: AuthService,
+    pub chats: ChatService,
+    pub messages: MessageService,
+    pub hub: Hub,
+    pub config: ApiConfig,
+}

@@ -1,0 +1,173 @@
+//! The WebSocket wire format: what a client may send, and the frames the
+//! server writes.
+
+use bytestring::ByteString;
+use chat_domain::chat::DirectMessage;
+use serde::Serialize;
+
+/// The documented error text; a more specific one goes in `detail`.
+pub const GENERIC_ERROR: &str = "An error occurred while processing your message";
+
+/// `created` in WebSocket frames, as in the seed: `YYYY-MM-DD HH:MM:SS`, UTC.
+pub const WS_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+#[derive(Serialize)]
+struct MessageFrame<'a> {
+    message: MessageDto<'a>,
+}
+
+#[derive(Serialize)]
+struct MessageDto<'a> {
+    id: i64,
+    sender: &'a str,
+    body: &'a str,
+    created: String,
+    is_read: bool,
+}
+
+#[derive(Serialize)]
+struct ErrorFrame<'a> {
+    error: &'static str,
+    detail: &'a str,
+}
+
+/// `{"message": {"id", "sender", "body", "created", "is_read"}}`
+pub fn message_frame(message: &DirectMessage) -> ByteString {
+    let frame = MessageFrame {
+        message: MessageDto {
+            id: message.id.get(),
+            sender: message.sender.username.as_ref(),
+            body: &message.body,
+            created: message.created.format(WS_TIME_FORMAT).to_string(),
+            is_read: message.is_read,
+        },
+    };
+    to_frame(&frame)
+}
+
+/// `{"error": "An error occurred while processing your message", "detail": ...}`
+pub fn error_frame(detail: &str) -> ByteString {
+    to_frame(&ErrorFrame {
+        error: GENERIC_ERROR,
+        detail,
+    })
+}
+
+fn to_frame(value: &impl Serialize) -> ByteString {
+    // These structs hold only strings, integers and booleans, which always
+    // serialise; the fallback keeps the connection alive regardless.
+    serde_json::to_string(value)
+        .unwrap_or_else(|_| format!("{{\"error\":\"{GENERIC_ERROR}\"}}"))
+        .into()
+}
+
+/// Why an incoming text frame is not a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame is not valid JSON")]
+    NotJson,
+    #[error("frame must be a JSON object like {{\"body\": \"...\"}}")]
+    NotAnObject,
+    #[error("frame has no \"body\" field")]
+    MissingBody,
+    #[error("\"body\" must be a string")]
+    BodyNotAString,
+}
+
+/// The `body` of a `{"body": "..."}` frame. Other fields are ignored, as the
+/// seed's server ignored them. Length and emptiness are domain rules,
+/// checked by the message service.
+pub fn parse_send_frame(text: &str) -> Result<String, FrameError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| FrameError::NotJson)?;
+    let serde_json::Value::Object(mut fields) = value else {
+        return Err(FrameError::NotAnObject);
+    };
+    match fields.remove("body") {
+        Some(serde_json::Value::String(body)) => Ok(body),
+        Some(_) => Err(FrameError::BodyNotAString),
+        None => Err(FrameError::MissingBody),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_domain::chat::{ChatId, MessageId};
+    use chat_domain::user::{User, UserId, Username};
+    use chrono::{TimeZone, Utc};
+    use serde_json::{json, Value};
+
+    #[test]
+    fn a_message_frame_has_the_documented_shape() {
+        let message = DirectMessage {
+            id: MessageId::new(123),
+            chat_id: ChatId::new(1),
+            sender: User {
+                id: UserId::new(1),
+                username: Username::parse("user1").unwrap(),
+            },
+            body: "Hello, how are you?".into(),
+            created: Utc.with_ymd_and_hms(2025, 5, 2, 10, 45, 30).unwrap(),
+            is_read: false,
+        };
+        let frame: Value = serde_json::from_str(&message_frame(&message)).unwrap();
+        assert_eq!(
+            frame,
+            json!({"message": {"id": 123, "sender": "user1", "body": "Hello, how are you?",
+                               "created": "2025-05-02 10:45:30", "is_read": false}})
+        );
+    }
+
+    #[test]
+    fn an_error_frame_carries_the_documented_text() {
+        let frame: Value = serde_json::from_str(&error_frame("why")).unwrap();
+        assert_eq!(frame["error"], GENERIC_ERROR);
+        assert_eq!(frame["detail"], "why");
+    }
+
+    #[test]
+    fn the_body_is_taken_verbatim() {
+        assert_eq!(
+            parse_send_frame(r#"{"body": "  hi \u0000 👋 "}"#),
+            Ok("  hi \u{0} 👋 ".into())
+        );
+        assert_eq!(
+            parse_send_frame(r#"{"body": "x", "extra": [1]}"#),
+            Ok("x".into())
+        );
+        // Emptiness is the domain's call, not the parser's.
+        assert_eq!(parse_send_frame(r#"{"body": ""}"#), Ok(String::new()));
+    }
+
+    #[test]
+    fn malformed_frames_are_told_apart() {
+        assert_eq!(parse_send_frame("hello"), Err(FrameError::NotJson));
+        assert_eq!(parse_send_frame(""), Err(FrameError::NotJson));
+        assert_eq!(
+            parse_send_frame(r#"{"body": "x""#),
+            Err(FrameError::NotJson)
+        );
+        assert_eq!(
+            parse_send_frame(r#"["body"]"#),
+            Err(FrameError::NotAnObject)
+        );
+        assert_eq!(parse_send_frame(r#""body""#), Err(FrameError::NotAnObject));
+        assert_eq!(parse_send_frame("null"), Err(FrameError::NotAnObject));
+        assert_eq!(
+            parse_send_frame(r#"{"text": "x"}"#),
+            Err(FrameError::MissingBody)
+        );
+        for bad in ["1", "null", "true", "[\"x\"]", "{\"a\": 1}"] {
+            assert_eq!(
+                parse_send_frame(&format!("{{\"body\": {bad}}}")),
+                Err(FrameError::BodyNotAString)
+            );
+        }
+    }
+
+    #[test]
+    fn deeply_nested_input_is_an_error_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(parse_send_frame(&deep), Err(FrameError::NotJson));
+    }
+}

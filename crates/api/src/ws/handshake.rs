@@ -1,0 +1,60 @@
+//! `GET /ws/chat/<chat_id>/`: the checks that run before a socket opens.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chat_domain::chat::ChatId;
+use serde::Deserialize;
+
+use super::session;
+use crate::auth::{bearer_token, extractor::authenticate};
+use crate::error::{run_blocking, ApiError};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Upgrades to a chat socket once the caller is authenticated, the chat
+/// exists and the caller is in it.
+///
+/// - `101` and the session starts
+/// - `401` without a valid token (from `Authorization: Bearer` or `?token=`)
+/// - `404` when the chat does not exist
+/// - `403` when the caller is not a participant
+/// - `400` when the request is not a WebSocket upgrade
+pub async fn chat_socket(
+    req: HttpRequest,
+    body: web::Payload,
+    chat_id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let token = match bearer_token(&req)? {
+        Some(token) => token,
+        None => web::Query::<TokenQuery>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.into_inner().token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "authentication required: send 'Authorization: Bearer <token>' or ?token=<token>".into(),
+                )
+            })?,
+    };
+    let user = authenticate(&state, token).await?;
+    // A non-numeric id names no chat.
+    let chat_id = chat_id
+        .parse::<i64>()
+        .map(ChatId::new)
+        .map_err(|_| ApiError::NotFound("chat not found".into()))?;
+    let chats = state.chats.clone();
+    let chat = run_blocking(move || chats.open_chat(user, chat_id)).await?;
+
+    let (response, socket, stream) = actix_ws::handle(&req, body)
+        .map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
+    let stream = stream
+        .max_frame_size(state.config.max_frame_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(state.config.max_frame_bytes);
+    actix_web::rt::spawn(session::run(socket, stream, chat, state.into_inner()));
+    Ok(response)
+}

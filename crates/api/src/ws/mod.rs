@@ -1,0 +1,10 @@
+//! WebSocket chat: the handshake (`GET /ws/chat/<id>/`), one session task
+//! per connection, and the hub that fans committed messages out.
+
+pub mod frames;
+pub mod handshake;
+pub mod hub;
+pub mod session;
+
+pub use handshake::chat_socket;
+pub use hub::Hub;
