@@ -1,1 +1,42 @@
-//! placeholder
+//! The domain's repository ports ([`UserRepository`], [`ChatRepository`],
+//! [`MessageRepository`]) implemented with Diesel on SQLite or PostgreSQL.
+//!
+//! [`Database::connect`] picks the backend from the URL, applies the embedded
+//! migrations (`migrations/{sqlite,postgres}` at the workspace root) and
+//! returns a cloneable handle around an r2d2 pool. Each backend is a cargo
+//! feature; both may be built in together.
+//!
+//! Where the SQL lives:
+//! - `schema.rs`: the tables, one portable description for both backends;
+//! - `users.rs`, `chats.rs`, `messages.rs`: one file per port, Diesel DSL
+//!   everywhere except the chat list, which is one hand-written statement;
+//! - `models.rs`: row structs and insert forms, converted to domain types at
+//!   the boundary;
+//! - `database.rs`: opening, per-connection settings, migrations, and the
+//!   `with_conn!` macro that runs a query body on whichever backend the
+//!   pool holds.
+//!
+//! Every call is blocking; the api layer runs them off the async executor.
+//!
+//! The `testing` feature adds [`testing::TestDatabase`]: a fresh database per
+//! test, for this crate's tests and the server's.
+//!
+//! [`UserRepository`]: chat_domain::user::UserRepository
+//! [`ChatRepository`]: chat_domain::chat::ChatRepository
+//! [`MessageRepository`]: chat_domain::chat::MessageRepository
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("chat-persistence needs a backend: enable the `sqlite` and/or `postgres` feature");
+
+mod chats;
+mod database;
+mod error;
+mod messages;
+mod models;
+mod schema;
+mod users;
+
+pub use database::{Backend, Database, DatabaseError, DatabaseOptions};
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,465 @@
+//! Opening a database: URL parsing, per-connection settings, migrations, the
+//! connection pool, and the macro that runs a query on whichever backend the
+//! pool holds.
+
+use std::fmt;
+use std::time::Duration;
+
+use diesel::r2d2::{ConnectionManager, HandleError, Pool};
+use diesel::{Connection, QueryResult};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+#[cfg(feature = "postgres")]
+use diesel::PgConnection;
+#[cfg(feature = "sqlite")]
+use {diesel::connection::SimpleConnection, diesel::SqliteConnection, std::path::Path};
+
+#[cfg(feature = "sqlite")]
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+#[cfg(feature = "postgres")]
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// How long a SQLite statement waits for another connection's write lock
+/// before failing with "database is locked".
+#[cfg(feature = "sqlite")]
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// Which database engine a [`Database`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        })
+    }
+}
+
+/// Pool settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseOptions {
+    /// Most connections the pool holds open (at least 1).
+    pub max_connections: u32,
+    /// How long to wait for a connection, both when connecting to
+    /// PostgreSQL and when every pooled connection is busy; after that a
+    /// call fails as `RepositoryError::Unavailable`. Must not be zero.
+    pub connect_timeout: Duration,
+}
+
+impl Default for DatabaseOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why [`Database::connect`] failed. Each message carries its cause, so
+/// printing the error alone says what to fix. No message repeats the URL,
+/// which may hold a password.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    #[error("this build has no {0} support: rebuild with the `{0}` cargo feature")]
+    BackendNotBuilt(Backend),
+    #[error("invalid database options: {0}")]
+    InvalidOptions(&'static str),
+    #[error("cannot create the directory {path} for the SQLite database: {cause}")]
+    CreateDirectory { path: String, cause: std::io::Error },
+    #[error("cannot connect to the {backend} database: {cause}")]
+    Connect { backend: Backend, cause: String },
+    #[error("cannot migrate the {backend} database: {cause}")]
+    Migration { backend: Backend, cause: String },
+}
+
+/// One pool per backend; the variant is chosen once, by the URL.
+#[derive(Clone)]
+pub(crate) enum Pools {
+    #[cfg(feature = "sqlite")]
+    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+    #[cfg(feature = "postgres")]
+    Postgres(Pool<ConnectionManager<PgConnection>>),
+}
+
+/// A migrated database behind a connection pool. Cheap to clone: clones
+/// share the pool. Implements the domain's repository ports.
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) pools: Pools,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Opens the database at `url`, applies the embedded migrations and
+    /// returns a ready pool.
+    ///
+    /// `url` is `sqlite://<path>` (`sqlite:///abs/path.db` for an absolute
+    /// path), a bare file path (SQLite), or `postgres://...` /
+    /// `postgresql://...`. A missing SQLite file and its directory are
+    /// created.
+    pub fn connect(url: &str, options: &DatabaseOptions) -> Result<Database, DatabaseError> {
+        if options.max_connections == 0 {
+            return Err(DatabaseError::InvalidOptions(
+                "max_connections must be at least 1",
+            ));
+        }
+        if options.connect_timeout.is_zero() {
+            return Err(DatabaseError::InvalidOptions(
+                "connect_timeout must be longer than zero",
+            ));
+        }
+        match Target::parse(url)? {
+            #[cfg(feature = "sqlite")]
+            Target::Sqlite(path) => connect_sqlite(path, options),
+            #[cfg(not(feature = "sqlite"))]
+            Target::Sqlite(_) => Err(DatabaseError::BackendNotBuilt(Backend::Sqlite)),
+            #[cfg(feature = "postgres")]
+            Target::Postgres(url) => connect_postgres(url, options),
+            #[cfg(not(feature = "postgres"))]
+            Target::Postgres(_) => Err(DatabaseError::BackendNotBuilt(Backend::Postgres)),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match &self.pools {
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite(_) => Backend::Sqlite,
+            #[cfg(feature = "postgres")]
+            Pools::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// What a URL points at, decided by its scheme alone.
+#[derive(Debug, PartialEq, Eq)]
+enum Target<'a> {
+    /// A file path.
+    Sqlite(&'a str),
+    /// The whole URL, as libpq takes it.
+    Postgres(&'a str),
+}
+
+impl<'a> Target<'a> {
+    fn parse(url: &'a str) -> Result<Self, DatabaseError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url));
+        }
+        let path = if let Some(path) = url.strip_prefix("sqlite://") {
+            path
+        } else if let Some(path) = url.strip_prefix("sqlite:") {
+            path
+        } else if let Some((scheme, _)) = url.split_once("://") {
+            return Err(DatabaseError::InvalidUrl(format!(
+                "unsupported scheme `{scheme}`: expected sqlite://, postgres:// or a file path"
+            )));
+        } else {
+            url
+        };
+        if path.is_empty() {
+            return Err(DatabaseError::InvalidUrl(
+                "the SQLite URL has no file path".to_owned(),
+            ));
+        }
+        if path == ":memory:" {
+            // Every pooled connection would open its own empty database.
+            return Err(DatabaseError::InvalidUrl(
+                "in-memory SQLite is not supported; give a file path".to_owned(),
+            ));
+        }
+        Ok(Self::Sqlite(path))
+    }
+}
+
+/// Runs `$body` with `$conn` bound to a connection checked out of whichever
+/// pool `$db` holds, and evaluates to `Result<T, StoreError>`.
+///
+/// `$body` is the body of a closure returning `QueryResult<T>`: `?` and
+/// `return` act on it, not on the calling function. It is expanded once per
+/// backend, so it type-checks against each concrete connection type:
+/// backend-specific DSL (RETURNING, ON CONFLICT) is checked for every
+/// backend built in, without a generic bound in sight.
+macro_rules! with_conn {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match &$db.pools {
+            #[cfg(feature = "sqlite")]
+            $crate::database::Pools::Sqlite(pool) => match pool.get() {
+                Ok(mut pooled) => {
+                    let $conn: &mut ::diesel::SqliteConnection = &mut pooled;
+                    // The closure is the scope of `?` and `return` in `$body`.
+                    #[allow(clippy::redundant_closure_call)]
+                    let result = (|| -> ::diesel::QueryResult<_> { $body })();
+                    result.map_err($crate::error::StoreError::Query)
+                }
+                Err(e) => Err($crate::error::StoreError::Pool(e)),
+            },
+            #[cfg(feature = "postgres")]
+            $crate::database::Pools::Postgres(pool) => match pool.get() {
+                Ok(mut pooled) => {
+                    let $conn: &mut ::diesel::PgConnection = &mut pooled;
+                    // The closure is the scope of `?` and `return` in `$body`.
+                    #[allow(clippy::redundant_closure_call)]
+                    let result = (|| -> ::diesel::QueryResult<_> { $body })();
+                    result.map_err($crate::error::StoreError::Query)
+                }
+                Err(e) => Err($crate::error::StoreError::Pool(e)),
+            },
+        }
+    };
+}
+pub(crate) use with_conn;
+
+/// A transaction for a unit of work that writes.
+pub(crate) trait WriteTransaction: Connection {
+    fn write_transaction<T, F>(&mut self, f: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut Self) -> QueryResult<T>;
+}
+
+#[cfg(feature = "sqlite")]
+impl WriteTransaction for SqliteConnection {
+    /// `BEGIN IMMEDIATE` takes the write lock up front (waiting out the busy
+    /// timeout). A deferred transaction that reads first and then writes
+    /// fails with SQLITE_BUSY at once if another writer got in between.
+    fn write_transaction<T, F>(&mut self, f: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut Self) -> QueryResult<T>,
+    {
+        self.immediate_transaction(f)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl WriteTransaction for PgConnection {
+    /// READ COMMITTED: each statement sees what committed before it, and an
+    /// `ON CONFLICT` insert waits for a concurrent insert of the same key.
+    fn write_transaction<T, F>(&mut self, f: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut Self) -> QueryResult<T>,
+    {
+        self.transaction(f)
+    }
+}
+
+/// Sends r2d2's connection failures (it retries in the background) to
+/// `tracing` instead of the `log` crate.
+#[derive(Debug)]
+struct LogConnectionErrors;
+
+impl<E: std::error::Error> HandleError<E> for LogConnectionErrors {
+    fn handle_error(&self, error: E) {
+        tracing::warn!(%error, "opening a database connection failed");
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, DatabaseError> {
+    let backend = Backend::Sqlite;
+    let connect_error = |cause: String| DatabaseError::Connect { backend, cause };
+
+    if let Some(dir) = Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|cause| DatabaseError::CreateDirectory {
+            path: dir.display().to_string(),
+            cause,
+        })?;
+    }
+
+    // One connection first, outside the pool: it reports the real error,
+    // switches the file to WAL, and migrates before anyone else connects.
+    let mut conn = SqliteConnection::establish(path).map_err(|e| connect_error(e.to_string()))?;
+    configure_sqlite(&mut conn).map_err(|e| connect_error(e.to_string()))?;
+    // WAL lets readers run alongside the one writer. The mode is stored in
+    // the file, so setting it once is enough; doing it in the per-connection
+    // hook races while the pool opens connections in parallel.
+    conn.batch_execute("PRAGMA journal_mode = WAL")
+        .map_err(|e| connect_error(e.to_string()))?;
+    migrate(&mut conn, SQLITE_MIGRATIONS, backend)?;
+    drop(conn);
+
+    let pool = Pool::builder()
+        .max_size(options.max_connections)
+        .connection_timeout(options.connect_timeout)
+        // A connection to a local file does not drop; skip the `SELECT 1`.
+        .test_on_check_out(false)
+        .connection_customizer(Box::new(SqliteSetup))
+        .error_handler(Box::new(LogConnectionErrors))
+        .build(ConnectionManager::<SqliteConnection>::new(path))
+        .map_err(|e| connect_error(e.to_string()))?;
+    Ok(Database {
+        pools: Pools::Sqlite(pool),
+    })
+}
+
+/// Settings SQLite keeps per connection, applied to every pooled one.
+#[cfg(feature = "sqlite")]
+fn configure_sqlite(conn: &mut SqliteConnection) -> QueryResult<()> {
+    conn.batch_execute(&format!(
+        // busy_timeout first, so the rest waits for locks instead of failing.
+        // foreign_keys is off by default in SQLite. synchronous=NORMAL is
+        // durable in WAL mode except for the last commits on power loss.
+        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
+         PRAGMA foreign_keys = ON;
+         PRAGMA synchronous = NORMAL;"
+    ))
+}
+
+#[cfg(feature = "sqlite")]
+#[derive(Debug)]
+struct SqliteSetup;
+
+#[cfg(feature = "sqlite")]
+impl diesel::r2d2::CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqliteSetup {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        configure_sqlite(conn).map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn connect_postgres(url: &str, options: &DatabaseOptions) -> Result<Database, DatabaseError> {
+    let backend = Backend::Postgres;
+    let connect_error = |cause: String| DatabaseError::Connect { backend, cause };
+    let url = with_connect_timeout(url, options.connect_timeout);
+
+    // One connection first, outside the pool: libpq's own message ("connection
+    // refused", "password authentication failed") reaches the caller at once,
+    // and migrations run before the pool opens.
+    let mut conn = PgConnection::establish(&url).map_err(|e| connect_error(e.to_string()))?;
+    migrate(&mut conn, POSTGRES_MIGRATIONS, backend)?;
+    drop(conn);
+
+    let pool = Pool::builder()
+        .max_size(options.max_connections)
+        .connection_timeout(options.connect_timeout)
+        .error_handler(Box::new(LogConnectionErrors))
+        .build(ConnectionManager::<PgConnection>::new(url))
+        .map_err(|e| connect_error(e.to_string()))?;
+    Ok(Database {
+        pools: Pools::Postgres(pool),
+    })
+}
+
+/// Adds libpq's `connect_timeout` (whole seconds) unless the URL sets one, so
+/// an unreachable host fails within the configured time instead of TCP's.
+#[cfg(any(feature = "postgres", test))]
+fn with_connect_timeout(url: &str, timeout: Duration) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let seconds = timeout.as_secs().max(1);
+    format!("{url}{separator}connect_timeout={seconds}")
+}
+
+fn migrate<C>(
+    conn: &mut C,
+    migrations: EmbeddedMigrations,
+    backend: Backend,
+) -> Result<(), DatabaseError>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    let applied =
+        conn.run_pending_migrations(migrations)
+            .map_err(|e| DatabaseError::Migration {
+                backend,
+                cause: e.to_string(),
+            })?;
+    tracing::info!(%backend, applied = applied.len(), "database migrated");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_the_backend_by_scheme() {
+        assert_eq!(
+            Target::parse("sqlite://data/chat.db").unwrap(),
+            Target::Sqlite("data/chat.db")
+        );
+        assert_eq!(
+            Target::parse("sqlite:///var/lib/chat.db").unwrap(),
+            Target::Sqlite("/var/lib/chat.db")
+        );
+        assert_eq!(
+            Target::parse("sqlite:chat.db").unwrap(),
+            Target::Sqlite("chat.db")
+        );
+        assert_eq!(
+            Target::parse("./chat.db").unwrap(),
+            Target::Sqlite("./chat.db")
+        );
+        assert_eq!(
+            Target::parse("postgres://u@h/db").unwrap(),
+            Target::Postgres("postgres://u@h/db")
+        );
+        assert_eq!(
+            Target::parse("postgresql://u@h/db").unwrap(),
+            Target::Postgres("postgresql://u@h/db")
+        );
+    }
+
+    #[test]
+    fn unknown_schemes_and_empty_or_memory_paths_are_refused() {
+        for url in [
+            "mysql://u@h/db",
+            "sqlite://",
+            "",
+            "sqlite::memory:",
+            ":memory:",
+        ] {
+            assert!(
+                matches!(Target::parse(url), Err(DatabaseError::InvalidUrl(_))),
+                "{url:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn the_url_error_does_not_echo_credentials() {
+        let message = Target::parse("mysql://user:hunter2@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn a_connect_timeout_is_added_unless_present() {
+        let five = Duration::from_secs(5);
+        assert_eq!(
+            with_connect_timeout("postgres://h/db", five),
+            "postgres://h/db?connect_timeout=5"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?sslmode=disable", five),
+            "postgres://h/db?sslmode=disable&connect_timeout=5"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?connect_timeout=1", five),
+            "postgres://h/db?connect_timeout=1"
+        );
+    }
+
+    #[test]
+    fn backends_display_as_their_feature_names() {
+        assert_eq!(Backend::Sqlite.to_string(), "sqlite");
+        assert_eq!(Backend::Postgres.to_string(), "postgres");
+    }
+}

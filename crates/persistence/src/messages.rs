@@ -1,0 +1,125 @@
+//! [`MessageRepository`]: storing messages, history pages, read cursors.
+//!
+//! Read state is one cursor per participant (`last_read_message_id`): a
+//! message is read iff its id is at or below the cursor of the participant
+//! who did not send it. Marking read moves one cursor, whatever the number of
+//! messages. Ids only grow, so a message stored after the cursor was set is
+//! unread.
+
+use chat_domain::chat::{ChatId, DirectMessage, MessageId, MessageRepository, NewMessage};
+use chat_domain::user::UserId;
+use chat_domain::RepositoryError;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::database::{with_conn, Database};
+use crate::models::{now, user_from_row, MessageParts, NewMessageRow};
+use crate::schema::{direct_chat_participants as participants, direct_messages, users};
+
+impl MessageRepository for Database {
+    fn insert_message(&self, message: &NewMessage) -> Result<DirectMessage, RepositoryError> {
+        let row = NewMessageRow {
+            chat_id: message.chat_id.get(),
+            sender_id: message.sender.id.get(),
+            body: message.body.as_ref(),
+            created: now(),
+        };
+        // One autocommitted statement: the message is durable once this
+        // returns.
+        let id = with_conn!(self, |conn| diesel::insert_into(direct_messages::table)
+            .values(&row)
+            .returning(direct_messages::id)
+            .get_result::<i64>(conn))?;
+        let parts = MessageParts {
+            id,
+            chat_id: row.chat_id,
+            body: row.body.to_owned(),
+            created: row.created,
+        };
+        // Cursors only ever point at messages that existed when they were
+        // set, and ids only grow: a new message is unread.
+        Ok(parts.into_domain(message.sender.clone(), None))
+    }
+
+    fn history_page(
+        &self,
+        chat: ChatId,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DirectMessage>, RepositoryError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Ids start at 1, so "after nothing" is "after 0".
+        let after = after.map_or(0, MessageId::get);
+
+        // Keyset paging on the (chat_id, id) index. The participant join
+        // finds the recipient of each message, whose cursor says whether it
+        // was read.
+        let rows = with_conn!(self, |conn| direct_messages::table
+            .inner_join(users::table.on(users::id.eq(direct_messages::sender_id)))
+            .inner_join(
+                participants::table.on(participants::chat_id
+                    .eq(direct_messages::chat_id)
+                    .and(participants::user_id.ne(direct_messages::sender_id))),
+            )
+            .filter(direct_messages::chat_id.eq(chat.get()))
+            .filter(direct_messages::id.gt(after))
+            .order(direct_messages::id.asc())
+            .limit(limit)
+            .select((
+                direct_messages::id,
+                direct_messages::body,
+                direct_messages::created,
+                (users::id, users::username),
+                participants::last_read_message_id,
+            ))
+            .load::<(i64, String, NaiveDateTime, (i64, String), Option<i64>)>(conn))?;
+
+        rows.into_iter()
+            .map(|(id, body, created, sender, recipient_cursor)| {
+                let parts = MessageParts {
+                    id,
+                    chat_id: chat.get(),
+                    body,
+                    created,
+                };
+                Ok(parts.into_domain(user_from_row(sender)?, recipient_cursor))
+            })
+            .collect()
+    }
+
+    fn mark_read(
+        &self,
+        chat: ChatId,
+        reader: UserId,
+        up_to: MessageId,
+    ) -> Result<(), RepositoryError> {
+        let cursor = participants::last_read_message_id;
+        with_conn!(self, |conn| {
+            // The cursor lands on the newest message at or before `up_to`, never
+            // beyond the chat's messages: an oversized `up_to` must not mark
+            // messages that do not exist yet.
+            let newest = direct_messages::table
+                .filter(direct_messages::chat_id.eq(chat.get()))
+                .filter(direct_messages::id.le(up_to.get()))
+                .select(diesel::dsl::max(direct_messages::id))
+                .first::<Option<i64>>(conn)?;
+            let Some(newest) = newest else {
+                return Ok(0);
+            };
+            // Forward only: the condition is part of the UPDATE, so concurrent
+            // calls cannot leave the smaller value behind.
+            diesel::update(
+                participants::table
+                    .filter(participants::chat_id.eq(chat.get()))
+                    .filter(participants::user_id.eq(reader.get()))
+                    .filter(cursor.is_null().or(cursor.lt(newest))),
+            )
+            .set(cursor.eq(newest))
+            .execute(conn)
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,107 @@
+//! Rows as stored, insert forms, and their conversion to domain types.
+//!
+//! Kept apart from the domain types on purpose: the tables may change shape
+//! (a read cursor here, a pair column there) without the domain noticing.
+
+use chat_domain::chat::{ChatId, DirectChat, DirectMessage, MessageId, Participants};
+use chat_domain::user::{User, UserId, Username};
+use chat_domain::RepositoryError;
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use diesel::prelude::*;
+
+use crate::error::corrupt;
+use crate::schema::{direct_chat_participants, direct_chats, direct_messages, users};
+
+/// The current time as stored: UTC, truncated to microseconds (PostgreSQL's
+/// precision), so that a value reads back exactly as it was written.
+pub(crate) fn now() -> NaiveDateTime {
+    Utc::now().trunc_subsecs(6).naive_utc()
+}
+
+pub(crate) fn to_utc(stored: NaiveDateTime) -> DateTime<Utc> {
+    stored.and_utc()
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub(crate) struct NewUserRow<'a> {
+    pub username: &'a str,
+    pub password_hash: &'a str,
+    pub created: NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = direct_chats)]
+pub(crate) struct NewChatRow {
+    pub user_low_id: i64,
+    pub user_high_id: i64,
+    pub created: NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = direct_chat_participants)]
+pub(crate) struct NewParticipantRow {
+    pub chat_id: i64,
+    pub user_id: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = direct_messages)]
+pub(crate) struct NewMessageRow<'a> {
+    pub chat_id: i64,
+    pub sender_id: i64,
+    pub body: &'a str,
+    pub created: NaiveDateTime,
+}
+
+/// A user's public face: `(id, username)`.
+pub(crate) type UserRow = (i64, String);
+
+pub(crate) fn user_from_row((id, username): UserRow) -> Result<User, RepositoryError> {
+    let username =
+        Username::parse(&username).map_err(|e| corrupt(format_args!("user {id}: {e}")))?;
+    Ok(User {
+        id: UserId::new(id),
+        username,
+    })
+}
+
+/// A chat with both users, however the query that found it was shaped.
+pub(crate) fn chat_from_parts(
+    id: i64,
+    created: NaiveDateTime,
+    low: User,
+    high: User,
+) -> Result<DirectChat, RepositoryError> {
+    let participants =
+        Participants::new(low, high).map_err(|e| corrupt(format_args!("chat {id}: {e}")))?;
+    Ok(DirectChat {
+        id: ChatId::new(id),
+        participants,
+        created: to_utc(created),
+    })
+}
+
+/// A stored message, before its sender is resolved to a [`User`] and its
+/// read state is derived.
+pub(crate) struct MessageParts {
+    pub id: i64,
+    pub chat_id: i64,
+    pub body: String,
+    pub created: NaiveDateTime,
+}
+
+impl MessageParts {
+    /// `recipient_cursor` is the `last_read_message_id` of the participant
+    /// who did not send the message: it is read iff its id is at or below.
+    pub(crate) fn into_domain(self, sender: User, recipient_cursor: Option<i64>) -> DirectMessage {
+        DirectMessage {
+            id: MessageId::new(self.id),
+            chat_id: ChatId::new(self.chat_id),
+            sender,
+            body: self.body,
+            created: to_utc(self.created),
+            is_read: recipient_cursor.is_some_and(|cursor| self.id <= cursor),
+        }
+    }
+}

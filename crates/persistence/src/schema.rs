@@ -1,0 +1,48 @@
+//! The tables, written by hand to match both migration directories.
+//!
+//! Ids are `BigInt` on both backends: PostgreSQL stores BIGINT, SQLite's
+//! INTEGER is already 64 bits. Timestamps are `Timestamp` (a naive UTC time)
+//! on both, so this one file serves either backend.
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        password_hash -> Text,
+        created -> Timestamp,
+    }
+}
+
+diesel::table! {
+    direct_chats (id) {
+        id -> BigInt,
+        user_low_id -> BigInt,
+        user_high_id -> BigInt,
+        created -> Timestamp,
+    }
+}
+
+diesel::table! {
+    direct_chat_participants (chat_id, user_id) {
+        chat_id -> BigInt,
+        user_id -> BigInt,
+        last_read_message_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    direct_messages (id) {
+        id -> BigInt,
+        chat_id -> BigInt,
+        sender_id -> BigInt,
+        body -> Text,
+        created -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    direct_chats,
+    direct_chat_participants,
+    direct_messages,
+);

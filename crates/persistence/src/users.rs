@@ -1,0 +1,76 @@
+//! [`UserRepository`]: accounts.
+
+use chat_domain::user::{
+    CreateUserError, NewUser, PasswordHash, StoredCredentials, User, UserId, UserRepository,
+    Username,
+};
+use chat_domain::RepositoryError;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::database::{with_conn, Database};
+use crate::error::StoreError;
+use crate::models::{now, user_from_row, NewUserRow, UserRow};
+use crate::schema::users;
+
+impl UserRepository for Database {
+    fn create_user(&self, new_user: &NewUser) -> Result<User, CreateUserError> {
+        let row = NewUserRow {
+            username: new_user.username.as_ref(),
+            password_hash: new_user.password_hash.as_ref(),
+            created: now(),
+        };
+        let id = with_conn!(self, |conn| diesel::insert_into(users::table)
+            .values(&row)
+            .returning(users::id)
+            .get_result::<i64>(conn));
+        match id {
+            Ok(id) => Ok(User {
+                id: UserId::new(id),
+                username: new_user.username.clone(),
+            }),
+            // `username` is the only unique column besides the generated id.
+            Err(StoreError::Query(DieselError::DatabaseError(
+                DatabaseErrorKind::UniqueViolation,
+                _,
+            ))) => Err(CreateUserError::Duplicate),
+            Err(e) => Err(RepositoryError::from(e).into()),
+        }
+    }
+
+    fn find_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<StoredCredentials>, RepositoryError> {
+        let row = with_conn!(self, |conn| users::table
+            .filter(users::username.eq(username.as_ref()))
+            .select((users::id, users::username, users::password_hash))
+            .first::<(i64, String, String)>(conn)
+            .optional())?;
+        row.map(|(id, name, hash)| {
+            Ok(StoredCredentials {
+                user: user_from_row((id, name))?,
+                password_hash: PasswordHash::new(hash),
+            })
+        })
+        .transpose()
+    }
+
+    fn find_user(&self, id: UserId) -> Result<Option<User>, RepositoryError> {
+        let row = with_conn!(self, |conn| users::table
+            .find(id.get())
+            .select((users::id, users::username))
+            .first::<UserRow>(conn)
+            .optional())?;
+        row.map(user_from_row).transpose()
+    }
+
+    fn list_users_except(&self, id: UserId) -> Result<Vec<User>, RepositoryError> {
+        let rows = with_conn!(self, |conn| users::table
+            .filter(users::id.ne(id.get()))
+            .order(users::id.asc())
+            .select((users::id, users::username))
+            .load::<UserRow>(conn))?;
+        rows.into_iter().map(user_from_row).collect()
+    }
+}
