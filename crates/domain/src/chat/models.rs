@@ -74,8 +74,10 @@ impl Default for MessageLimit {
     }
 }
 
-/// The text of a message as the sender wrote it: non-empty and within the
-/// limit, stored and returned byte for byte (no trimming, no normalisation).
+/// The text of a message as the sender wrote it: non-empty, within the limit
+/// and free of NUL characters (PostgreSQL cannot store them in text, and no
+/// backend should hold what another refuses); stored and returned byte for
+/// byte (no trimming, no normalisation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageBody(String);
 
@@ -85,6 +87,8 @@ pub enum MessageBodyError {
     Empty,
     #[error("message body may be at most {max} characters long (got {actual})")]
     TooLong { max: usize, actual: usize },
+    #[error("message body may not contain the NUL character (U+0000)")]
+    ContainsNul,
 }
 
 impl MessageBody {
@@ -98,6 +102,9 @@ impl MessageBody {
                 max: limit.max_chars(),
                 actual,
             });
+        }
+        if raw.contains('\0') {
+            return Err(MessageBodyError::ContainsNul);
         }
         Ok(Self(raw.to_owned()))
     }
@@ -237,6 +244,15 @@ mod tests {
             MessageBody::parse("", MessageLimit::DEFAULT),
             Err(MessageBodyError::Empty)
         );
+    }
+
+    #[test]
+    fn a_nul_character_is_rejected_but_other_control_characters_are_kept() {
+        assert_eq!(
+            MessageBody::parse("a\0b", MessageLimit::DEFAULT),
+            Err(MessageBodyError::ContainsNul)
+        );
+        assert!(MessageBody::parse("\u{1}\u{1f}\u{7f}", MessageLimit::DEFAULT).is_ok());
     }
 
     #[test]
