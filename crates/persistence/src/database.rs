@@ -227,6 +227,13 @@ pub(crate) trait WriteTransaction: Connection {
     fn write_transaction<T, F>(&mut self, f: F) -> QueryResult<T>
     where
         F: FnOnce(&mut Self) -> QueryResult<T>;
+
+    /// Inside a write transaction: holds off other appends to `chat_id`
+    /// until this transaction ends, so that within a chat message ids are
+    /// committed in increasing order. History pages and the sessions'
+    /// "already replayed up to id N" rely on that: without it, a message
+    /// with a smaller id could become visible after a larger one was read.
+    fn lock_chat_for_append(&mut self, chat_id: i64) -> QueryResult<()>;
 }
 
 #[cfg(feature = "sqlite")]
@@ -240,6 +247,12 @@ impl WriteTransaction for SqliteConnection {
     {
         self.immediate_transaction(f)
     }
+
+    /// Nothing to do: `BEGIN IMMEDIATE` already holds the database's single
+    /// write lock.
+    fn lock_chat_for_append(&mut self, _chat_id: i64) -> QueryResult<()> {
+        Ok(())
+    }
 }
 
 #[cfg(feature = "postgres")]
@@ -251,6 +264,20 @@ impl WriteTransaction for PgConnection {
         F: FnOnce(&mut Self) -> QueryResult<T>,
     {
         self.transaction(f)
+    }
+
+    /// `SELECT ... FOR UPDATE` on the chat row: appends to one chat queue
+    /// up behind each other (the id is drawn from the sequence after the
+    /// lock), appends to different chats do not.
+    fn lock_chat_for_append(&mut self, chat_id: i64) -> QueryResult<()> {
+        use crate::schema::direct_chats;
+        use diesel::prelude::*;
+        direct_chats::table
+            .filter(direct_chats::id.eq(chat_id))
+            .select(direct_chats::id)
+            .for_update()
+            .load::<i64>(self)
+            .map(drop)
     }
 }
 

@@ -12,7 +12,7 @@ use chat_domain::RepositoryError;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::database::{with_conn, Database};
+use crate::database::{with_conn, Database, WriteTransaction as _};
 use crate::models::{now, user_from_row, MessageParts, NewMessageRow};
 use crate::schema::{direct_chat_participants as participants, direct_messages, users};
 
@@ -24,12 +24,15 @@ impl MessageRepository for Database {
             body: message.body.as_ref(),
             created: now(),
         };
-        // One autocommitted statement: the message is durable once this
-        // returns.
-        let id = with_conn!(self, |conn| diesel::insert_into(direct_messages::table)
-            .values(&row)
-            .returning(direct_messages::id)
-            .get_result::<i64>(conn))?;
+        // Committed (durable) when this returns. The chat lock keeps ids in
+        // commit order within the chat (see `lock_chat_for_append`).
+        let id = with_conn!(self, |conn| conn.write_transaction(|conn| {
+            conn.lock_chat_for_append(row.chat_id)?;
+            diesel::insert_into(direct_messages::table)
+                .values(&row)
+                .returning(direct_messages::id)
+                .get_result::<i64>(conn)
+        }))?;
         let parts = MessageParts {
             id,
             chat_id: row.chat_id,

@@ -500,6 +500,46 @@ fn concurrent_senders_and_readers_all_succeed() {
 }
 
 #[test]
+fn paging_history_while_others_append_never_skips_a_message() {
+    // A session replays history by paging "after the last id seen"; a
+    // message whose id is below one already read must never commit later.
+    const WRITERS: usize = 4;
+    const PER_WRITER: usize = 100;
+    let db = test_db();
+    let alice = db.user("alice");
+    let bob = db.user("bob");
+    let chat = db.chat(&alice, &bob);
+    let barrier = Barrier::new(WRITERS + 1);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+
+    let seen = std::thread::scope(|scope| {
+        for i in 0..WRITERS {
+            let (db, barrier, chat, done) = (&db, &barrier, &chat, &done);
+            let me = if i % 2 == 0 { &alice } else { &bob };
+            scope.spawn(move || {
+                barrier.wait();
+                for n in 0..PER_WRITER {
+                    db.send(chat, me, &format!("{i}-{n}"));
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        barrier.wait();
+        let mut seen: Vec<MessageId> = Vec::new();
+        loop {
+            let writers_done = done.load(std::sync::atomic::Ordering::SeqCst) == WRITERS;
+            let page = db.history_page(chat.id, seen.last().copied(), 7).unwrap();
+            seen.extend(page.iter().map(|m| m.id));
+            if writers_done && page.is_empty() {
+                break seen;
+            }
+        }
+    });
+
+    assert_eq!(seen.len(), WRITERS * PER_WRITER, "paging skipped messages");
+}
+
+#[test]
 fn odd_bodies_are_stored_byte_for_byte() {
     let db = test_db();
     let alice = db.user("alice");
