@@ -1,1 +1,28 @@
-fn main() {}
+//! `chat-server`: parse settings, set up logging, build, serve.
+
+use std::process::ExitCode;
+
+use chat_server::configuration::Settings;
+use chat_server::startup::Application;
+use chat_server::telemetry;
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let settings = Settings::parse();
+    telemetry::init(settings.log_format);
+    let result = actix_web::rt::System::new().block_on(async {
+        let app = Application::build(&settings).map_err(|e| e.to_string())?;
+        app.run_until_stopped().await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "chat-server failed");
+            eprintln!("chat-server: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

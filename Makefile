@@ -1,0 +1,53 @@
+# The chat server's everyday commands. `make lint` is exactly what CI lints with.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export CARGO_INCREMENTAL ?= 0
+
+CARGO ?= cargo
+PG_FEATURES := --features postgres
+
+.PHONY: help run build release lint layering test test-sqlite test-postgres clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+run: ## Start the server: SQLite in ./data, migrations applied, 127.0.0.1:8000
+	$(CARGO) run --release --bin chat-server
+
+build: ## Debug build of everything
+	$(CARGO) build --workspace --all-targets
+
+release: ## Optimised server binary at target/release/chat-server
+	$(CARGO) build --release --bin chat-server
+
+lint: layering ## Formatting check and clippy (warnings denied), SQLite and PostgreSQL builds
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets $(PG_FEATURES) -- -D warnings
+
+layering: ## The domain crate must not depend on the web or database stacks
+	@if $(CARGO) tree -p chat-domain -e normal --prefix none | grep -E '^(actix|diesel|r2d2|tokio)'; then \
+		echo "chat-domain depends on an outer layer (above)"; exit 1; \
+	else echo "layering ok: chat-domain has no actix/diesel/r2d2/tokio dependency"; fi
+
+test: lint test-sqlite test-postgres ## Everything: lint, the suite on SQLite, then on PostgreSQL
+
+test-sqlite: ## The whole suite on SQLite
+	$(CARGO) test --workspace
+
+test-postgres: ## The whole suite on PostgreSQL (needs TEST_DATABASE_URL)
+	@if [ -z "$$TEST_DATABASE_URL" ]; then \
+		echo; \
+		echo "################################################################"; \
+		echo "## PostgreSQL SKIPPED: TEST_DATABASE_URL is not set.           ##"; \
+		echo "## e.g. TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test"; \
+		echo "################################################################"; \
+		echo; \
+		if [ "$$REQUIRE_POSTGRES" = "1" ]; then echo "REQUIRE_POSTGRES=1: failing."; exit 1; fi; \
+	else \
+		echo "== PostgreSQL suite against $$TEST_DATABASE_URL"; \
+		$(CARGO) test --workspace $(PG_FEATURES); \
+	fi
+
+clean: ## Remove build output (not ./data)
+	$(CARGO) clean

@@ -1,0 +1,153 @@
+//! Settings: every one an environment variable with a matching flag and a
+//! safe default, as CONTRACT.md names them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "chat-server",
+    version,
+    about = "Real-time direct-message chat server (REST + WebSocket)"
+)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long = "addr", env = "CHAT_ADDR", default_value = "127.0.0.1:8000")]
+    pub addr: SocketAddr,
+
+    /// Where the default SQLite file and the generated JWT secret live.
+    #[arg(long = "data-dir", env = "CHAT_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// `sqlite://path`, or `postgres://...` with the postgres build.
+    /// Defaults to `chat.sqlite3` in the data directory.
+    #[arg(long = "database-url", env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// HS256 key, at least 32 bytes. Generated once into the data directory
+    /// (mode 0600) when not set.
+    #[arg(long = "jwt-secret", env = "CHAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Token lifetime, e.g. `24h`, `90m`, `3600s`.
+    #[arg(long = "token-ttl", env = "CHAT_TOKEN_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub token_ttl: Duration,
+
+    /// Longest message body, in characters.
+    #[arg(long = "max-message-chars", env = "CHAT_MAX_MESSAGE_CHARS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_message_chars: u32,
+
+    /// Largest REST request body, in bytes (larger: 413).
+    #[arg(
+        long = "max-body-bytes",
+        env = "CHAT_MAX_BODY_BYTES",
+        default_value_t = 65536
+    )]
+    pub max_body_bytes: usize,
+
+    /// Largest WebSocket frame, in bytes (larger: close 1009).
+    #[arg(
+        long = "max-frame-bytes",
+        env = "CHAT_MAX_FRAME_BYTES",
+        default_value_t = 65536
+    )]
+    pub max_frame_bytes: usize,
+
+    /// Frames queued per WebSocket before the connection is closed as too
+    /// slow (1013).
+    #[arg(long = "ws-queue", env = "CHAT_WS_QUEUE", default_value_t = 1024)]
+    pub ws_queue: usize,
+
+    /// Server ping interval; peers silent for two intervals are dropped.
+    #[arg(long = "heartbeat-interval", env = "CHAT_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// Database connections in the pool.
+    #[arg(long = "db-pool-size", env = "CHAT_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long = "workers", env = "CHAT_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// How long a graceful shutdown waits for in-flight requests.
+    #[arg(long = "shutdown-timeout", env = "CHAT_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// `text` for people, `json` for log collectors. The filter is RUST_LOG.
+    #[arg(
+        long = "log-format",
+        env = "CHAT_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// The database URL in force: the configured one, or the SQLite file in
+    /// the data directory.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.trim().is_empty() => url.clone(),
+            _ => format!("sqlite://{}", self.data_dir.join("chat.sqlite3").display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
+        Settings::try_parse_from(std::iter::once("chat-server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_defaults_are_those_of_the_contract() {
+        let settings = parse(&[]).unwrap();
+        assert_eq!(settings.addr, "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(settings.data_dir, PathBuf::from("./data"));
+        assert_eq!(settings.token_ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(settings.max_message_chars, 4096);
+        assert_eq!(settings.max_body_bytes, 65536);
+        assert_eq!(settings.log_format, LogFormat::Text);
+        assert_eq!(
+            settings.effective_database_url(),
+            "sqlite://./data/chat.sqlite3"
+        );
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let settings = parse(&[
+            "--token-ttl",
+            "90m",
+            "--database-url",
+            "postgres://x/y",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(settings.token_ttl, Duration::from_secs(90 * 60));
+        assert_eq!(settings.effective_database_url(), "postgres://x/y");
+        assert_eq!(settings.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn nonsense_values_are_refused() {
+        assert!(parse(&["--max-message-chars", "0"]).is_err());
+        assert!(parse(&["--token-ttl", "soon"]).is_err());
+        assert!(parse(&["--addr", "localhost"]).is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! The JWT signing key: configured, or generated once and kept in the data
+//! directory with owner-only permissions.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use chat_api::auth::{JwtSecret, JwtSecretError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("CHAT_JWT_SECRET is too short: {0}")]
+    ConfiguredTooShort(JwtSecretError),
+    #[error("the secret in {path} is unusable: {source}")]
+    StoredTooShort {
+        path: PathBuf,
+        source: JwtSecretError,
+    },
+    #[error("cannot read or write the secret file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no randomness available to generate a secret: {0}")]
+    Random(String),
+}
+
+const FILE_NAME: &str = "jwt-secret";
+
+/// The configured secret if there is one; else the stored one; else a new
+/// random one, stored for next time.
+pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<JwtSecret, SecretError> {
+    if let Some(configured) = configured {
+        return JwtSecret::new(configured.as_bytes()).map_err(SecretError::ConfiguredTooShort);
+    }
+    let path = data_dir.join(FILE_NAME);
+    let io = |source| SecretError::Io {
+        path: path.clone(),
+        source,
+    };
+    match fs::read_to_string(&path) {
+        Ok(stored) => {
+            JwtSecret::new(stored.trim().as_bytes()).map_err(|source| SecretError::StoredTooShort {
+                path: path.clone(),
+                source,
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(data_dir).map_err(io)?;
+            let mut random = [0u8; 32];
+            getrandom::fill(&mut random).map_err(|e| SecretError::Random(e.to_string()))?;
+            let encoded: String = random.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(&path, encoded.as_bytes()).map_err(io)?;
+            tracing::info!(path = %path.display(), "generated a new JWT secret");
+            JwtSecret::new(encoded.into_bytes()).map_err(SecretError::ConfiguredTooShort)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Creates `path` readable and writable by its owner only; never
+/// overwrites an existing file.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_secret_is_kept_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create(None, dir.path()).unwrap();
+        let second = load_or_create(None, dir.path()).unwrap();
+        let stored = fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(stored.len(), 64);
+        assert_eq!(format!("{first:?}"), format!("{second:?}"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = fs::metadata(dir.path().join(FILE_NAME))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_short_configured_secret_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            load_or_create(Some("too short"), dir.path()),
+            Err(SecretError::ConfiguredTooShort(_))
+        ));
+        assert!(load_or_create(Some("a configured secret of 32 bytes!"), dir.path()).is_ok());
+    }
+
+    #[test]
+    fn a_truncated_stored_secret_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE_NAME), "short").unwrap();
+        assert!(matches!(
+            load_or_create(None, dir.path()),
+            Err(SecretError::StoredTooShort { .. })
+        ));
+        assert_eq!(
+            fs::read_to_string(dir.path().join(FILE_NAME)).unwrap(),
+            "short"
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! Wiring: the one place adapters are plugged into the domain's ports, and
+//! the server's life from bind to graceful stop.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use chat_api::auth::{Argon2Hasher, JwtTokens};
+use chat_api::ws::Hub;
+use chat_api::{ApiConfig, AppState};
+use chat_domain::chat::{ChatService, MessageLimit, MessageService};
+use chat_domain::user::AuthService;
+use chat_persistence::{Database, DatabaseOptions};
+
+use crate::configuration::Settings;
+use crate::secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
+    #[error("database: {0}")]
+    Database(#[from] chat_persistence::DatabaseError),
+    #[error("password hasher: {0}")]
+    Hasher(#[from] chat_domain::user::HashingError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid setting: {0}")]
+    Setting(String),
+}
+
+/// A bound, ready server. Build it, read its port, then run it.
+pub struct Application {
+    port: u16,
+    server: Server,
+    hub: Hub,
+}
+
+impl Application {
+    pub fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let secret = secret::load_or_create(settings.jwt_secret.as_deref(), &settings.data_dir)?;
+        let database_url = settings.effective_database_url();
+        let database = Database::connect(
+            &database_url,
+            &DatabaseOptions {
+                max_connections: settings.db_pool_size.max(1),
+                ..DatabaseOptions::default()
+            },
+        )?;
+        tracing::info!(backend = %database.backend(), "database ready, migrations applied");
+        let database = Arc::new(database);
+
+        let limit = usize::try_from(settings.max_message_chars)
+            .ok()
+            .and_then(MessageLimit::new)
+            .ok_or_else(|| {
+                StartupError::Setting("CHAT_MAX_MESSAGE_CHARS must be at least 1".into())
+            })?;
+        let hub = Hub::new();
+        let state = AppState {
+            auth: AuthService::new(
+                database.clone(),
+                Arc::new(Argon2Hasher::new()?),
+                Arc::new(JwtTokens::new(&secret, settings.token_ttl)),
+            ),
+            chats: ChatService::new(database.clone(), database.clone()),
+            messages: MessageService::new(database, Arc::new(hub.clone()), limit),
+            hub: hub.clone(),
+            config: ApiConfig {
+                max_body_bytes: settings.max_body_bytes,
+                max_frame_bytes: settings.max_frame_bytes,
+                outbound_queue: settings.ws_queue.max(1),
+                heartbeat_interval: settings.heartbeat_interval,
+                ..ApiConfig::default()
+            },
+        };
+        let state = web::Data::new(state);
+
+        let listener = TcpListener::bind(settings.addr).map_err(|source| StartupError::Bind {
+            addr: settings.addr,
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                addr: settings.addr,
+                source,
+            })?
+            .port();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(chat_api::access_log))
+                .configure(chat_api::configure(state.clone()))
+                .default_service(web::to(chat_api::rest::not_found))
+        })
+        // Signals are handled in `run_until_stopped`, which closes sockets
+        // with 1001 before stopping the server.
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers.max(1));
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Bind {
+                addr: settings.addr,
+                source,
+            })?
+            .run();
+        tracing::info!(addr = %settings.addr, port, "listening");
+        Ok(Self { port, server, hub })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle that stops the server gracefully (see [`stop`]).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            server: self.server.handle(),
+            hub: self.hub.clone(),
+        }
+    }
+
+    /// The broadcast hub, to observe open connections.
+    pub fn hub(&self) -> Hub {
+        self.hub.clone()
+    }
+
+    /// Serves until SIGINT or SIGTERM (or a [`Stopper`]), then stops
+    /// gracefully: sockets are closed with 1001, in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let stopper = self.stopper();
+        actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested");
+            stopper.stop().await;
+        });
+        self.run().await
+    }
+
+    /// Serves until a [`Stopper`] stops it; ignores signals (for tests that
+    /// run many servers in one process).
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Stops a running [`Application`].
+#[derive(Clone)]
+pub struct Stopper {
+    server: ServerHandle,
+    hub: Hub,
+}
+
+impl Stopper {
+    pub async fn stop(&self) {
+        self.hub.shut_down();
+        self.server.stop(true).await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,17 @@
+//! Logging setup: `RUST_LOG` filters (default `info`), `CHAT_LOG_FORMAT`
+//! picks text or JSON lines.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::configuration::LogFormat;
+
+/// Installs the global subscriber. Safe to call more than once (tests):
+/// later calls are no-ops.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,363 @@
+//! Shared helpers for the end-to-end tests: a real server on a random port
+//! with its own fresh database, a real HTTP client and a real WebSocket
+//! client. Logs are shown only when `TEST_LOG` is set.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use awc::ws::{Codec, Frame, Message};
+use awc::{BoxedSocket, Client};
+use chat_api::ws::Hub;
+use chat_persistence::testing::TestDatabase;
+use chat_server::configuration::{LogFormat, Settings};
+use chat_server::startup::{Application, Stopper};
+use clap::Parser as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{json, Value};
+
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+pub const GENERIC_ERROR: &str = "An error occurred while processing your message";
+
+pub struct TestApp {
+    pub port: u16,
+    pub client: Client,
+    pub hub: Hub,
+    stopper: Stopper,
+    _data_dir: tempfile::TempDir,
+    _database: TestDatabase,
+}
+
+/// Starts the real server on 127.0.0.1:<random port> with a fresh database
+/// (SQLite file, or a new PostgreSQL database when `TEST_DATABASE_URL` is set
+/// in the postgres build). Extra flags override the test defaults.
+pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        chat_server::telemetry::init(LogFormat::Text);
+    }
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::create().expect("test database");
+    let data_dir_arg = data_dir.path().to_string_lossy().into_owned();
+    let database_url = database.url().to_owned();
+    let mut args = vec![
+        "chat-server",
+        "--addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir_arg,
+        "--database-url",
+        &database_url,
+        "--jwt-secret",
+        "test secret that is at least 32 bytes long",
+        "--workers",
+        "1",
+        "--db-pool-size",
+        "4",
+    ];
+    args.extend_from_slice(extra_args);
+    let settings = Settings::try_parse_from(args).expect("settings");
+    let app = Application::build(&settings).expect("application builds");
+    let port = app.port();
+    let stopper = app.stopper();
+    let hub = app.hub();
+    actix_web::rt::spawn(app.run());
+    let client = Client::builder().timeout(Duration::from_secs(30)).finish();
+    TestApp {
+        port,
+        client,
+        hub,
+        stopper,
+        _data_dir: data_dir,
+        _database: database,
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// A registered, logged-in user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: i64,
+    pub username: String,
+    pub token: String,
+}
+
+/// A status and a parsed JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub async fn stop(&self) {
+        self.stopper.stop().await;
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        self.post_raw(path, token, Some("application/json"), body.to_string())
+            .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let mut request = self.client.post(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(content_type) = content_type {
+            request = request.insert_header(("Content-Type", content_type));
+        }
+        let response = request.send_body(body.into()).await.expect("request sent");
+        read_reply(response).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        read_reply(response).await
+    }
+
+    pub async fn get_with_header(&self, path: &str, name: &str, value: &str) -> Reply {
+        let response = self
+            .client
+            .get(self.url(path))
+            .insert_header((name, value))
+            .send()
+            .await
+            .expect("request sent");
+        read_reply(response).await
+    }
+
+    pub async fn register(&self, username: &str, password: &str) -> Reply {
+        self.post_json(
+            "/api/auth/register/",
+            None,
+            &json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Reply {
+        self.post_json(
+            "/api/auth/login/",
+            None,
+            &json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    /// Registers and logs in `username` with a fixed valid password.
+    pub async fn user(&self, username: &str) -> TestUser {
+        let registered = self.register(username, "correct horse battery").await;
+        assert_eq!(
+            registered.status, 201,
+            "register {username}: {:?}",
+            registered.body
+        );
+        let login = self.login(username, "correct horse battery").await;
+        assert_eq!(login.status, 200, "login {username}: {:?}", login.body);
+        TestUser {
+            id: login.body["user"]["id"].as_i64().expect("user id"),
+            username: username.to_owned(),
+            token: login.body["token"].as_str().expect("token").to_owned(),
+        }
+    }
+
+    /// Creates (or finds) the chat between `a` and `b`, returns its id.
+    pub async fn chat(&self, a: &TestUser, b: &TestUser) -> i64 {
+        let reply = self
+            .post_json(
+                "/api/chats/create/",
+                Some(&a.token),
+                &json!({"user_id": b.id}),
+            )
+            .await;
+        assert!(matches!(reply.status, 200 | 201), "create chat: {reply:?}");
+        reply.body["id"].as_i64().expect("chat id")
+    }
+
+    pub async fn chats_of(&self, user: &TestUser) -> Vec<Value> {
+        let reply = self.get("/api/chats/", Some(&user.token)).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body.as_array().expect("array").clone()
+    }
+
+    /// Opens the chat socket, authenticating with the `?token=` query form.
+    pub async fn connect(&self, user: &TestUser, chat: i64) -> WsClient {
+        self.try_connect(&format!("/ws/chat/{chat}/?token={}", user.token), None)
+            .await
+            .unwrap_or_else(|status| panic!("websocket refused with {status}"))
+    }
+
+    /// Opens a socket at `path`; `Err(status)` when the handshake is refused.
+    pub async fn try_connect(&self, path: &str, bearer: Option<&str>) -> Result<WsClient, u16> {
+        let mut request = self.client.ws(self.ws_url(path)).max_frame_size(1 << 20);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        match request.connect().await {
+            Ok((_, framed)) => Ok(WsClient { framed }),
+            Err(awc::error::WsClientError::InvalidResponseStatus(status)) => Err(status.as_u16()),
+            Err(other) => panic!("websocket connect failed: {other}"),
+        }
+    }
+
+    /// Waits until the hub holds `expected` connections (sessions clean up
+    /// asynchronously after a socket closes).
+    pub async fn wait_for_connections(&self, expected: usize) {
+        for _ in 0..200 {
+            if self.hub.connection_count() == expected {
+                return;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(
+            self.hub.connection_count(),
+            expected,
+            "hub connection count"
+        );
+    }
+}
+
+async fn read_reply<S>(mut response: awc::ClientResponse<S>) -> Reply
+where
+    S: futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let status = response.status().as_u16();
+    let bytes = response.body().limit(16 << 20).await.expect("body read");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "status {status}: body is not JSON: {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    };
+    Reply { status, body }
+}
+
+pub struct WsClient {
+    framed: actix_codec::Framed<BoxedSocket, Codec>,
+}
+
+/// What the server sent, with control frames other than close filtered out.
+#[derive(Debug)]
+pub enum Received {
+    Json(Value),
+    Close(Option<u16>),
+}
+
+impl WsClient {
+    pub async fn send_text(&mut self, text: &str) {
+        self.framed
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .expect("send text");
+    }
+
+    pub async fn send_json(&mut self, value: &Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send_body(&mut self, body: &str) {
+        self.send_json(&json!({ "body": body })).await;
+    }
+
+    pub async fn send_message(&mut self, message: Message) {
+        self.framed.send(message).await.expect("send frame");
+    }
+
+    /// The next data or close frame; pings are answered, pongs skipped.
+    pub async fn receive(&mut self) -> Received {
+        loop {
+            let frame = actix_web::rt::time::timeout(FRAME_TIMEOUT, self.framed.next())
+                .await
+                .expect("a frame within the timeout");
+            match frame {
+                Some(Ok(Frame::Text(bytes))) => {
+                    return Received::Json(serde_json::from_slice(&bytes).expect("JSON frame"))
+                }
+                Some(Ok(Frame::Close(reason))) => {
+                    return Received::Close(reason.map(|r| r.code.into()))
+                }
+                Some(Ok(Frame::Ping(bytes))) => self.send_message(Message::Pong(bytes)).await,
+                Some(Ok(Frame::Pong(_))) => {}
+                Some(Ok(other)) => panic!("unexpected frame {other:?}"),
+                Some(Err(error)) => panic!("websocket error {error}"),
+                None => return Received::Close(None),
+            }
+        }
+    }
+
+    /// The next JSON frame; panics on close.
+    pub async fn next_json(&mut self) -> Value {
+        match self.receive().await {
+            Received::Json(value) => value,
+            Received::Close(code) => panic!("socket closed ({code:?}) while a frame was expected"),
+        }
+    }
+
+    /// The next frame, which must be a message; returns its `message` object.
+    pub async fn next_message(&mut self) -> Value {
+        let frame = self.next_json().await;
+        assert!(
+            frame.get("message").is_some(),
+            "expected a message frame, got {frame}"
+        );
+        frame["message"].clone()
+    }
+
+    /// The next frame, which must be the documented error frame.
+    pub async fn expect_error(&mut self) -> Value {
+        let frame = self.next_json().await;
+        assert_eq!(
+            frame["error"], GENERIC_ERROR,
+            "expected an error frame, got {frame}"
+        );
+        frame
+    }
+
+    /// Asserts nothing arrives for `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        if let Ok(frame) = actix_web::rt::time::timeout(wait, self.framed.next()).await {
+            match frame {
+                Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => {}
+                other => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+
+    /// The raw next frame, for control-frame tests.
+    pub async fn next_raw(&mut self) -> Option<Result<Frame, awc::error::WsProtocolError>> {
+        actix_web::rt::time::timeout(FRAME_TIMEOUT, self.framed.next())
+            .await
+            .expect("a frame within the timeout")
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.framed.send(Message::Close(None)).await;
+        let _ = self.framed.close().await;
+    }
+}

@@ -1,0 +1,496 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+//! The chat socket end to end: handshake checks, history, read marking,
+//! broadcast, bad frames, control frames and concurrency.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use awc::ws::{CloseCode, CloseReason, Frame, Message};
+use common::{spawn_app, spawn_app_with, Received, TestApp, TestUser, GENERIC_ERROR};
+use serde_json::Value;
+
+async fn two_users_and_a_chat(app: &TestApp) -> (TestUser, TestUser, i64) {
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let chat = app.chat(&alice, &bob).await;
+    (alice, bob, chat)
+}
+
+// ---- handshake ------------------------------------------------------------
+
+#[actix_web::test]
+async fn the_handshake_refuses_missing_or_bad_tokens_with_401() {
+    let app = spawn_app().await;
+    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+
+    assert_eq!(
+        app.try_connect(&format!("/ws/chat/{chat}/"), None)
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        app.try_connect(&format!("/ws/chat/{chat}/?token="), None)
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        app.try_connect(&format!("/ws/chat/{chat}/?token=garbage"), None)
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        app.try_connect(&format!("/ws/chat/{chat}/?token={}x", alice.token), None)
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        app.try_connect(&format!("/ws/chat/{chat}/"), Some("garbage"))
+            .await
+            .err(),
+        Some(401)
+    );
+    // The refusal carries a JSON error body.
+    let reply = app.get(&format!("/ws/chat/{chat}/"), None).await;
+    assert_eq!(reply.status, 401);
+    assert!(reply.body["error"].as_str().is_some());
+}
+
+#[actix_web::test]
+async fn the_handshake_refuses_a_missing_chat_with_404() {
+    let app = spawn_app().await;
+    let (alice, _, _) = two_users_and_a_chat(&app).await;
+
+    for path in ["/ws/chat/999999/", "/ws/chat/abc/", "/ws/chat/-1/"] {
+        let result = app
+            .try_connect(&format!("{path}?token={}", alice.token), None)
+            .await;
+        assert_eq!(result.err(), Some(404), "{path}");
+    }
+    let reply = app.get("/ws/chat/999999/", Some(&alice.token)).await;
+    assert_eq!(reply.status, 404);
+    assert!(reply.body["error"].as_str().is_some());
+}
+
+#[actix_web::test]
+async fn the_handshake_refuses_a_non_participant_with_403() {
+    let app = spawn_app().await;
+    let (_, _, chat) = two_users_and_a_chat(&app).await;
+    let mallory = app.user("mallory").await;
+
+    let result = app
+        .try_connect(&format!("/ws/chat/{chat}/?token={}", mallory.token), None)
+        .await;
+
+    assert_eq!(result.err(), Some(403));
+    let reply = app
+        .get(&format!("/ws/chat/{chat}/"), Some(&mallory.token))
+        .await;
+    assert_eq!(reply.status, 403);
+    assert!(reply.body["error"].as_str().is_some());
+}
+
+#[actix_web::test]
+async fn the_authorization_header_works_as_well_as_the_query_token() {
+    let app = spawn_app().await;
+    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+
+    let mut socket = app
+        .try_connect(&format!("/ws/chat/{chat}/"), Some(&alice.token))
+        .await
+        .expect("header auth accepted");
+    socket.send_body("via header").await;
+
+    assert_eq!(socket.next_message().await["body"], "via header");
+}
+
+// ---- sending and broadcast --------------------------------------------------
+
+#[actix_web::test]
+async fn a_message_reaches_both_participants_in_the_documented_shape() {
+    let app = spawn_app().await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let mut alice_socket = app.connect(&alice, chat).await;
+    let mut bob_socket = app.connect(&bob, chat).await;
+
+    alice_socket.send_body("Hello, how are you?").await;
+
+    let to_alice = alice_socket.next_json().await;
+    let to_bob = bob_socket.next_json().await;
+    assert_eq!(to_alice, to_bob);
+    let message = to_bob["message"].as_object().expect("message object");
+    let keys: Vec<_> = message.keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 5, "{keys:?}");
+    assert_eq!(message["sender"], "alice");
+    assert_eq!(message["body"], "Hello, how are you?");
+    assert_eq!(message["is_read"], false);
+    assert!(message["id"].as_i64().is_some());
+    let created = message["created"].as_str().unwrap();
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(created, "%Y-%m-%d %H:%M:%S").is_ok(),
+        "{created}"
+    );
+}
+
+#[actix_web::test]
+async fn bodies_are_stored_and_returned_exactly_as_sent() {
+    let app = spawn_app().await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let long = "é".repeat(4096);
+    let bodies = [
+        "  leading and trailing spaces  ",
+        "<script>alert('x')</script> & \"quotes\"",
+        "emoji 👋🏽 and 中文 and עברית",
+        "line\nbreak\ttab",
+        "\u{1}\u{1f}\u{7f}control characters",
+        " ",
+        long.as_str(),
+    ];
+    let mut socket = app.connect(&alice, chat).await;
+    for body in bodies {
+        socket.send_body(body).await;
+        assert_eq!(socket.next_message().await["body"], body);
+    }
+    socket.close().await;
+
+    let mut bob_socket = app.connect(&bob, chat).await;
+    for body in bodies {
+        assert_eq!(bob_socket.next_message().await["body"], body);
+    }
+}
+
+#[actix_web::test]
+async fn a_message_is_not_sent_to_other_chats() {
+    let app = spawn_app().await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let carol = app.user("carol").await;
+    let other_chat = app.chat(&alice, &carol).await;
+    let mut carol_socket = app.connect(&carol, other_chat).await;
+    let mut bob_socket = app.connect(&bob, chat).await;
+
+    bob_socket.send_body("just for alice").await;
+    bob_socket.next_message().await;
+
+    carol_socket
+        .expect_silence(Duration::from_millis(300))
+        .await;
+}
+
+// ---- history and read marking -------------------------------------------------
+
+#[actix_web::test]
+async fn connecting_replays_the_history_oldest_first_then_marks_it_read() {
+    let app = spawn_app().await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let mut bob_socket = app.connect(&bob, chat).await;
+    for i in 0..3 {
+        bob_socket.send_body(&format!("bob {i}")).await;
+        bob_socket.next_message().await;
+    }
+    bob_socket.close().await;
+    assert_eq!(app.chats_of(&alice).await[0]["unread_count"], 3);
+
+    let mut alice_socket = app.connect(&alice, chat).await;
+    let history: Vec<Value> = [
+        alice_socket.next_message().await,
+        alice_socket.next_message().await,
+        alice_socket.next_message().await,
+    ]
+    .into();
+
+    let bodies: Vec<_> = history
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["bob 0", "bob 1", "bob 2"]);
+    // Sent as they were before this connection read them.
+    assert!(history.iter().all(|m| m["is_read"] == false));
+    assert!(history
+        .windows(2)
+        .all(|w| w[0]["id"].as_i64() < w[1]["id"].as_i64()));
+    alice_socket
+        .expect_silence(Duration::from_millis(200))
+        .await;
+    assert_eq!(app.chats_of(&alice).await[0]["unread_count"], 0);
+    // Bob now sees his messages as read.
+    let mut bob_again = app.connect(&bob, chat).await;
+    for _ in 0..3 {
+        assert_eq!(bob_again.next_message().await["is_read"], true);
+    }
+}
+
+#[actix_web::test]
+async fn connecting_marks_only_the_other_users_messages_read() {
+    let app = spawn_app().await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let mut alice_socket = app.connect(&alice, chat).await;
+    alice_socket.send_body("from alice").await;
+    alice_socket.next_message().await;
+    alice_socket.close().await;
+
+    // Alice reconnecting does not mark her own message read for Bob.
+    let mut again = app.connect(&alice, chat).await;
+    assert_eq!(again.next_message().await["is_read"], false);
+    again.close().await;
+    assert_eq!(app.chats_of(&bob).await[0]["unread_count"], 1);
+}
+
+#[actix_web::test]
+async fn a_long_history_is_replayed_completely_across_pages() {
+    let app = spawn_app().await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let mut socket = app.connect(&alice, chat).await;
+    let total = 450; // more than two pages of 200
+    for i in 0..total {
+        socket.send_body(&format!("m{i}")).await;
+    }
+    for _ in 0..total {
+        socket.next_message().await;
+    }
+
+    let mut bob_socket = app.connect(&bob, chat).await;
+    for i in 0..total {
+        assert_eq!(bob_socket.next_message().await["body"], format!("m{i}"));
+    }
+    bob_socket.expect_silence(Duration::from_millis(200)).await;
+    assert_eq!(app.chats_of(&bob).await[0]["unread_count"], 0);
+}
+
+// ---- bad input ------------------------------------------------------------------
+
+#[actix_web::test]
+async fn malformed_frames_get_the_error_frame_and_the_connection_stays_open() {
+    let app = spawn_app_with(&["--max-message-chars", "10"]).await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let mut socket = app.connect(&alice, chat).await;
+    let bad_frames = [
+        "",
+        "hello",
+        "{",
+        "[]",
+        "null",
+        "42",
+        r#""body""#,
+        r#"{}"#,
+        r#"{"text": "hi"}"#,
+        r#"{"body": null}"#,
+        r#"{"body": 42}"#,
+        r#"{"body": ["hi"]}"#,
+        r#"{"body": {"nested": "hi"}}"#,
+        r#"{"body": ""}"#,
+        r#"{"body": "01234567890"}"#,
+        r#"{"body": "nul\u0000"}"#,
+    ];
+    for frame in bad_frames {
+        socket.send_text(frame).await;
+        let error = socket.expect_error().await;
+        assert!(
+            error["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{frame:?}: {error}"
+        );
+    }
+    socket
+        .send_message(Message::Binary(b"{\"body\": \"hi\"}".to_vec().into()))
+        .await;
+    socket.expect_error().await;
+
+    // Still open, and nothing bad was stored.
+    socket.send_body("0123456789").await;
+    assert_eq!(socket.next_message().await["body"], "0123456789");
+    let mut bob_socket = app.connect(&bob, chat).await;
+    assert_eq!(bob_socket.next_message().await["body"], "0123456789");
+    bob_socket.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[actix_web::test]
+async fn an_oversized_frame_closes_the_socket_with_1009() {
+    let app = spawn_app_with(&["--max-frame-bytes", "1024"]).await;
+    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let mut socket = app.connect(&alice, chat).await;
+
+    socket.send_body(&"x".repeat(2000)).await;
+
+    match socket.receive().await {
+        Received::Close(code) => assert_eq!(code, Some(1009)),
+        other => panic!("expected close, got {other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn the_error_frame_uses_the_documented_text() {
+    let app = spawn_app().await;
+    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let mut socket = app.connect(&alice, chat).await;
+
+    socket.send_text("not json").await;
+
+    assert_eq!(socket.next_json().await["error"], GENERIC_ERROR);
+}
+
+// ---- control frames and clean-up ------------------------------------------------
+
+#[actix_web::test]
+async fn a_ping_is_answered_with_a_pong() {
+    let app = spawn_app().await;
+    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let mut socket = app.connect(&alice, chat).await;
+
+    socket
+        .send_message(Message::Ping(b"are you there".to_vec().into()))
+        .await;
+
+    match socket.next_raw().await {
+        Some(Ok(Frame::Pong(bytes))) => assert_eq!(&bytes[..], b"are you there"),
+        other => panic!("expected pong, got {other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn closed_sockets_leave_nothing_in_the_hub() {
+    let app = spawn_app().await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+
+    for round in 0..10 {
+        let a = app.connect(&alice, chat).await;
+        let b = app.connect(&bob, chat).await;
+        app.wait_for_connections(2).await;
+        if round % 2 == 0 {
+            a.close().await;
+            b.close().await;
+        } else {
+            // Dropped without a close frame.
+            drop(a);
+            drop(b);
+        }
+        app.wait_for_connections(0).await;
+    }
+    assert_eq!(app.hub.chat_count(), 0);
+}
+
+#[actix_web::test]
+async fn stopping_the_server_closes_sockets_with_1001() {
+    let app = spawn_app().await;
+    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let mut socket = app.connect(&alice, chat).await;
+    app.wait_for_connections(1).await;
+
+    app.stop().await;
+
+    match socket.receive().await {
+        Received::Close(code) => assert_eq!(code, Some(u16::from(CloseCode::Away))),
+        other => panic!("expected close, got {other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn a_client_that_closes_gets_a_normal_close_back() {
+    let app = spawn_app().await;
+    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let mut socket = app.connect(&alice, chat).await;
+
+    socket
+        .send_message(Message::Close(Some(CloseReason::from(CloseCode::Normal))))
+        .await;
+
+    match socket.receive().await {
+        Received::Close(_) => {}
+        other => panic!("expected close, got {other:?}"),
+    }
+    app.wait_for_connections(0).await;
+}
+
+// ---- concurrency ----------------------------------------------------------------
+
+#[actix_web::test]
+async fn two_clients_sending_at_once_lose_and_duplicate_nothing() {
+    let app = spawn_app().await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let per_sender = 100;
+    let mut alice_socket = app.connect(&alice, chat).await;
+    let mut bob_socket = app.connect(&bob, chat).await;
+
+    // Both write everything before reading anything.
+    for i in 0..per_sender {
+        alice_socket.send_body(&format!("alice {i}")).await;
+        bob_socket.send_body(&format!("bob {i}")).await;
+    }
+    let mut received = HashMap::new();
+    for (name, socket) in [("alice", &mut alice_socket), ("bob", &mut bob_socket)] {
+        let mut bodies = Vec::new();
+        for _ in 0..2 * per_sender {
+            bodies.push(
+                socket.next_message().await["body"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        socket.expect_silence(Duration::from_millis(200)).await;
+        received.insert(name, bodies);
+    }
+
+    for (receiver, bodies) in &received {
+        for sender in ["alice", "bob"] {
+            let from_sender: Vec<_> = bodies
+                .iter()
+                .filter(|b| b.starts_with(sender))
+                .cloned()
+                .collect();
+            let expected: Vec<_> = (0..per_sender).map(|i| format!("{sender} {i}")).collect();
+            assert_eq!(from_sender, expected, "{receiver} got {sender}'s messages");
+        }
+    }
+    // And the stored history holds each message once.
+    let mut history = app.connect(&alice, chat).await;
+    let mut stored = Vec::new();
+    for _ in 0..2 * per_sender {
+        stored.push(
+            history.next_message().await["body"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    history.expect_silence(Duration::from_millis(200)).await;
+    stored.sort();
+    stored.dedup();
+    assert_eq!(stored.len(), 2 * per_sender);
+}
+
+#[actix_web::test]
+async fn a_message_sent_during_history_replay_arrives_exactly_once() {
+    let app = spawn_app().await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let mut alice_socket = app.connect(&alice, chat).await;
+    for i in 0..300 {
+        alice_socket.send_body(&format!("old {i}")).await;
+    }
+    for _ in 0..300 {
+        alice_socket.next_message().await;
+    }
+
+    // Bob connects while Alice keeps sending.
+    let connecting = app.connect(&bob, chat);
+    let sending = async {
+        for i in 0..50 {
+            alice_socket.send_body(&format!("new {i}")).await;
+        }
+    };
+    let (mut bob_socket, ()) = futures_util::join!(connecting, sending);
+
+    let mut seen = Vec::new();
+    for _ in 0..350 {
+        seen.push(bob_socket.next_message().await["id"].as_i64().unwrap());
+    }
+    bob_socket.expect_silence(Duration::from_millis(300)).await;
+    let mut unique = seen.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 350, "no duplicates");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in id order");
+}
