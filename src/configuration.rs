@@ -68,6 +68,11 @@ pub struct Settings {
     #[arg(long = "ws-queue", env = "CHAT_WS_QUEUE", default_value_t = 1024)]
     pub ws_queue: usize,
 
+    /// How long one write to a WebSocket client may take before the client
+    /// is closed as too slow (1013).
+    #[arg(long = "ws-write-timeout", env = "CHAT_WS_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub ws_write_timeout: Duration,
+
     /// Server ping interval; peers silent for two intervals are dropped.
     #[arg(long = "heartbeat-interval", env = "CHAT_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,

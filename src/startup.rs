@@ -75,6 +75,7 @@ impl Application {
                 max_body_bytes: settings.max_body_bytes,
                 max_frame_bytes: settings.max_frame_bytes,
                 outbound_queue: settings.ws_queue.max(1),
+                write_timeout: settings.ws_write_timeout,
                 heartbeat_interval: settings.heartbeat_interval,
                 ..ApiConfig::default()
             },

@@ -404,6 +404,62 @@ async fn a_client_that_closes_gets_a_normal_close_back() {
     app.wait_for_connections(0).await;
 }
 
+#[actix_web::test]
+async fn a_client_that_stops_reading_is_dropped_and_the_others_get_everything() {
+    let app = spawn_app_with(&[
+        "--ws-queue",
+        "8",
+        "--ws-write-timeout",
+        "1s",
+        "--max-message-chars",
+        "60000",
+    ])
+    .await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let mut idle_bob = app.connect(&bob, chat).await;
+    let mut alice_socket = app.connect(&alice, chat).await;
+    app.wait_for_connections(2).await;
+
+    // Far more than the kernel's socket buffers hold (up to ~36 MiB here),
+    // sent closed-loop so Alice, who reads, is never behind.
+    let filler = "x".repeat(59_990);
+    let mut sent = 0;
+    while sent < 1500 && app.hub.connection_count() == 2 {
+        alice_socket.send_body(&format!("{sent:06} {filler}")).await;
+        let echo = alice_socket.next_message().await;
+        assert!(echo["body"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{sent:06} ")));
+        sent += 1;
+    }
+    app.wait_for_connections(1).await;
+
+    // Bob gets what was already on its way, then the end, never all of it.
+    let mut delivered = 0;
+    loop {
+        match idle_bob.receive().await {
+            Received::Json(frame) => {
+                assert!(frame.get("message").is_some(), "{frame}");
+                delivered += 1;
+            }
+            Received::Close(code) => {
+                assert!(matches!(code, None | Some(1013)), "close code {code:?}");
+                break;
+            }
+        }
+    }
+    assert!(delivered < sent, "delivered {delivered} of {sent}");
+    // Alice's connection is unaffected.
+    alice_socket.send_body("still here").await;
+    assert!(alice_socket.next_message().await["body"] == "still here");
+    // Reconnecting catches up from history.
+    let mut bob_again = app.connect(&bob, chat).await;
+    for _ in 0..=sent {
+        bob_again.next_message().await;
+    }
+}
+
 // ---- concurrency ----------------------------------------------------------------
 
 #[actix_web::test]

@@ -18,6 +18,9 @@ pub struct ApiConfig {
     /// Frames a connection may have waiting to be written before it is
     /// considered too slow and closed (1013).
     pub outbound_queue: usize,
+    /// How long one write to a client may take before the client is
+    /// considered too slow and closed (1013).
+    pub write_timeout: Duration,
     /// How often the server pings; a peer silent for two intervals is
     /// dropped.
     pub heartbeat_interval: Duration,
@@ -31,6 +34,7 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024,
             max_frame_bytes: 64 * 1024,
             outbound_queue: 1024,
+            write_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(30),
             history_page_size: 200,
         }

@@ -383,6 +383,58 @@ fn three_hundred_chats_are_all_listed_in_order() {
     }
 }
 
+thread_local! {
+    /// Statements started on this thread. Diesel reports each query on the
+    /// thread that runs it, so parallel tests do not see each other's.
+    static STATEMENTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn count_statements() -> Option<Box<dyn diesel::connection::Instrumentation>> {
+    Some(Box::new(
+        |event: diesel::connection::InstrumentationEvent<'_>| {
+            if let diesel::connection::InstrumentationEvent::StartQuery { .. } = event {
+                STATEMENTS.with(|n| n.set(n.get() + 1));
+            }
+        },
+    ))
+}
+
+/// How many SQL statements `work` runs.
+fn statements_run_by(work: impl FnOnce()) -> usize {
+    STATEMENTS.with(|n| n.set(0));
+    work();
+    STATEMENTS.with(std::cell::Cell::get)
+}
+
+#[test]
+fn the_chat_list_takes_the_same_statements_for_one_chat_or_a_hundred() {
+    // Connections made from now on report their queries (process-wide, but
+    // counted per thread). Set before the pool opens its connections.
+    diesel::connection::set_default_instrumentation(count_statements).unwrap();
+    let db = test_db();
+    let viewer = db.user("viewer");
+    let first = db.user("first");
+    let chat = db.chat(&viewer, &first);
+    db.send(&chat, &first, "hello");
+
+    let with_one = statements_run_by(|| assert_eq!(db.chat_summaries(viewer.id).unwrap().len(), 1));
+    for i in 0..99 {
+        let other = db.user(&format!("other{i}"));
+        let chat = db.chat(&viewer, &other);
+        db.send(&chat, &other, "hi");
+        db.send(&chat, &viewer, "hi back");
+    }
+    let with_hundred =
+        statements_run_by(|| assert_eq!(db.chat_summaries(viewer.id).unwrap().len(), 100));
+
+    assert_eq!(
+        with_one, with_hundred,
+        "statements grow with the number of chats"
+    );
+    // One query; PostgreSQL's pool may add its `SELECT 1` liveness check.
+    assert!((1..=2).contains(&with_hundred), "{with_hundred} statements");
+}
+
 fn unread(db: &Database, viewer: UserId, chat: ChatId) -> u64 {
     db.chat_summary(viewer, chat).unwrap().unwrap().unread_count
 }

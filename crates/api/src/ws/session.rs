@@ -2,16 +2,22 @@
 //!
 //! The session first joins the hub (so nothing broadcast from then on is
 //! missed), replays the history page by page, marks what it replayed as
-//! read, and then loops over three sources: frames from the client, frames
-//! queued by the hub, and a heartbeat tick. Live copies of messages already
-//! replayed as history are skipped, so each message arrives exactly once.
+//! read, and then loops over four sources: frames from the client, frames
+//! queued by the hub, a heartbeat tick and the shutdown signal. Live copies
+//! of messages already replayed as history are skipped, so each message
+//! arrives exactly once.
+//!
+//! Every write to the client is bounded by the write timeout: a client that
+//! stops reading fills the socket's small buffer, and without the bound its
+//! session would wait forever, heartbeat and all.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
+use bytestring::ByteString;
 use chat_domain::chat::{MessageId, OpenChat, SendMessageError};
 use chat_domain::RepositoryError;
 use futures_util::StreamExt as _;
@@ -21,9 +27,9 @@ use super::hub::Membership;
 use crate::error::{error_chain, run_blocking, ApiError};
 use crate::state::AppState;
 
-/// How a session ended, to close the socket with the right code.
+/// Why a session ends, to close the socket with the right code.
 enum End {
-    /// The client closed, or the stream ended.
+    /// The client closed, the stream ended, or the socket is gone.
     ClientGone,
     Close(CloseReason),
 }
@@ -35,37 +41,85 @@ fn close(code: CloseCode, description: &str) -> End {
     })
 }
 
+/// The writing half of the socket, with every write bounded in time.
+struct Connection {
+    socket: Session,
+    write_timeout: Duration,
+}
+
+impl Connection {
+    async fn text(&mut self, frame: ByteString) -> Result<(), End> {
+        bounded(self.write_timeout, self.socket.text(frame)).await
+    }
+
+    async fn ping(&mut self) -> Result<(), End> {
+        bounded(self.write_timeout, self.socket.ping(b"")).await
+    }
+
+    async fn pong(&mut self, bytes: &[u8]) -> Result<(), End> {
+        bounded(self.write_timeout, self.socket.pong(bytes)).await
+    }
+
+    async fn finish(self, end: End) {
+        if let End::Close(reason) = end {
+            // A client that does not read may not take the close frame
+            // either; dropping the session then ends the connection.
+            let _ = tokio::time::timeout(self.write_timeout, self.socket.close(Some(reason))).await;
+        }
+    }
+}
+
+/// A write that must finish within `timeout`, or the client is too slow.
+async fn bounded(
+    timeout: Duration,
+    write: impl std::future::Future<Output = Result<(), actix_ws::Closed>>,
+) -> Result<(), End> {
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_closed)) => Err(End::ClientGone),
+        Err(_elapsed) => Err(too_slow()),
+    }
+}
+
+fn too_slow() -> End {
+    close(
+        CloseCode::Again,
+        "too slow: reconnect to catch up from history",
+    )
+}
+
 pub async fn run(
-    mut socket: Session,
+    socket: Session,
     mut stream: AggregatedMessageStream,
     chat: OpenChat,
     state: Arc<AppState>,
 ) {
+    let mut connection = Connection {
+        socket,
+        write_timeout: state.config.write_timeout,
+    };
     let mut membership = state.hub.join(chat.id(), state.config.outbound_queue);
-    let end = match replay_history(&mut socket, &chat, &state).await {
+    let end = match replay_history(&mut connection, &chat, &state).await {
         Ok(replayed_up_to) => {
-            converse(
-                &mut socket,
-                &mut stream,
-                &mut membership,
-                &chat,
-                &state,
+            let mut session = Conversation {
+                connection: &mut connection,
+                membership: &mut membership,
+                chat: &chat,
+                state: &state,
                 replayed_up_to,
-            )
-            .await
+            };
+            session.run(&mut stream).await
         }
         Err(end) => end,
     };
     drop(membership);
-    if let End::Close(reason) = end {
-        let _ = socket.close(Some(reason)).await;
-    }
+    connection.finish(end).await;
 }
 
 /// Streams every stored message, oldest first, one page at a time; then
 /// marks them read. Returns the last id replayed.
 async fn replay_history(
-    socket: &mut Session,
+    connection: &mut Connection,
     chat: &OpenChat,
     state: &AppState,
 ) -> Result<Option<MessageId>, End> {
@@ -77,10 +131,7 @@ async fn replay_history(
             .await
             .map_err(|e| server_failure(&e))?;
         for message in &page {
-            socket
-                .text(message_frame(message))
-                .await
-                .map_err(|_| End::ClientGone)?;
+            connection.text(message_frame(message)).await?;
             last = Some(message.id);
         }
         if page.len() < page_size {
@@ -96,96 +147,106 @@ async fn replay_history(
     Ok(last)
 }
 
-async fn converse(
-    socket: &mut Session,
-    stream: &mut AggregatedMessageStream,
-    membership: &mut Membership,
-    chat: &OpenChat,
-    state: &AppState,
+/// The live part of a session, after the history.
+struct Conversation<'a> {
+    connection: &'a mut Connection,
+    membership: &'a mut Membership,
+    chat: &'a OpenChat,
+    state: &'a AppState,
     replayed_up_to: Option<MessageId>,
-) -> End {
-    let interval = state.config.heartbeat_interval;
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    let mut shutdown = state.hub.shutdown_signal();
-    let mut last_heard = Instant::now();
-    loop {
-        tokio::select! {
-            frame = stream.next() => {
-                last_heard = Instant::now();
-                let result = match frame {
-                    Some(Ok(AggregatedMessage::Text(text))) => handle_text(socket, chat, state, &text).await,
-                    Some(Ok(AggregatedMessage::Binary(_))) => send(socket, error_frame("binary frames are not supported; send JSON text")).await,
-                    Some(Ok(AggregatedMessage::Ping(bytes))) => socket.pong(&bytes).await.map_err(|_| End::ClientGone),
-                    Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
-                    Some(Ok(AggregatedMessage::Close(_))) | None => Err(End::ClientGone),
-                    Some(Err(error)) => Err(protocol_close(&error)),
-                };
-                if let Err(end) = result {
-                    return end;
+}
+
+impl Conversation<'_> {
+    async fn run(&mut self, stream: &mut AggregatedMessageStream) -> End {
+        let interval = self.state.config.heartbeat_interval;
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut shutdown = self.state.hub.shutdown_signal();
+        let mut last_heard = Instant::now();
+        loop {
+            let step = tokio::select! {
+                frame = stream.next() => {
+                    last_heard = Instant::now();
+                    self.on_client_frame(frame).await
                 }
-            }
-            queued = membership.outbound.recv() => match queued {
-                Some(outbound) => {
-                    let already_replayed = replayed_up_to.is_some_and(|last| outbound.id <= last);
-                    if !already_replayed && socket.text(outbound.frame).await.is_err() {
-                        return End::ClientGone;
+                queued = self.membership.outbound.recv() => match queued {
+                    Some(outbound) => {
+                        let already_replayed =
+                            self.replayed_up_to.is_some_and(|last| outbound.id <= last);
+                        if already_replayed {
+                            Ok(())
+                        } else {
+                            self.connection.text(outbound.frame).await
+                        }
+                    }
+                    // The hub dropped this connection: its queue overflowed.
+                    None => Err(too_slow()),
+                },
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > interval * 2 {
+                        Err(close(CloseCode::Policy, "no response to pings"))
+                    } else {
+                        self.connection.ping().await
                     }
                 }
-                // The hub dropped this connection: it fell too far behind.
-                None => return close(CloseCode::Again, "too slow: reconnect to catch up from history"),
-            },
-            _ = heartbeat.tick() => {
-                if last_heard.elapsed() > interval * 2 {
-                    return close(CloseCode::Policy, "no response to pings");
+                _ = shutdown.wait_for(|stopping| *stopping) => {
+                    Err(close(CloseCode::Away, "server shutting down"))
                 }
-                if socket.ping(b"").await.is_err() {
-                    return End::ClientGone;
-                }
-            }
-            _ = shutdown.wait_for(|stopping| *stopping) => {
-                return close(CloseCode::Away, "server shutting down");
+            };
+            if let Err(end) = step {
+                return end;
             }
         }
     }
-}
 
-/// A `{"body": ...}` frame: stored, then broadcast by the message service;
-/// anything else gets the error frame and the connection stays open.
-async fn handle_text(
-    socket: &mut Session,
-    chat: &OpenChat,
-    state: &AppState,
-    text: &str,
-) -> Result<(), End> {
-    let body = match parse_send_frame(text) {
-        Ok(body) => body,
-        Err(error) => return send(socket, error_frame(&error.to_string())).await,
-    };
-    let (messages, open) = (state.messages.clone(), chat.clone());
-    // The sender's own copy arrives through the hub like everyone else's:
-    // that copy is the acknowledgement, sent only after the commit.
-    let detail = match actix_web::web::block(move || messages.send(&open, &body)).await {
-        Ok(Ok(_)) => return Ok(()),
-        Ok(Err(SendMessageError::InvalidBody(invalid))) => invalid.to_string(),
-        Ok(Err(SendMessageError::Repository(error))) => {
-            tracing::error!(error = %error_chain(&error), "storing a message failed");
-            match error {
-                RepositoryError::Unavailable(_) => {
-                    "the message could not be stored right now; try again".into()
-                }
-                RepositoryError::Unexpected(_) => "the message could not be stored".into(),
+    async fn on_client_frame(
+        &mut self,
+        frame: Option<Result<AggregatedMessage, ProtocolError>>,
+    ) -> Result<(), End> {
+        match frame {
+            Some(Ok(AggregatedMessage::Text(text))) => self.on_text(&text).await,
+            Some(Ok(AggregatedMessage::Binary(_))) => {
+                let frame = error_frame("binary frames are not supported; send JSON text");
+                self.connection.text(frame).await
             }
+            Some(Ok(AggregatedMessage::Ping(bytes))) => self.connection.pong(&bytes).await,
+            Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
+            Some(Ok(AggregatedMessage::Close(_))) | None => Err(End::ClientGone),
+            Some(Err(error)) => Err(protocol_close(&error)),
         }
-        Err(blocking) => {
-            tracing::error!(error = %blocking, "storing a message failed");
-            "the message could not be stored".into()
-        }
-    };
-    send(socket, error_frame(&detail)).await
-}
+    }
 
-async fn send(socket: &mut Session, frame: bytestring::ByteString) -> Result<(), End> {
-    socket.text(frame).await.map_err(|_| End::ClientGone)
+    /// A `{"body": ...}` frame: stored, then broadcast by the message
+    /// service; anything else gets the error frame and the connection stays
+    /// open.
+    async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        let body = match parse_send_frame(text) {
+            Ok(body) => body,
+            Err(error) => return self.connection.text(error_frame(&error.to_string())).await,
+        };
+        let (messages, open) = (self.state.messages.clone(), self.chat.clone());
+        // The sender's own copy arrives through the hub like everyone
+        // else's: that copy is the acknowledgement, sent only after the
+        // commit.
+        let detail = match actix_web::web::block(move || messages.send(&open, &body)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(SendMessageError::InvalidBody(invalid))) => invalid.to_string(),
+            Ok(Err(SendMessageError::Repository(error))) => {
+                tracing::error!(error = %error_chain(&error), "storing a message failed");
+                match error {
+                    RepositoryError::Unavailable(_) => {
+                        "the message could not be stored right now; try again".to_owned()
+                    }
+                    RepositoryError::Unexpected(_) => "the message could not be stored".to_owned(),
+                }
+            }
+            Err(blocking) => {
+                tracing::error!(error = %blocking, "storing a message failed");
+                "the message could not be stored".to_owned()
+            }
+        };
+        self.connection.text(error_frame(&detail)).await
+    }
 }
 
 fn protocol_close(error: &ProtocolError) -> End {
