@@ -31,9 +31,13 @@ layering: ## The domain crate must not depend on the web or database stacks
 	else echo "layering ok: chat-domain has no actix/diesel/r2d2/tokio dependency"; fi
 
 test: lint test-sqlite test-postgres ## Everything: lint, the suite on SQLite, then on PostgreSQL
+	@cat target/test-logs/*.log | awk '/^test result:/ { p += $$4; f += $$6; s += $$8 } \
+		END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }'
 
+# Each suite's output is kept in target/test-logs/ for the total above.
 test-sqlite: ## The whole suite on SQLite
-	$(CARGO) test --workspace
+	@mkdir -p target/test-logs && rm -f target/test-logs/*.log
+	$(CARGO) test --workspace 2>&1 | tee target/test-logs/sqlite.log; exit $${PIPESTATUS[0]}
 
 test-postgres: ## The whole suite on PostgreSQL (needs TEST_DATABASE_URL)
 	@if [ -z "$$TEST_DATABASE_URL" ]; then \
@@ -46,7 +50,8 @@ test-postgres: ## The whole suite on PostgreSQL (needs TEST_DATABASE_URL)
 		if [ "$$REQUIRE_POSTGRES" = "1" ]; then echo "REQUIRE_POSTGRES=1: failing."; exit 1; fi; \
 	else \
 		echo "== PostgreSQL suite against $$TEST_DATABASE_URL"; \
-		$(CARGO) test --workspace $(PG_FEATURES); \
+		mkdir -p target/test-logs; \
+		$(CARGO) test --workspace $(PG_FEATURES) 2>&1 | tee target/test-logs/postgres.log; exit $${PIPESTATUS[0]}; \
 	fi
 
 clean: ## Remove build output (not ./data)

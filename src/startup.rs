@@ -79,6 +79,7 @@ impl Application {
                 heartbeat_interval: settings.heartbeat_interval,
                 ..ApiConfig::default()
             },
+            password_slots: AppState::password_slots_for_this_machine(),
         };
         let state = web::Data::new(state);
 

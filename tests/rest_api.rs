@@ -288,20 +288,45 @@ async fn creating_a_chat_with_a_bad_user_id_is_rejected() {
 }
 
 #[actix_web::test]
-async fn user_id_given_as_a_string_of_digits_is_accepted() {
+async fn bodies_that_are_not_json_objects_are_rejected_even_if_their_values_would_fit() {
     let app = spawn_app().await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
 
-    let reply = app
+    let create = app
+        .post_json("/api/chats/create/", Some(&alice.token), &json!([bob.id]))
+        .await;
+    let as_string = app
         .post_json(
             "/api/chats/create/",
             Some(&alice.token),
             &json!({"user_id": bob.id.to_string()}),
         )
         .await;
+    let register = app
+        .post_json(
+            "/api/auth/register/",
+            None,
+            &json!(["carol", "correct horse battery"]),
+        )
+        .await;
+    let login = app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            &json!(["alice", "correct horse battery"]),
+        )
+        .await;
 
-    assert_eq!(reply.status, 201, "{:?}", reply.body);
+    for reply in [&create, &as_string, &register, &login] {
+        assert_eq!(reply.status, 400, "{reply:?}");
+        assert!(!error_text(&reply.body).is_empty());
+    }
+    assert!(app.chats_of(&alice).await.is_empty());
+    assert_eq!(
+        app.login("carol", "correct horse battery").await.status,
+        401
+    );
 }
 
 #[actix_web::test]

@@ -1,7 +1,10 @@
 //! What every handler can reach: the domain services, the broadcast hub and
 //! the limits.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use chat_domain::chat::{ChatService, MessageService};
 use chat_domain::user::AuthService;
@@ -48,4 +51,16 @@ pub struct AppState {
     pub messages: MessageService,
     pub hub: Hub,
     pub config: ApiConfig,
+    /// Password hashes computed at once (register, login). Each Argon2 run
+    /// takes ~19 MiB and a core for tens of milliseconds; unbounded, a burst
+    /// of logins would fill memory and the blocking pool that Diesel needs.
+    pub password_slots: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// One concurrent password hash per core.
+    pub fn password_slots_for_this_machine() -> Arc<Semaphore> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Arc::new(Semaphore::new(cores))
+    }
 }

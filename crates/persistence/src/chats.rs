@@ -105,8 +105,8 @@ impl ChatRepository for Database {
 
 /// The chat list, as ONE statement however many chats the viewer has: each
 /// chat's last message is an index seek on `direct_messages (chat_id, id)`
-/// and its unread count a range count on the same index after the viewer's
-/// cursor. `$1` is the viewer; `SUMMARIES_ONE_CHAT` narrows it to chat `$2`.
+/// and its unread count a range count on `(chat_id, sender_id, id)`: the
+/// other participant's messages after the viewer's cursor. `$1` is the viewer; `SUMMARIES_ONE_CHAT` narrows it to chat `$2`.
 ///
 /// `me` is the viewer's participant row (their read cursor), `other` the
 /// other participant's (whether the viewer's own last message was read).
@@ -127,7 +127,7 @@ SELECT c.id                       AS chat_id,
           FROM direct_messages unread
          WHERE unread.chat_id = c.id
            AND unread.id > COALESCE(me.last_read_message_id, 0)
-           AND unread.sender_id <> me.user_id) AS unread_count
+           AND unread.sender_id = other.user_id) AS unread_count
   FROM direct_chat_participants me
   JOIN direct_chats c ON c.id = me.chat_id
   JOIN direct_chat_participants other

@@ -18,26 +18,29 @@ use crate::schema::{direct_chat_participants as participants, direct_messages, u
 
 impl MessageRepository for Database {
     fn insert_message(&self, message: &NewMessage) -> Result<DirectMessage, RepositoryError> {
-        let row = NewMessageRow {
-            chat_id: message.chat_id.get(),
-            sender_id: message.sender.id.get(),
-            body: message.body.as_ref(),
-            created: now(),
-        };
         // Committed (durable) when this returns. The chat lock keeps ids in
-        // commit order within the chat (see `lock_chat_for_append`).
-        let id = with_conn!(self, |conn| conn.write_transaction(|conn| {
-            conn.lock_chat_for_append(row.chat_id)?;
+        // commit order within the chat (see `lock_chat_for_append`); the
+        // time is taken after it, so times never run backwards against ids.
+        let row = with_conn!(self, |conn| conn.write_transaction(|conn| {
+            conn.lock_chat_for_append(message.chat_id.get())?;
+            let row = NewMessageRow {
+                chat_id: message.chat_id.get(),
+                sender_id: message.sender.id.get(),
+                body: message.body.as_ref(),
+                created: now(),
+            };
             diesel::insert_into(direct_messages::table)
                 .values(&row)
                 .returning(direct_messages::id)
                 .get_result::<i64>(conn)
+                .map(|id| (id, row.created))
         }))?;
+        let (id, created) = row;
         let parts = MessageParts {
             id,
-            chat_id: row.chat_id,
-            body: row.body.to_owned(),
-            created: row.created,
+            chat_id: message.chat_id.get(),
+            body: message.body.as_ref().to_owned(),
+            created,
         };
         // Cursors only ever point at messages that existed when they were
         // set, and ids only grow: a new message is unread.

@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use chat_domain::chat::Creation;
 
 use super::dto::{ChatDto, CreateChatRequest};
+use super::JsonObject;
 use crate::auth::CurrentUser;
 use crate::error::{run_blocking, ApiError};
 use crate::state::AppState;
@@ -33,10 +34,10 @@ pub async fn list_chats(
 /// - `401` without a valid token
 pub async fn create_chat(
     CurrentUser(me): CurrentUser,
-    request: web::Json<CreateChatRequest>,
+    JsonObject(request): JsonObject<CreateChatRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let other = request.into_inner().try_into_domain()?;
+    let other = request.try_into_domain()?;
     let chats = state.chats.clone();
     let viewer = me.id;
     let created = run_blocking(move || chats.create_chat(&me, other)).await?;

@@ -99,8 +99,7 @@ impl From<&LoginSuccess> for LoginResponse {
     }
 }
 
-/// `{"user_id": 2}`. The id is taken as a JSON integer or a string of
-/// digits (form-minded clients send `"2"`); anything else is a `400`.
+/// `{"user_id": 2}`: a JSON integer; anything else is a `400` saying why.
 #[derive(Debug, Deserialize)]
 pub struct CreateChatRequest {
     #[serde(default)]
@@ -115,11 +114,6 @@ impl CreateChatRequest {
                 Err(ApiError::BadRequest("user_id is required".into()))
             }
             Some(serde_json::Value::Number(n)) => n.as_i64().map(UserId::new).ok_or_else(invalid),
-            Some(serde_json::Value::String(s)) => s
-                .trim()
-                .parse::<i64>()
-                .map(UserId::new)
-                .map_err(|_| invalid()),
             Some(_) => Err(invalid()),
         }
     }
@@ -139,9 +133,8 @@ mod tests {
     }
 
     #[test]
-    fn user_id_may_be_an_integer_or_a_string_of_digits() {
+    fn user_id_is_a_json_integer() {
         assert_eq!(user_id(json!({"user_id": 2})), Ok(UserId::new(2)));
-        assert_eq!(user_id(json!({"user_id": "2"})), Ok(UserId::new(2)));
     }
 
     #[test]

@@ -6,8 +6,13 @@ pub mod chats;
 pub mod dto;
 pub mod users;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use actix_web::error::JsonPayloadError;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
@@ -16,9 +21,30 @@ use crate::error::ApiError;
 pub fn json_config(max_body_bytes: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(max_body_bytes)
+        // Both: the first admits a missing header, the second any value.
         .content_type_required(false)
         .content_type(|_| true)
         .error_handler(move |error, _req| json_error(error, max_body_bytes).into())
+}
+
+/// A request body that must be a JSON object, deserialised into `T`.
+/// (serde alone would also fill a struct from an array such as
+/// `["alice", "secret"]`; the API takes objects only.)
+pub struct JsonObject<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonObject<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let object = web::Json::<Map<String, Value>>::from_request(req, payload);
+        Box::pin(async move {
+            let web::Json(object) = object.await?;
+            serde_json::from_value(Value::Object(object))
+                .map(JsonObject)
+                .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")).into())
+        })
+    }
 }
 
 fn json_error(error: JsonPayloadError, max_body_bytes: usize) -> ApiError {
@@ -28,11 +54,8 @@ fn json_error(error: JsonPayloadError, max_body_bytes: usize) -> ApiError {
                 "request body is larger than {max_body_bytes} bytes"
             ))
         }
-        JsonPayloadError::ContentType => {
-            ApiError::UnsupportedMediaType("request body must be JSON".into())
-        }
         JsonPayloadError::Deserialize(e) if e.is_data() => {
-            ApiError::BadRequest(format!("invalid request body: {e}"))
+            ApiError::BadRequest("request body must be a JSON object".into())
         }
         JsonPayloadError::Deserialize(e) => {
             ApiError::BadRequest(format!("request body is not valid JSON: {e}"))

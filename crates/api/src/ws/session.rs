@@ -211,7 +211,12 @@ impl Conversation<'_> {
             }
             Some(Ok(AggregatedMessage::Ping(bytes))) => self.connection.pong(&bytes).await,
             Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
-            Some(Ok(AggregatedMessage::Close(_))) | None => Err(End::ClientGone),
+            // RFC 6455 5.5.1: answer a close with a close, echoing its code.
+            Some(Ok(AggregatedMessage::Close(reason))) => Err(End::Close(CloseReason {
+                code: reason.map_or(CloseCode::Normal, |r| r.code),
+                description: None,
+            })),
+            None => Err(End::ClientGone),
             Some(Err(error)) => Err(protocol_close(&error)),
         }
     }

@@ -1,7 +1,7 @@
 //! The chat rules: who may talk to whom, who may read and write a chat,
 //! and the order "store, then tell everyone".
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::models::{
     ChatId, ChatSummary, DirectChat, DirectMessage, MessageBody, MessageBodyError, MessageId,
@@ -57,10 +57,6 @@ pub struct OpenChat {
 }
 
 impl OpenChat {
-    pub fn chat(&self) -> &DirectChat {
-        &self.chat
-    }
-
     pub fn member(&self) -> &User {
         &self.member
     }
@@ -123,7 +119,15 @@ pub struct MessageService {
     messages: Arc<dyn MessageRepository>,
     broadcaster: Arc<dyn Broadcaster>,
     limit: MessageLimit,
+    /// Striped by chat id: a chat's messages are stored and broadcast one at
+    /// a time, so every participant receives them in the same order, the
+    /// order of their ids (the order history replays). Chats on different
+    /// stripes do not wait for each other.
+    send_order: Arc<[Mutex<()>]>,
 }
+
+/// Enough stripes that unrelated chats rarely share one.
+const SEND_ORDER_STRIPES: usize = 64;
 
 impl MessageService {
     pub fn new(
@@ -135,11 +139,16 @@ impl MessageService {
             messages,
             broadcaster,
             limit,
+            send_order: (0..SEND_ORDER_STRIPES).map(|_| Mutex::new(())).collect(),
         }
     }
 
-    pub fn limit(&self) -> MessageLimit {
-        self.limit
+    fn send_order_of(&self, chat: ChatId) -> MutexGuard<'_, ()> {
+        let stripe = chat.get().unsigned_abs() as usize % self.send_order.len();
+        // The lock guards no data, so a poisoned one is as good as any.
+        self.send_order[stripe]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Validates, stores, and only once stored broadcasts the message to
@@ -147,6 +156,7 @@ impl MessageService {
     /// is its acknowledgement).
     pub fn send(&self, chat: &OpenChat, body: &str) -> Result<DirectMessage, SendMessageError> {
         let body = MessageBody::parse(body, self.limit)?;
+        let _in_order = self.send_order_of(chat.id());
         let message = self.messages.insert_message(&NewMessage {
             chat_id: chat.id(),
             sender: chat.member.clone(),

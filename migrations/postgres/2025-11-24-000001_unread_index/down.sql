@@ -1,0 +1,1 @@
+DROP INDEX direct_messages_chat_id_sender_id_id;
