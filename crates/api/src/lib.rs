@@ -82,7 +82,7 @@ pub async fn access_log(
         %method,
         path,
         status,
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         peer = peer.map(|p| p.to_string()).unwrap_or_default(),
         "request"
     );
