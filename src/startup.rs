@@ -8,7 +8,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use chat_api::auth::{Argon2Hasher, JwtTokens};
-use chat_api::ws::Hub;
+use chat_api::ws::{Hub, MessageWriter};
 use chat_api::{ApiConfig, AppState};
 use chat_domain::chat::{ChatService, MessageLimit, MessageService};
 use chat_domain::user::AuthService;
@@ -33,6 +33,11 @@ pub enum StartupError {
     #[error("invalid setting: {0}")]
     Setting(String),
 }
+
+/// Messages waiting for the writer before senders wait too.
+const WRITE_QUEUE: usize = 16_384;
+/// Most messages stored in one transaction.
+const WRITE_BATCH_MAX: usize = 512;
 
 /// A bound, ready server. Build it, read its port, then run it.
 pub struct Application {
@@ -62,6 +67,9 @@ impl Application {
                 StartupError::Setting("CHAT_MAX_MESSAGE_CHARS must be at least 1".into())
             })?;
         let hub = Hub::new();
+        let messages = MessageService::new(database.clone(), Arc::new(hub.clone()), limit);
+        let writer = MessageWriter::start(messages.clone(), WRITE_QUEUE, WRITE_BATCH_MAX)
+            .map_err(|e| StartupError::Setting(format!("cannot start the message writer: {e}")))?;
         let state = AppState {
             auth: AuthService::new(
                 database.clone(),
@@ -69,8 +77,9 @@ impl Application {
                 Arc::new(JwtTokens::new(&secret, settings.token_ttl)),
             ),
             chats: ChatService::new(database.clone(), database.clone()),
-            messages: MessageService::new(database, Arc::new(hub.clone()), limit),
+            messages,
             hub: hub.clone(),
+            writer,
             config: ApiConfig {
                 max_body_bytes: settings.max_body_bytes,
                 max_frame_bytes: settings.max_frame_bytes,

@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use chat_domain::chat::{ChatService, MessageService};
 use chat_domain::user::AuthService;
 
-use crate::ws::Hub;
+use crate::ws::{Hub, MessageWriter};
 
 /// Limits and timings of the HTTP and WebSocket adapters.
 #[derive(Debug, Clone)]
@@ -50,6 +50,8 @@ pub struct AppState {
     pub chats: ChatService,
     pub messages: MessageService,
     pub hub: Hub,
+    /// Where sessions send messages to be stored (in batches) and broadcast.
+    pub writer: MessageWriter,
     pub config: ApiConfig,
     /// Password hashes computed at once (register, login). Each Argon2 run
     /// takes ~19 MiB and a core for tens of milliseconds; unbounded, a burst

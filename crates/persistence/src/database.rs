@@ -228,12 +228,13 @@ pub(crate) trait WriteTransaction: Connection {
     where
         F: FnOnce(&mut Self) -> QueryResult<T>;
 
-    /// Inside a write transaction: holds off other appends to `chat_id`
-    /// until this transaction ends, so that within a chat message ids are
-    /// committed in increasing order. History pages and the sessions'
-    /// "already replayed up to id N" rely on that: without it, a message
-    /// with a smaller id could become visible after a larger one was read.
-    fn lock_chat_for_append(&mut self, chat_id: i64) -> QueryResult<()>;
+    /// Inside a write transaction: holds off other appends to these chats
+    /// (sorted, distinct ids) until this transaction ends, so that within a
+    /// chat message ids are committed in increasing order. History pages
+    /// and the sessions' "already replayed up to id N" rely on that:
+    /// without it, a message with a smaller id could become visible after a
+    /// larger one was read.
+    fn lock_chats_for_append(&mut self, chat_ids: &[i64]) -> QueryResult<()>;
 }
 
 #[cfg(feature = "sqlite")]
@@ -250,7 +251,7 @@ impl WriteTransaction for SqliteConnection {
 
     /// Nothing to do: `BEGIN IMMEDIATE` already holds the database's single
     /// write lock.
-    fn lock_chat_for_append(&mut self, _chat_id: i64) -> QueryResult<()> {
+    fn lock_chats_for_append(&mut self, _chat_ids: &[i64]) -> QueryResult<()> {
         Ok(())
     }
 }
@@ -266,14 +267,16 @@ impl WriteTransaction for PgConnection {
         self.transaction(f)
     }
 
-    /// `SELECT ... FOR UPDATE` on the chat row: appends to one chat queue
-    /// up behind each other (the id is drawn from the sequence after the
-    /// lock), appends to different chats do not.
-    fn lock_chat_for_append(&mut self, chat_id: i64) -> QueryResult<()> {
+    /// `SELECT ... FOR UPDATE` on the chat rows, in id order so that two
+    /// batches can never deadlock: appends to one chat queue up behind each
+    /// other (ids are drawn from the sequence after the lock), appends to
+    /// other chats do not.
+    fn lock_chats_for_append(&mut self, chat_ids: &[i64]) -> QueryResult<()> {
         use crate::schema::direct_chats;
         use diesel::prelude::*;
         direct_chats::table
-            .filter(direct_chats::id.eq(chat_id))
+            .filter(direct_chats::id.eq_any(chat_ids))
+            .order(direct_chats::id)
             .select(direct_chats::id)
             .for_update()
             .load::<i64>(self)

@@ -17,34 +17,64 @@ use crate::models::{now, user_from_row, MessageParts, NewMessageRow};
 use crate::schema::{direct_chat_participants as participants, direct_messages, users};
 
 impl MessageRepository for Database {
-    fn insert_message(&self, message: &NewMessage) -> Result<DirectMessage, RepositoryError> {
-        // Committed (durable) when this returns. The chat lock keeps ids in
-        // commit order within the chat (see `lock_chat_for_append`); the
-        // time is taken after it, so times never run backwards against ids.
-        let row = with_conn!(self, |conn| conn.write_transaction(|conn| {
-            conn.lock_chat_for_append(message.chat_id.get())?;
-            let row = NewMessageRow {
-                chat_id: message.chat_id.get(),
-                sender_id: message.sender.id.get(),
-                body: message.body.as_ref(),
-                created: now(),
-            };
-            diesel::insert_into(direct_messages::table)
-                .values(&row)
+    fn insert_messages(
+        &self,
+        messages: &[NewMessage],
+    ) -> Result<Vec<DirectMessage>, RepositoryError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut chats: Vec<i64> = messages.iter().map(|m| m.chat_id.get()).collect();
+        chats.sort_unstable();
+        chats.dedup();
+        // One transaction, one commit (and so one fsync) for the whole
+        // batch. The chat locks keep ids in commit order within each chat
+        // (see `lock_chats_for_append`); the time is taken after them, so
+        // times never run backwards against ids.
+        let (mut ids, created) = with_conn!(self, |conn| conn.write_transaction(|conn| {
+            conn.lock_chats_for_append(&chats)?;
+            let created = now();
+            let rows: Vec<NewMessageRow> = messages
+                .iter()
+                .map(|m| NewMessageRow {
+                    chat_id: m.chat_id.get(),
+                    sender_id: m.sender.id.get(),
+                    body: m.body.as_ref(),
+                    created,
+                })
+                .collect();
+            // One multi-row INSERT ... RETURNING id.
+            let ids = diesel::insert_into(direct_messages::table)
+                .values(&rows)
                 .returning(direct_messages::id)
-                .get_result::<i64>(conn)
-                .map(|id| (id, row.created))
+                .get_results::<i64>(conn)?;
+            Ok((ids, created))
         }))?;
-        let (id, created) = row;
-        let parts = MessageParts {
-            id,
-            chat_id: message.chat_id.get(),
-            body: message.body.as_ref().to_owned(),
-            created,
-        };
-        // Cursors only ever point at messages that existed when they were
-        // set, and ids only grow: a new message is unread.
-        Ok(parts.into_domain(message.sender.clone(), None))
+        if ids.len() != messages.len() {
+            return Err(RepositoryError::unexpected(format!(
+                "stored {} of {} messages",
+                ids.len(),
+                messages.len()
+            )));
+        }
+        // Rows take ids in the order of the VALUES list; RETURNING may list
+        // them in any order, so sort before pairing them up.
+        ids.sort_unstable();
+        Ok(messages
+            .iter()
+            .zip(ids)
+            .map(|(message, id)| {
+                let parts = MessageParts {
+                    id,
+                    chat_id: message.chat_id.get(),
+                    body: message.body.as_ref().to_owned(),
+                    created,
+                };
+                // Cursors only ever point at messages that existed when
+                // they were set, and ids only grow: a new message is unread.
+                parts.into_domain(message.sender.clone(), None)
+            })
+            .collect())
     }
 
     fn history_page(

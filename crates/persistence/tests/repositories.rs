@@ -552,6 +552,82 @@ fn concurrent_senders_and_readers_all_succeed() {
 }
 
 #[test]
+fn a_batch_across_chats_is_stored_in_order_in_one_go() {
+    let db = test_db();
+    let alice = db.user("alice");
+    let bob = db.user("bob");
+    let carol = db.user("carol");
+    let with_bob = db.chat(&alice, &bob);
+    let with_carol = db.chat(&alice, &carol);
+    let new =
+        |chat: &chat_domain::chat::DirectChat, sender: &chat_domain::user::User, body: &str| {
+            chat_domain::chat::NewMessage {
+                chat_id: chat.id,
+                sender: sender.clone(),
+                body: chat_domain::chat::MessageBody::parse(
+                    body,
+                    chat_domain::chat::MessageLimit::DEFAULT,
+                )
+                .unwrap(),
+            }
+        };
+    let batch: Vec<_> = (0..300)
+        .map(|i| match i % 3 {
+            0 => new(&with_bob, &alice, &format!("to bob {i}")),
+            1 => new(&with_carol, &carol, &format!("from carol {i}")),
+            _ => new(&with_bob, &bob, &format!("from bob {i}")),
+        })
+        .collect();
+
+    let stored = db.insert_messages(&batch).unwrap();
+
+    assert_eq!(stored.len(), 300);
+    for (message, sent) in stored.iter().zip(&batch) {
+        assert_eq!(message.chat_id, sent.chat_id);
+        assert_eq!(message.sender, sent.sender);
+        assert_eq!(message.body, sent.body.as_ref());
+        assert!(!message.is_read);
+    }
+    assert!(
+        stored.windows(2).all(|w| w[0].id < w[1].id),
+        "ids follow the batch order"
+    );
+    let bob_history = db.history_page(with_bob.id, None, 1000).unwrap();
+    assert_eq!(bob_history.len(), 200);
+    let expected: Vec<_> = stored.iter().filter(|m| m.chat_id == with_bob.id).collect();
+    assert!(bob_history.iter().zip(expected).all(|(a, b)| a == b));
+    assert!(db.insert_messages(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn a_batch_with_one_bad_message_stores_none_of_it() {
+    let db = test_db();
+    let alice = db.user("alice");
+    let bob = db.user("bob");
+    let mallory = db.user("mallory");
+    let chat = db.chat(&alice, &bob);
+    let body =
+        chat_domain::chat::MessageBody::parse("hi", chat_domain::chat::MessageLimit::DEFAULT)
+            .unwrap();
+    let batch = [
+        chat_domain::chat::NewMessage {
+            chat_id: chat.id,
+            sender: alice.clone(),
+            body: body.clone(),
+        },
+        // Not a participant: the (chat, sender) foreign key refuses it.
+        chat_domain::chat::NewMessage {
+            chat_id: chat.id,
+            sender: mallory,
+            body,
+        },
+    ];
+
+    assert!(db.insert_messages(&batch).is_err());
+    assert!(db.history_page(chat.id, None, 10).unwrap().is_empty());
+}
+
+#[test]
 fn paging_history_while_others_append_never_skips_a_message() {
     // A session replays history by paging "after the last id seen"; a
     // message whose id is below one already read must never commit later.

@@ -18,8 +18,7 @@ use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
 use bytestring::ByteString;
-use chat_domain::chat::{MessageId, OpenChat, SendMessageError};
-use chat_domain::RepositoryError;
+use chat_domain::chat::{MessageId, OpenChat};
 use futures_util::StreamExt as _;
 
 use super::frames::{error_frame, message_frame, parse_send_frame};
@@ -98,6 +97,7 @@ pub async fn run(
         socket,
         write_timeout: state.config.write_timeout,
     };
+    let chat = Arc::new(chat);
     let mut membership = state.hub.join(chat.id(), state.config.outbound_queue);
     let end = match replay_history(&mut connection, &chat, &state).await {
         Ok(replayed_up_to) => {
@@ -151,7 +151,7 @@ async fn replay_history(
 struct Conversation<'a> {
     connection: &'a mut Connection,
     membership: &'a mut Membership,
-    chat: &'a OpenChat,
+    chat: &'a Arc<OpenChat>,
     state: &'a AppState,
     replayed_up_to: Option<MessageId>,
 }
@@ -221,36 +221,34 @@ impl Conversation<'_> {
         }
     }
 
-    /// A `{"body": ...}` frame: stored, then broadcast by the message
-    /// service; anything else gets the error frame and the connection stays
-    /// open.
+    /// A `{"body": ...}` frame: validated here, then stored and broadcast
+    /// by the writer; anything else gets the error frame and the connection
+    /// stays open.
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
         let body = match parse_send_frame(text) {
             Ok(body) => body,
             Err(error) => return self.connection.text(error_frame(&error.to_string())).await,
         };
-        let (messages, open) = (self.state.messages.clone(), self.chat.clone());
+        let body = match self.state.messages.validate(&body) {
+            Ok(body) => body,
+            Err(invalid) => {
+                return self
+                    .connection
+                    .text(error_frame(&invalid.to_string()))
+                    .await
+            }
+        };
         // The sender's own copy arrives through the hub like everyone
         // else's: that copy is the acknowledgement, sent only after the
         // commit.
-        let detail = match actix_web::web::block(move || messages.send(&open, &body)).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(SendMessageError::InvalidBody(invalid))) => invalid.to_string(),
-            Ok(Err(SendMessageError::Repository(error))) => {
-                tracing::error!(error = %error_chain(&error), "storing a message failed");
-                match error {
-                    RepositoryError::Unavailable(_) => {
-                        "the message could not be stored right now; try again".to_owned()
-                    }
-                    RepositoryError::Unexpected(_) => "the message could not be stored".to_owned(),
-                }
+        match self.state.writer.store(self.chat.clone(), body).await {
+            Ok(()) => Ok(()),
+            Err(failure) => {
+                self.connection
+                    .text(error_frame(&failure.to_string()))
+                    .await
             }
-            Err(blocking) => {
-                tracing::error!(error = %blocking, "storing a message failed");
-                "the message could not be stored".to_owned()
-            }
-        };
-        self.connection.text(error_frame(&detail)).await
+        }
     }
 }
 

@@ -43,8 +43,20 @@ pub trait ChatRepository: Send + Sync + 'static {
 
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait MessageRepository: Send + Sync + 'static {
-    /// Stores the message and commits; the returned message is durable.
-    fn insert_message(&self, message: &NewMessage) -> Result<DirectMessage, RepositoryError>;
+    /// Stores the messages in one transaction and commits; the returned
+    /// messages, in the order given, are durable. All or none are stored.
+    /// One commit for many messages is what keeps durable writes fast.
+    fn insert_messages(
+        &self,
+        messages: &[NewMessage],
+    ) -> Result<Vec<DirectMessage>, RepositoryError>;
+
+    /// Stores one message and commits; the returned message is durable.
+    fn insert_message(&self, message: &NewMessage) -> Result<DirectMessage, RepositoryError> {
+        self.insert_messages(std::slice::from_ref(message))?
+            .pop()
+            .ok_or_else(|| RepositoryError::unexpected("insert returned no message"))
+    }
 
     /// Up to `limit` messages of `chat` with ids greater than `after`,
     /// oldest first.

@@ -1,7 +1,7 @@
 //! The chat rules: who may talk to whom, who may read and write a chat,
 //! and the order "store, then tell everyone".
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::models::{
     ChatId, ChatSummary, DirectChat, DirectMessage, MessageBody, MessageBodyError, MessageId,
@@ -119,15 +119,12 @@ pub struct MessageService {
     messages: Arc<dyn MessageRepository>,
     broadcaster: Arc<dyn Broadcaster>,
     limit: MessageLimit,
-    /// Striped by chat id: a chat's messages are stored and broadcast one at
-    /// a time, so every participant receives them in the same order, the
-    /// order of their ids (the order history replays). Chats on different
-    /// stripes do not wait for each other.
-    send_order: Arc<[Mutex<()>]>,
+    /// Batches are stored and broadcast one at a time, so every participant
+    /// receives a chat's messages in the same order, the order of their ids
+    /// (the order history replays). Uncontended in the server, where one
+    /// writer thread sends every batch.
+    send_order: Arc<Mutex<()>>,
 }
-
-/// Enough stripes that unrelated chats rarely share one.
-const SEND_ORDER_STRIPES: usize = 64;
 
 impl MessageService {
     pub fn new(
@@ -139,31 +136,49 @@ impl MessageService {
             messages,
             broadcaster,
             limit,
-            send_order: (0..SEND_ORDER_STRIPES).map(|_| Mutex::new(())).collect(),
+            send_order: Arc::new(Mutex::new(())),
         }
     }
 
-    fn send_order_of(&self, chat: ChatId) -> MutexGuard<'_, ()> {
-        let stripe = chat.get().unsigned_abs() as usize % self.send_order.len();
-        // The lock guards no data, so a poisoned one is as good as any.
-        self.send_order[stripe]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Checks a body against the rules (non-empty, within the limit, no NUL).
+    pub fn validate(&self, body: &str) -> Result<MessageBody, MessageBodyError> {
+        MessageBody::parse(body, self.limit)
     }
 
     /// Validates, stores, and only once stored broadcasts the message to
     /// every connection of the chat (the sender's own included: that copy
     /// is its acknowledgement).
     pub fn send(&self, chat: &OpenChat, body: &str) -> Result<DirectMessage, SendMessageError> {
-        let body = MessageBody::parse(body, self.limit)?;
-        let _in_order = self.send_order_of(chat.id());
-        let message = self.messages.insert_message(&NewMessage {
-            chat_id: chat.id(),
-            sender: chat.member.clone(),
-            body,
-        })?;
-        self.broadcaster.broadcast(&message);
-        Ok(message)
+        let body = self.validate(body)?;
+        let mut sent = self.send_batch(vec![(chat, body)])?;
+        sent.pop()
+            .ok_or_else(|| RepositoryError::unexpected("a batch of one stored nothing").into())
+    }
+
+    /// Stores valid messages, possibly of many chats, in one transaction;
+    /// once committed, broadcasts each, in order. All or none are stored.
+    pub fn send_batch(
+        &self,
+        batch: Vec<(&OpenChat, MessageBody)>,
+    ) -> Result<Vec<DirectMessage>, RepositoryError> {
+        let new_messages: Vec<NewMessage> = batch
+            .into_iter()
+            .map(|(chat, body)| NewMessage {
+                chat_id: chat.id(),
+                sender: chat.member.clone(),
+                body,
+            })
+            .collect();
+        // The lock guards no data, so a poisoned one is as good as any.
+        let _in_order = self
+            .send_order
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let stored = self.messages.insert_messages(&new_messages)?;
+        for message in &stored {
+            self.broadcaster.broadcast(message);
+        }
+        Ok(stored)
     }
 
     /// The next page of history, oldest first, after `after`.
@@ -339,13 +354,16 @@ mod tests {
         let mut seq = Sequence::new();
         let mut messages = MockMessageRepository::new();
         messages
-            .expect_insert_message()
+            .expect_insert_messages()
             .withf(|m| {
-                m.chat_id == ChatId::new(10) && m.sender == alice() && m.body.as_ref() == "hello"
+                m.len() == 1
+                    && m[0].chat_id == ChatId::new(10)
+                    && m[0].sender == alice()
+                    && m[0].body.as_ref() == "hello"
             })
             .times(1)
             .in_sequence(&mut seq)
-            .returning(|_| Ok(message(5, alice(), "hello")));
+            .returning(|_| Ok(vec![message(5, alice(), "hello")]));
         let mut broadcaster = MockBroadcaster::new();
         broadcaster
             .expect_broadcast()
@@ -368,7 +386,7 @@ mod tests {
     fn a_message_that_fails_to_store_is_never_broadcast() {
         let mut messages = MockMessageRepository::new();
         messages
-            .expect_insert_message()
+            .expect_insert_messages()
             .returning(|_| Err(RepositoryError::unavailable("down")));
         let mut broadcaster = MockBroadcaster::new();
         broadcaster.expect_broadcast().never();
@@ -384,9 +402,78 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_is_stored_in_one_call_then_broadcast_in_order() {
+        let mut seq = Sequence::new();
+        let mut messages = MockMessageRepository::new();
+        messages
+            .expect_insert_messages()
+            .withf(|m| {
+                m.iter()
+                    .map(|m| m.body.as_ref())
+                    .eq(["one", "two", "three"])
+            })
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| {
+                Ok(vec![
+                    message(1, alice(), "one"),
+                    message(2, bob(), "two"),
+                    message(3, alice(), "three"),
+                ])
+            });
+        let broadcast = Arc::new(Mutex::new(Vec::new()));
+        let mut broadcaster = MockBroadcaster::new();
+        let seen = broadcast.clone();
+        broadcaster
+            .expect_broadcast()
+            .times(3)
+            .in_sequence(&mut seq)
+            .returning(move |m| seen.lock().unwrap().push(m.id.get()));
+        let service = MessageService::new(
+            Arc::new(messages),
+            Arc::new(broadcaster),
+            MessageLimit::DEFAULT,
+        );
+        let body = |b: &str| service.validate(b).unwrap();
+        let (as_alice, as_bob) = (open_chat_as(alice()), open_chat_as(bob()));
+        let batch = vec![
+            (&as_alice, body("one")),
+            (&as_bob, body("two")),
+            (&as_alice, body("three")),
+        ];
+
+        let stored = service.send_batch(batch).unwrap();
+
+        assert_eq!(stored.len(), 3);
+        assert_eq!(*broadcast.lock().unwrap(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_failed_batch_broadcasts_nothing() {
+        let mut messages = MockMessageRepository::new();
+        messages
+            .expect_insert_messages()
+            .returning(|_| Err(RepositoryError::unexpected("constraint")));
+        let mut broadcaster = MockBroadcaster::new();
+        broadcaster.expect_broadcast().never();
+        let service = MessageService::new(
+            Arc::new(messages),
+            Arc::new(broadcaster),
+            MessageLimit::DEFAULT,
+        );
+        let (as_alice, as_bob) = (open_chat_as(alice()), open_chat_as(bob()));
+        let batch = vec![
+            (&as_alice, service.validate("a").unwrap()),
+            (&as_bob, service.validate("b").unwrap()),
+        ];
+
+        assert!(service.send_batch(batch).is_err());
+    }
+
+    #[test]
     fn invalid_bodies_are_neither_stored_nor_broadcast() {
         let mut messages = MockMessageRepository::new();
-        messages.expect_insert_message().never();
+        messages.expect_insert_messages().never();
         let mut broadcaster = MockBroadcaster::new();
         broadcaster.expect_broadcast().never();
         let service = MessageService::new(
