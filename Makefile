@@ -6,7 +6,7 @@ export CARGO_INCREMENTAL ?= 0
 CARGO ?= cargo
 PG_FEATURES := --features postgres
 
-.PHONY: help run build release lint layering test test-sqlite test-postgres clean
+.PHONY: help run build release lint layering test test-sqlite test-postgres test-memory clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -20,17 +20,17 @@ build: ## Debug build of everything
 release: ## Optimised server binary at target/release/chat-server
 	$(CARGO) build --release --bin chat-server
 
-lint: layering ## Formatting check and clippy (warnings denied), SQLite and PostgreSQL builds
+lint: layering ## Formatting check and clippy (warnings denied) on every build: SQLite, PostgreSQL, memory
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --workspace --all-targets $(PG_FEATURES) -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features postgres,memory -- -D warnings
 
 layering: ## The domain crate must not depend on the web or database stacks
 	@if $(CARGO) tree -p chat-domain -e normal --prefix none | grep -E '^(actix|diesel|r2d2|tokio)'; then \
 		echo "chat-domain depends on an outer layer (above)"; exit 1; \
 	else echo "layering ok: chat-domain has no actix/diesel/r2d2/tokio dependency"; fi
 
-test: lint test-sqlite test-postgres ## Everything: lint, the suite on SQLite, then on PostgreSQL
+test: lint test-sqlite test-postgres test-memory ## Everything: lint, the suite on SQLite, on PostgreSQL, and the end-to-end suites on the in-memory store
 	@cat target/test-logs/*.log | awk '/^test result:/ { p += $$4; f += $$6; s += $$8 } \
 		END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }'
 
@@ -53,6 +53,11 @@ test-postgres: ## The whole suite on PostgreSQL (needs TEST_DATABASE_URL)
 		mkdir -p target/test-logs; \
 		$(CARGO) test --workspace $(PG_FEATURES) 2>&1 | tee target/test-logs/postgres.log; exit $${PIPESTATUS[0]}; \
 	fi
+
+test-memory: ## The end-to-end suites against the in-memory store (the benchmark's ceiling)
+	@mkdir -p target/test-logs
+	TEST_STORE=memory $(CARGO) test --features memory --test rest_api --test websocket 2>&1 \
+		| tee target/test-logs/memory.log; exit $${PIPESTATUS[0]}
 
 clean: ## Remove build output (not ./data)
 	$(CARGO) clean

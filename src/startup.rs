@@ -10,8 +10,10 @@ use actix_web::{web, App, HttpServer};
 use chat_api::auth::{Argon2Hasher, JwtTokens};
 use chat_api::ws::{Hub, MessageWriter};
 use chat_api::{ApiConfig, AppState};
-use chat_domain::chat::{ChatService, MessageLimit, MessageService};
-use chat_domain::user::AuthService;
+use chat_domain::chat::{
+    ChatRepository, ChatService, MessageLimit, MessageRepository, MessageService,
+};
+use chat_domain::user::{AuthService, UserRepository};
 use chat_persistence::{Database, DatabaseOptions};
 
 use crate::configuration::Settings;
@@ -39,6 +41,45 @@ const WRITE_QUEUE: usize = 16_384;
 /// Most messages stored in one transaction.
 const WRITE_BATCH_MAX: usize = 512;
 
+/// The repositories, whichever store implements them.
+struct Store {
+    users: Arc<dyn UserRepository>,
+    chats: Arc<dyn ChatRepository>,
+    messages: Arc<dyn MessageRepository>,
+}
+
+impl Store {
+    fn of<R: UserRepository + ChatRepository + MessageRepository>(repositories: R) -> Self {
+        let repositories = Arc::new(repositories);
+        Self {
+            users: repositories.clone(),
+            chats: repositories.clone(),
+            messages: repositories,
+        }
+    }
+}
+
+/// The database at `url`, migrated; or, in a `memory` build, the in-memory
+/// store for `memory://`.
+fn open_store(url: &str, options: &DatabaseOptions) -> Result<Store, StartupError> {
+    if url == "memory://" {
+        #[cfg(feature = "memory")]
+        {
+            tracing::warn!(
+                "DATABASE_URL=memory://: NOTHING IS STORED ON DISK; every message is lost at exit"
+            );
+            return Ok(Store::of(chat_persistence::MemoryStore::new()));
+        }
+        #[cfg(not(feature = "memory"))]
+        return Err(StartupError::Setting(
+            "DATABASE_URL=memory:// needs a build with the `memory` cargo feature".into(),
+        ));
+    }
+    let database = Database::connect(url, options)?;
+    tracing::info!(backend = %database.backend(), "database ready, migrations applied");
+    Ok(Store::of(database))
+}
+
 /// A bound, ready server. Build it, read its port, then run it.
 pub struct Application {
     port: u16,
@@ -49,16 +90,13 @@ pub struct Application {
 impl Application {
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
         let secret = secret::load_or_create(settings.jwt_secret.as_deref(), &settings.data_dir)?;
-        let database_url = settings.effective_database_url();
-        let database = Database::connect(
-            &database_url,
+        let store = open_store(
+            &settings.effective_database_url(),
             &DatabaseOptions {
                 max_connections: settings.db_pool_size.max(1),
                 ..DatabaseOptions::default()
             },
         )?;
-        tracing::info!(backend = %database.backend(), "database ready, migrations applied");
-        let database = Arc::new(database);
 
         let limit = usize::try_from(settings.max_message_chars)
             .ok()
@@ -67,16 +105,16 @@ impl Application {
                 StartupError::Setting("CHAT_MAX_MESSAGE_CHARS must be at least 1".into())
             })?;
         let hub = Hub::new();
-        let messages = MessageService::new(database.clone(), Arc::new(hub.clone()), limit);
+        let messages = MessageService::new(store.messages, Arc::new(hub.clone()), limit);
         let writer = MessageWriter::start(messages.clone(), WRITE_QUEUE, WRITE_BATCH_MAX)
             .map_err(|e| StartupError::Setting(format!("cannot start the message writer: {e}")))?;
         let state = AppState {
             auth: AuthService::new(
-                database.clone(),
+                store.users.clone(),
                 Arc::new(Argon2Hasher::new()?),
                 Arc::new(JwtTokens::new(&secret, settings.token_ttl)),
             ),
-            chats: ChatService::new(database.clone(), database.clone()),
+            chats: ChatService::new(store.users, store.chats),
             messages,
             hub: hub.clone(),
             writer,

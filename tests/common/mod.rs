@@ -39,7 +39,13 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database = TestDatabase::create().expect("test database");
     let data_dir_arg = data_dir.path().to_string_lossy().into_owned();
-    let database_url = database.url().to_owned();
+    // `TEST_STORE=memory` (in a `memory` build) runs the suite against the
+    // in-memory store, to show it behaves as the real ones do.
+    let database_url = if std::env::var("TEST_STORE").as_deref() == Ok("memory") {
+        "memory://".to_owned()
+    } else {
+        database.url().to_owned()
+    };
     let mut args = vec![
         "chat-server",
         "--addr",

@@ -18,6 +18,9 @@
 //!
 //! Every call is blocking; the api layer runs them off the async executor.
 //!
+//! The `memory` feature adds [`MemoryStore`]-style storage that keeps
+//! nothing: the benchmark's ceiling, never for real use.
+//!
 //! The `testing` feature adds [`testing::TestDatabase`]: a fresh database per
 //! test, for this crate's tests and the server's.
 //!
@@ -37,6 +40,11 @@ mod schema;
 mod users;
 
 pub use database::{Backend, Database, DatabaseError, DatabaseOptions};
+
+#[cfg(feature = "memory")]
+mod memory;
+#[cfg(feature = "memory")]
+pub use memory::MemoryStore;
 
 #[cfg(feature = "testing")]
 pub mod testing;
