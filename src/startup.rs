@@ -1,7 +1,6 @@
 //! Wiring: the one place adapters are plugged into the domain's ports, and
 //! the server's life from bind to graceful stop.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -36,6 +35,8 @@ pub enum StartupError {
     Setting(String),
 }
 
+/// Pending connections the kernel may queue for accept.
+const LISTEN_BACKLOG: u32 = 8192;
 /// Messages waiting for the writer before senders wait too.
 const WRITE_QUEUE: usize = 16_384;
 /// Most messages stored in one transaction.
@@ -130,17 +131,6 @@ impl Application {
         };
         let state = web::Data::new(state);
 
-        let listener = TcpListener::bind(settings.addr).map_err(|source| StartupError::Bind {
-            addr: settings.addr,
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                addr: settings.addr,
-                source,
-            })?
-            .port();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(chat_api::access_log))
@@ -150,17 +140,26 @@ impl Application {
         // Signals are handled in `run_until_stopped`, which closes sockets
         // with 1001 before stopping the server.
         .disable_signals()
+        // Thousands of clients may connect at once (reconnect storms); a
+        // short accept queue would drop their SYNs into second-long retries.
+        // The kernel caps it at net.core.somaxconn.
+        .backlog(LISTEN_BACKLOG)
         .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
         if let Some(workers) = settings.workers {
             server = server.workers(workers.max(1));
         }
+        // Bound here (not from a std listener) so the backlog applies.
         let server = server
-            .listen(listener)
+            .bind(settings.addr)
             .map_err(|source| StartupError::Bind {
                 addr: settings.addr,
                 source,
-            })?
-            .run();
+            })?;
+        let port = server
+            .addrs()
+            .first()
+            .map_or(settings.addr.port(), |a| a.port());
+        let server = server.run();
         tracing::info!(addr = %settings.addr, port, "listening");
         Ok(Self { port, server, hub })
     }
