@@ -10,6 +10,7 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let settings = Settings::parse();
     telemetry::init(settings.log_format);
+    raise_open_file_limit();
     let result = actix_web::rt::System::new().block_on(async {
         let app = Application::build(&settings).map_err(|e| e.to_string())?;
         app.run_until_stopped().await.map_err(|e| e.to_string())
@@ -24,5 +25,14 @@ fn main() -> ExitCode {
             eprintln!("chat-server: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Every WebSocket is a file descriptor, and the usual soft limit (1024) is
+/// far below what one server holds; the hard limit is the real ceiling.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
     }
 }
