@@ -77,6 +77,16 @@ pub struct Settings {
     #[arg(long = "heartbeat-interval", env = "CHAT_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
 
+    /// Browser origins allowed to open chat sockets, comma-separated
+    /// (`https://chat.example,https://app.example`). Empty: any origin.
+    #[arg(
+        long = "allowed-origins",
+        env = "CHAT_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub allowed_origins: Vec<String>,
+
     /// Database connections in the pool.
     #[arg(long = "db-pool-size", env = "CHAT_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,

@@ -124,6 +124,12 @@ impl Application {
                 max_frame_bytes: settings.max_frame_bytes,
                 outbound_queue: settings.ws_queue.max(1),
                 write_timeout: settings.ws_write_timeout,
+                allowed_origins: settings
+                    .allowed_origins
+                    .iter()
+                    .map(|o| o.trim().to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
                 heartbeat_interval: settings.heartbeat_interval,
                 ..ApiConfig::default()
             },

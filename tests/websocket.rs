@@ -109,6 +109,49 @@ async fn the_authorization_header_works_as_well_as_the_query_token() {
     assert_eq!(socket.next_message().await["body"], "via header");
 }
 
+#[actix_web::test]
+async fn with_allowed_origins_set_a_foreign_origin_is_refused_with_403() {
+    let app = spawn_app_with(&[
+        "--allowed-origins",
+        "https://chat.example, https://app.example/",
+    ])
+    .await;
+    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let path = format!("/ws/chat/{chat}/?token={}", alice.token);
+    let handshake = |origin: Option<&'static str>| {
+        let mut request = app.client.ws(app.ws_url(&path));
+        if let Some(origin) = origin {
+            request = request.origin(origin);
+        }
+        async move {
+            match request.connect().await {
+                Ok(_) => 101,
+                Err(awc::error::WsClientError::InvalidResponseStatus(status)) => status.as_u16(),
+                Err(other) => panic!("{other}"),
+            }
+        }
+    };
+
+    assert_eq!(handshake(Some("https://evil.example")).await, 403);
+    assert_eq!(
+        handshake(Some("https://chat.example.evil.example")).await,
+        403
+    );
+    assert_eq!(handshake(Some("https://CHAT.example")).await, 101);
+    assert_eq!(handshake(Some("https://app.example")).await, 101);
+    // Non-browser clients send no Origin.
+    assert_eq!(handshake(None).await, 101);
+    let refused = app
+        .get_with_header(
+            &format!("/ws/chat/{chat}/"),
+            "Origin",
+            "https://evil.example",
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.body["error"].as_str().is_some());
+}
+
 // ---- sending and broadcast --------------------------------------------------
 
 #[actix_web::test]

@@ -29,6 +29,11 @@ pub struct ApiConfig {
     pub heartbeat_interval: Duration,
     /// Messages fetched per query while replaying history.
     pub history_page_size: usize,
+    /// Browser origins allowed to open a chat socket (`https://chat.example`),
+    /// compared without case. Empty: any origin. A handshake from another
+    /// origin is refused with 403, which stops other sites' pages from
+    /// opening sockets in their visitors' name.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -40,6 +45,7 @@ impl Default for ApiConfig {
             write_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(30),
             history_page_size: 200,
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -18,6 +18,8 @@ struct TokenQuery {
 /// exists and the caller is in it.
 ///
 /// - `101` and the session starts
+/// - `403` when an allowed-origins list is set and the `Origin` header is
+///   not on it (checked first)
 /// - `401` without a valid token (from `Authorization: Bearer` or `?token=`)
 /// - `404` when the chat does not exist
 /// - `403` when the caller is not a participant
@@ -28,6 +30,7 @@ pub async fn chat_socket(
     chat_id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    check_origin(&req, &state.config.allowed_origins)?;
     let token = match bearer_token(&req)? {
         Some(token) => token,
         None => web::Query::<TokenQuery>::from_query(req.query_string())
@@ -57,4 +60,26 @@ pub async fn chat_socket(
         .max_continuation_size(state.config.max_frame_bytes);
     actix_web::rt::spawn(session::run(socket, stream, chat, state.into_inner()));
     Ok(response)
+}
+
+/// Browsers always send `Origin` on a WebSocket handshake; other clients
+/// (apps, scripts) need not, and are not what this check protects against.
+fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "this origin may not open chat sockets".into(),
+        ))
+    }
 }
