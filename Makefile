@@ -61,3 +61,12 @@ test-memory: ## The end-to-end suites against the in-memory store (the benchmark
 
 clean: ## Remove build output (not ./data)
 	$(CARGO) clean
+
+# --- Benchmark (crates/bench, issue 3) ----------------------------------------
+.PHONY: bench bench-smoke
+
+bench: ## Release build, then a short issue-3 table: SQLite, PostgreSQL (TEST_DATABASE_URL), in-memory ceiling
+	crates/bench/run.sh
+
+bench-smoke: ## A few seconds of every benchmark mode against a release server on SQLite
+	crates/bench/run.sh --smoke

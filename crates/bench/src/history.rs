@@ -1,0 +1,268 @@
+//! History replay: fill each chat with N messages from its first
+//! participant, then connect every second participant at once and time,
+//! per chat, from the start of the connect until the N-th history frame.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::accounting::{ConnLedger, Percentiles, Reception, Window};
+use crate::conn::{self, Incoming, Ws};
+use crate::live::connect_all;
+use crate::plan::{peer_of, Plan};
+use crate::report::{ConnectStats, HistoryStats};
+use crate::resources::{CpuMark, RssSampler, ServerResources};
+use crate::scenario::Scenario;
+use crate::tag::Tag;
+use crate::target::Target;
+
+/// Messages a filling connection keeps in flight (unacknowledged): enough
+/// to keep the server busy, well under its per-connection queue (1024).
+const FILL_WINDOW: u64 = 64;
+
+/// A connection that receives nothing for this long is given up on.
+const IDLE_LIMIT: Duration = Duration::from_secs(15);
+
+/// How long a replaying connection keeps reading after the last history
+/// frame, so duplicates are still seen.
+const DUPLICATE_GRACE: Duration = Duration::from_millis(150);
+
+pub(crate) struct HistoryOutcome {
+    pub connect: ConnectStats,
+    pub ledgers: Vec<ConnLedger>,
+    pub stats: HistoryStats,
+    pub server: Option<ServerResources>,
+}
+
+pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> HistoryOutcome {
+    let sampler = scenario.server_pid.map(RssSampler::start);
+    let origin = Instant::now();
+    let per_chat = scenario.history() as u64;
+
+    // Fill: the first participant of every chat sends its messages.
+    let fillers: Vec<usize> = (0..plan.chats.len()).map(|k| 2 * k).collect();
+    let (sockets, _) = connect_all(target, plan, &fillers, scenario).await;
+    let fill_started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for (k, socket) in sockets.into_iter().enumerate() {
+        let conn = fillers[k] as u32;
+        let (run, body_bytes) = (scenario.run_id, scenario.body_bytes);
+        match socket {
+            Ok(ws) => {
+                tasks.spawn(fill(ws, conn, run, per_chat, body_bytes, origin));
+            }
+            Err(error) => eprintln!("history: filler {conn} could not connect: {error}"),
+        }
+    }
+    let mut ledgers = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(ledger) = joined {
+            ledgers.push(ledger);
+        }
+    }
+    let fill_seconds = fill_started.elapsed().as_secs_f64();
+    // What each chat's reader is owed: what its filler managed to send.
+    let mut owed: Vec<Option<u64>> = vec![None; plan.chats.len()];
+    for ledger in &ledgers {
+        owed[ledger.conn as usize / 2] = Some(ledger.sent);
+    }
+    eprintln!(
+        "history: {} chats filled with {per_chat} messages each in {fill_seconds:.1} s",
+        ledgers.len()
+    );
+
+    // Replay: the second participant of every chat connects.
+    let replay_started = Instant::now();
+    let cpu_start = scenario.server_pid.and_then(CpuMark::now);
+    let readers: Vec<usize> = (0..plan.chats.len()).map(|k| 2 * k + 1).collect();
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        scenario.connect_concurrency.max(1),
+    ));
+    let mut tasks = JoinSet::new();
+    for &conn in &readers {
+        let (Some((chat, participant)), Some(count)) = (plan.participant(conn), owed[conn / 2])
+        else {
+            continue;
+        };
+        let url = target.ws_url(chat.id, &participant.token);
+        let (addr, source) = (target.addr, conn::source_for(conn, scenario.source_ips));
+        let (timeout, run, permits) = (scenario.connect_timeout, scenario.run_id, permits.clone());
+        tasks.spawn(async move {
+            let permit = permits.acquire_owned().await;
+            let started = Instant::now();
+            let connected = conn::connect(addr, &url, source, timeout).await;
+            drop(permit);
+            let mut ledger = ConnLedger::new(run, conn as u32, peer_of(conn as u32));
+            match connected {
+                Ok((ws, took)) => {
+                    let connected_at = Instant::now();
+                    let replay = replay(ws, &mut ledger, count, started, origin).await;
+                    (ledger, Ok((took, connected_at)), replay)
+                }
+                Err(error) => (ledger, Err(error), None),
+            }
+        });
+    }
+    let mut replay_us = Vec::new();
+    let mut connect_us = Vec::new();
+    let mut connect_results = Vec::new();
+    // The last socket open, and the last history complete.
+    let (mut all_connected, mut all_replayed) = (replay_started, replay_started);
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((ledger, connected, replay)) = joined else {
+            continue;
+        };
+        ledgers.push(ledger);
+        if let Some((took, done_at)) = replay {
+            replay_us.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+            all_replayed = all_replayed.max(done_at);
+        }
+        if let Ok((took, connected_at)) = &connected {
+            connect_us.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+            all_connected = all_connected.max(*connected_at);
+        }
+        connect_results.push(connected.map(|_| ()));
+    }
+    // Over the replay phase (including the short duplicate grace at its end).
+    let cpu_percent = match (cpu_start, scenario.server_pid.and_then(CpuMark::now)) {
+        (Some(a), Some(b)) => a.percent_until(&b),
+        _ => None,
+    };
+    let replay_seconds = (all_replayed - replay_started).as_secs_f64();
+    let replay_us_len = replay_us.len();
+    let connect = ConnectStats::new(
+        &connect_results,
+        &connect_us,
+        all_connected - replay_started,
+    );
+    let frames: u64 = ledgers
+        .iter()
+        .filter(|l| l.conn % 2 == 1)
+        .map(ConnLedger::from_peer_distinct)
+        .sum();
+    let stats = HistoryStats {
+        messages_per_chat: per_chat,
+        chats: plan.chats.len(),
+        fill_seconds,
+        replay_seconds,
+        replay_ms: Percentiles::of_us(replay_us),
+        complete: replay_us_len,
+        incomplete: plan.chats.len() - replay_us_len,
+        frames_per_s: frames as f64 / replay_seconds.max(1e-9),
+    };
+    let server = match (scenario.server_pid, sampler) {
+        (Some(pid), Some(sampler)) => {
+            let rss_end_mb = crate::resources::rss_kib(pid).unwrap_or(0) as f64 / 1024.0;
+            Some(ServerResources {
+                pid,
+                rss_peak_mb: sampler.finish().await.max(rss_end_mb),
+                rss_end_mb,
+                cpu_percent,
+            })
+        }
+        _ => None,
+    };
+    HistoryOutcome {
+        connect,
+        ledgers,
+        stats,
+        server,
+    }
+}
+
+/// Sends `count` messages, at most [`FILL_WINDOW`] unacknowledged, and
+/// waits for the echo of each; the sender's ledger.
+async fn fill(
+    mut ws: Ws,
+    conn: u32,
+    run: u64,
+    count: u64,
+    body_bytes: usize,
+    origin: Instant,
+) -> ConnLedger {
+    let mut ledger = ConnLedger::new(run, conn, peer_of(conn));
+    let mut acked = 0u64;
+    while acked < count {
+        while ledger.sent < count && ledger.sent - acked < FILL_WINDOW {
+            let tag = Tag {
+                run,
+                sender: conn,
+                seq: ledger.sent,
+                sent_at_ns: origin.elapsed().as_nanos() as u64,
+            };
+            if ws.send(Message::text(tag.frame(body_bytes))).await.is_err() {
+                return ledger;
+            }
+            ledger.sent += 1;
+        }
+        let frame = match tokio::time::timeout(IDLE_LIMIT, ws.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            _ => {
+                eprintln!("history: filler {conn} stalled at {acked}/{count} acknowledged");
+                return ledger;
+            }
+        };
+        let received_ns = origin.elapsed().as_nanos() as u64;
+        if let Message::Text(text) = frame {
+            match Incoming::parse(&text) {
+                Incoming::Message(tag) => {
+                    if let Reception::OwnFirst { .. } =
+                        ledger.on_message(tag, received_ns, &Window::EMPTY)
+                    {
+                        acked += 1;
+                    }
+                }
+                Incoming::Error => {
+                    // The server refused one: it is lost, move on.
+                    ledger.on_error_frame();
+                    acked += 1;
+                }
+                Incoming::Other => ledger.foreign += 1,
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    ledger
+}
+
+/// Reads the history until all `count` messages of the peer are in; the
+/// time since `started` and the moment it completed, or `None` if it never
+/// did.
+async fn replay(
+    mut ws: Ws,
+    ledger: &mut ConnLedger,
+    count: u64,
+    started: Instant,
+    origin: Instant,
+) -> Option<(Duration, Instant)> {
+    let mut took = None;
+    let mut deadline = Instant::now() + IDLE_LIMIT;
+    loop {
+        if took.is_none() && ledger.from_peer_distinct() >= count {
+            let now = Instant::now();
+            took = Some((now - started, now));
+            deadline = now + DUPLICATE_GRACE;
+        }
+        let frame = match tokio::time::timeout_at(deadline.into(), ws.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            _ => break,
+        };
+        if took.is_none() {
+            deadline = Instant::now() + IDLE_LIMIT;
+        }
+        let received_ns = origin.elapsed().as_nanos() as u64;
+        if let Message::Text(text) = frame {
+            match Incoming::parse(&text) {
+                Incoming::Message(tag) => {
+                    ledger.on_message(tag, received_ns, &Window::EMPTY);
+                }
+                Incoming::Error => ledger.on_error_frame(),
+                Incoming::Other => ledger.foreign += 1,
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    took
+}

@@ -1,0 +1,82 @@
+//! `chat-bench`: see the library's docs and `chat-bench --help`.
+//!
+//! Prints progress on stderr, then the report table and, as the very last
+//! line of stdout, the report as one JSON object (`| tail -1`).
+
+use std::process::ExitCode;
+
+use chat_bench::cli::Cli;
+use chat_bench::conn::CONNECTIONS_PER_SOURCE;
+use chat_bench::target::Target;
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(path) = &cli.summarize {
+        return match std::fs::read_to_string(path) {
+            Ok(text) => {
+                print!("{}", chat_bench::summary::summarize(&text));
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("chat-bench: cannot read {}: {error}", path.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let target = match Target::parse(&cli.url, cli.allow_remote) {
+        Ok(target) => target,
+        Err(error) => {
+            eprintln!("chat-bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut scenario = cli.scenario();
+    let sockets = scenario.connections() + 64;
+
+    // Every connection is a file descriptor: take the whole hard limit.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < sockets as u64 => eprintln!(
+            "chat-bench: warning: the open-file limit is {limit}, below the {sockets} sockets this run needs"
+        ),
+        Ok(_) => {}
+        Err(error) => eprintln!("chat-bench: warning: cannot raise the open-file limit: {error}"),
+    }
+    if scenario.source_ips == 0
+        && scenario.connections() > CONNECTIONS_PER_SOURCE
+        && target.addr.ip().is_loopback()
+        && target.addr.is_ipv4()
+    {
+        scenario.source_ips = scenario.connections().div_ceil(CONNECTIONS_PER_SOURCE);
+        eprintln!(
+            "chat-bench: spreading sockets over 127.0.0.1..=127.0.0.{}",
+            scenario.source_ips
+        );
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(scenario.threads)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("chat-bench: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(chat_bench::execute(&target, &scenario)) {
+        Ok(mut report) => {
+            report.name = cli.name.clone();
+            report.label = cli.label.clone();
+            report.check(&cli.expect);
+            print!("{}", report.table());
+            println!("{}", report.json());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("chat-bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
