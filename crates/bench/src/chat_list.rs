@@ -129,21 +129,13 @@ pub(crate) async fn run(
         })
     })
     .await??;
-    let server = match (scenario.server_pid, sampler) {
-        (Some(pid), Some(sampler)) => {
-            let cpu_percent = match (cpu_start, CpuMark::now(pid)) {
-                (Some(a), Some(b)) => a.percent_until(&b),
-                _ => None,
-            };
-            let rss_end_mb = crate::resources::rss_kib(pid).unwrap_or(0) as f64 / 1024.0;
-            Some(ServerResources {
-                pid,
-                rss_peak_mb: sampler.finish().await.max(rss_end_mb),
-                rss_end_mb,
-                cpu_percent,
-            })
-        }
+    let cpu_percent = match (cpu_start, scenario.server_pid.and_then(CpuMark::now)) {
+        (Some(a), Some(b)) => a.percent_until(&b),
         _ => None,
+    };
+    let server = match sampler {
+        Some(sampler) => Some(sampler.finish(cpu_percent).await),
+        None => None,
     };
     Ok(ChatListOutcome {
         setup_seconds,

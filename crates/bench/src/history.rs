@@ -152,17 +152,9 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Hi
         incomplete: plan.chats.len() - replay_us_len,
         frames_per_s: frames as f64 / replay_seconds.max(1e-9),
     };
-    let server = match (scenario.server_pid, sampler) {
-        (Some(pid), Some(sampler)) => {
-            let rss_end_mb = crate::resources::rss_kib(pid).unwrap_or(0) as f64 / 1024.0;
-            Some(ServerResources {
-                pid,
-                rss_peak_mb: sampler.finish().await.max(rss_end_mb),
-                rss_end_mb,
-                cpu_percent,
-            })
-        }
-        _ => None,
+    let server = match sampler {
+        Some(sampler) => Some(sampler.finish(cpu_percent).await),
+        None => None,
     };
     HistoryOutcome {
         connect,

@@ -237,18 +237,12 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Li
         Some((a, b)) => a.percent_until(&b),
         None => None,
     };
-    if let (Some(pid), Some(sampler)) = (server_pid, sampler) {
+    if let Some(sampler) = sampler {
         let cpu_percent = match marks_start.0.zip(marks_end.0) {
             Some((a, b)) => a.percent_until(&b),
             None => None,
         };
-        let rss_end_mb = crate::resources::rss_kib(pid).unwrap_or(0) as f64 / 1024.0;
-        outcome.server = Some(ServerResources {
-            pid,
-            rss_peak_mb: sampler.finish().await.max(rss_end_mb),
-            rss_end_mb,
-            cpu_percent,
-        });
+        outcome.server = Some(sampler.finish(cpu_percent).await);
     }
     outcome
 }

@@ -277,7 +277,10 @@ impl Report {
             }
         }
         if let Some(s) = &self.server {
+            put("server_rss_start_mb", Some(s.rss_start_mb));
             put("server_rss_peak_mb", Some(s.rss_peak_mb));
+            // What the run itself added, setup's leftovers aside.
+            put("server_rss_growth_mb", Some(s.rss_peak_mb - s.rss_start_mb));
             put("server_cpu_percent", s.cpu_percent);
         }
         put("client_cpu_percent", self.client_cpu_percent);
@@ -441,8 +444,9 @@ impl Report {
             line(
                 "server",
                 format!(
-                    "RSS peak {:.1} MB (end {:.1} MB), CPU {} % (pid {})",
+                    "RSS peak {:.1} MB (start {:.1} MB, end {:.1} MB), CPU {} % (pid {})",
                     srv.rss_peak_mb,
+                    srv.rss_start_mb,
                     srv.rss_end_mb,
                     opt(srv.cpu_percent),
                     srv.pid

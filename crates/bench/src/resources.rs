@@ -73,6 +73,8 @@ impl CpuMark {
 
 /// Samples a process's RSS in the background and keeps the peak.
 pub struct RssSampler {
+    pid: u32,
+    start_kib: u64,
     peak_kib: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -80,7 +82,8 @@ pub struct RssSampler {
 
 impl RssSampler {
     pub fn start(pid: u32) -> Self {
-        let peak_kib = Arc::new(AtomicU64::new(rss_kib(pid).unwrap_or(0)));
+        let start_kib = rss_kib(pid).unwrap_or(0);
+        let peak_kib = Arc::new(AtomicU64::new(start_kib));
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn({
             let (peak_kib, stop) = (peak_kib.clone(), stop.clone());
@@ -98,17 +101,28 @@ impl RssSampler {
             }
         });
         Self {
+            pid,
+            start_kib,
             peak_kib,
             stop,
             task,
         }
     }
 
-    /// Stops sampling; the peak RSS in MiB.
-    pub async fn finish(self) -> f64 {
+    /// Stops sampling; the figures, with the CPU use measured by the caller.
+    pub async fn finish(self, cpu_percent: Option<f64>) -> ServerResources {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
-        self.peak_kib.load(Ordering::Relaxed) as f64 / 1024.0
+        let end_kib = rss_kib(self.pid).unwrap_or(0);
+        let peak_kib = self.peak_kib.load(Ordering::Relaxed).max(end_kib);
+        let mb = |kib: u64| kib as f64 / 1024.0;
+        ServerResources {
+            pid: self.pid,
+            rss_start_mb: mb(self.start_kib),
+            rss_peak_mb: mb(peak_kib),
+            rss_end_mb: mb(end_kib),
+            cpu_percent,
+        }
     }
 }
 
@@ -116,6 +130,9 @@ impl RssSampler {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ServerResources {
     pub pid: u32,
+    /// RSS before the run's sockets opened (after setup: password hashing
+    /// during setup can leave a lot resident).
+    pub rss_start_mb: f64,
     /// Highest RSS seen from the first connection to the end of the drain.
     pub rss_peak_mb: f64,
     /// RSS when the run ended.
