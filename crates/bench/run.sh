@@ -37,19 +37,27 @@ mkdir -p "$TARGET_DIR/bench"
 RESULTS="$TARGET_DIR/bench/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/chat-bench.XXXXXX")"
 SERVER_PID=""
+SERVER_LOG=/dev/null
 PG_DATABASES=()
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
+# Stops the server (SIGTERM: a graceful stop); a server that does not exit
+# cleanly gets its log's tail shown, since its directory is removed at exit.
 stop_server() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    if [ -n "$SERVER_PID" ]; then
+        local status=0
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         for _ in $(seq 1 100); do
             kill -0 "$SERVER_PID" 2>/dev/null || break
             sleep 0.1
         done
         kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || status=$?
+        if [ "$status" != 0 ]; then
+            echo "!! the server (pid $SERVER_PID) exited with status $status at stop; its log ends:" >&2
+            tail -15 "$SERVER_LOG" >&2 || true
+        fi
     fi
     SERVER_PID=""
 }
@@ -146,6 +154,7 @@ start_server() {
     local backend="$1" dir
     dir="$(mktemp -d "$WORK/$backend.XXXX")"
     fresh_database "$backend" "$dir"
+    SERVER_LOG="$dir/server.log"
     local port
     port="$(free_port)"
     URL="http://127.0.0.1:$port"
@@ -157,7 +166,6 @@ start_server() {
     RUST_LOG="${RUST_LOG:-warn}" \
         "$SERVER" >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
-    SERVER_LOG="$dir/server.log"
     for _ in $(seq 1 $((START_TIMEOUT * 10))); do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
             echo "the server exited at start:" >&2

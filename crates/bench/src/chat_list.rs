@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
@@ -67,9 +67,9 @@ pub(crate) async fn run(
                         seq,
                         sent_at_ns: 0,
                     };
-                    ws.send(Message::text(tag.frame(body_bytes)))
-                        .await
-                        .map_err(|e| BenchError::Socket(e.to_string()))?;
+                    if !conn::send_text(&mut ws, tag.frame(body_bytes)).await {
+                        return Err(BenchError::Socket("send failed".into()));
+                    }
                     // Wait for the echo: the message is committed.
                     loop {
                         let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())

@@ -4,10 +4,11 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use futures_util::SinkExt as _;
 use serde::Deserialize;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::tag::Tag;
@@ -17,6 +18,20 @@ pub type Ws = WebSocketStream<TcpStream>;
 /// Beyond about 28,000 connections from one source address the ephemeral
 /// ports toward one server port run out.
 pub const CONNECTIONS_PER_SOURCE: usize = 25_000;
+
+/// A send that cannot complete in this long (the server stopped reading
+/// and the socket buffers are full) ends the connection rather than the
+/// run's time bound.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends one text frame; `false` when the socket failed or stalled for
+/// [`SEND_TIMEOUT`].
+pub async fn send_text(ws: &mut Ws, text: String) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::text(text))).await,
+        Ok(Ok(()))
+    )
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

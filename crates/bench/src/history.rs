@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -184,7 +184,7 @@ async fn fill(
                 seq: ledger.sent,
                 sent_at_ns: origin.elapsed().as_nanos() as u64,
             };
-            if ws.send(Message::text(tag.frame(body_bytes))).await.is_err() {
+            if !conn::send_text(&mut ws, tag.frame(body_bytes)).await {
                 return ledger;
             }
             ledger.sent += 1;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
@@ -411,7 +411,7 @@ async fn send(
             out.send_lag_us.push(u32::try_from(lag).unwrap_or(u32::MAX));
         }
     }
-    if ws.send(Message::text(frame)).await.is_err() {
+    if !conn::send_text(ws, frame).await {
         return false;
     }
     ledger.sent += 1;
