@@ -39,10 +39,13 @@ pub enum StartupError {
 const LISTEN_BACKLOG: u32 = 8192;
 /// Messages waiting for the writer before senders wait too.
 const WRITE_QUEUE: usize = 16_384;
+/// How long a stopping server waits for the writer to store what is queued.
+const WRITER_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Most messages stored in one transaction.
 const WRITE_BATCH_MAX: usize = 512;
 
 /// The repositories, whichever store implements them.
+#[derive(Clone)]
 struct Store {
     users: Arc<dyn UserRepository>,
     chats: Arc<dyn ChatRepository>,
@@ -86,6 +89,10 @@ pub struct Application {
     port: u16,
     server: Server,
     hub: Hub,
+    writer_thread: std::thread::JoinHandle<()>,
+    /// Held so the database closes here, last, on the thread that stops the
+    /// server (see `run`).
+    store: Store,
 }
 
 impl Application {
@@ -106,16 +113,18 @@ impl Application {
                 StartupError::Setting("CHAT_MAX_MESSAGE_CHARS must be at least 1".into())
             })?;
         let hub = Hub::new();
-        let messages = MessageService::new(store.messages, Arc::new(hub.clone()), limit);
-        let writer = MessageWriter::start(messages.clone(), WRITE_QUEUE, WRITE_BATCH_MAX)
-            .map_err(|e| StartupError::Setting(format!("cannot start the message writer: {e}")))?;
+        let messages = MessageService::new(store.messages.clone(), Arc::new(hub.clone()), limit);
+        let (writer, writer_thread) =
+            MessageWriter::start(messages.clone(), WRITE_QUEUE, WRITE_BATCH_MAX).map_err(|e| {
+                StartupError::Setting(format!("cannot start the message writer: {e}"))
+            })?;
         let state = AppState {
             auth: AuthService::new(
                 store.users.clone(),
                 Arc::new(Argon2Hasher::new()?),
                 Arc::new(JwtTokens::new(&secret, settings.token_ttl)),
             ),
-            chats: ChatService::new(store.users, store.chats),
+            chats: ChatService::new(store.users.clone(), store.chats.clone()),
             messages,
             hub: hub.clone(),
             writer,
@@ -167,7 +176,13 @@ impl Application {
             .map_or(settings.addr.port(), |a| a.port());
         let server = server.run();
         tracing::info!(addr = %settings.addr, port, "listening");
-        Ok(Self { port, server, hub })
+        Ok(Self {
+            port,
+            server,
+            hub,
+            writer_thread,
+            store,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -200,9 +215,32 @@ impl Application {
     }
 
     /// Serves until a [`Stopper`] stops it; ignores signals (for tests that
-    /// run many servers in one process).
+    /// run many servers in one process). Then shuts down in order: the
+    /// writer stores what is queued and stops, and the database connections
+    /// close before this returns. (Left to process exit, PostgreSQL
+    /// connections were torn down on other threads while the C libraries'
+    /// exit handlers ran: "double free" aborts.)
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let Self {
+            server,
+            writer_thread,
+            store,
+            ..
+        } = self;
+        let served = server.await;
+        // The server and its workers are gone, and with them every handle
+        // to the writer; it stops once its queue is empty.
+        let deadline = std::time::Instant::now() + WRITER_STOP_TIMEOUT;
+        while !writer_thread.is_finished() && std::time::Instant::now() < deadline {
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if writer_thread.is_finished() {
+            let _ = writer_thread.join();
+        } else {
+            tracing::warn!("the message writer did not stop in time");
+        }
+        drop(store);
+        served
     }
 }
 

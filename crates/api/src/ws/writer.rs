@@ -42,16 +42,20 @@ pub struct MessageWriter {
 impl MessageWriter {
     /// Starts the writer thread. `queue` bounds the messages waiting to be
     /// stored (senders wait beyond it); `max_batch` bounds one transaction.
+    ///
+    /// Join the returned thread at shutdown, after the last handle is gone,
+    /// so queued messages are stored and its database connection closed
+    /// before the process exits.
     pub fn start(
         messages: MessageService,
         queue: usize,
         max_batch: usize,
-    ) -> std::io::Result<Self> {
+    ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (sender, receiver) = mpsc::channel(queue.max(1));
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("message-writer".into())
             .spawn(move || write_batches(&messages, receiver, max_batch.max(1)))?;
-        Ok(Self { queue: sender })
+        Ok((Self { queue: sender }, thread))
     }
 
     /// Stores `body` in `chat`; returns once it is committed and broadcast
@@ -207,7 +211,7 @@ mod tests {
                 Ok(stored(messages))
             });
         let service = service_with(repository);
-        let writer = MessageWriter::start(service.clone(), 1000, 512).unwrap();
+        let (writer, _) = MessageWriter::start(service.clone(), 1000, 512).unwrap();
         let chat = open_chat();
 
         let sends = (0..100).map(|i| {
@@ -242,7 +246,7 @@ mod tests {
             }
         });
         let service = service_with(repository);
-        let writer = MessageWriter::start(service.clone(), 1000, 512).unwrap();
+        let (writer, _) = MessageWriter::start(service.clone(), 1000, 512).unwrap();
         let chat = open_chat();
 
         let sends = ["a", "b", "bad", "c"].map(|body| {
@@ -268,7 +272,7 @@ mod tests {
             .expect_insert_messages()
             .returning(|_| Err(RepositoryError::unavailable("connection refused")));
         let service = service_with(repository);
-        let writer = MessageWriter::start(service.clone(), 10, 10).unwrap();
+        let (writer, _) = MessageWriter::start(service.clone(), 10, 10).unwrap();
 
         let outcome = writer
             .store(open_chat(), service.validate("hi").unwrap())
