@@ -10,9 +10,10 @@ use clap::Parser as _;
 /// glibc's allocator never reuses the 19 MiB, 64-byte-aligned buffer each
 /// Argon2 hash frees (every aligned request asks for a little more than the
 /// last one freed), so resident memory grew by ~19 MiB per login or
-/// registration, without bound. mimalloc reuses and returns it.
+/// registration, without bound. jemalloc reuses and returns it (mimalloc
+/// did too, but made history replay 50% slower here).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let settings = Settings::parse();
