@@ -96,6 +96,8 @@ fn write_batches(
 
 /// Stores and answers every submission of `batch`, leaving it empty.
 fn store_batch(messages: &MessageService, batch: &mut Vec<Submission>) {
+    // Bodies are cloned (not moved) so a failed batch can be retried one
+    // message at a time below.
     let items = batch.iter().map(|s| (&*s.chat, s.body.clone())).collect();
     match messages.send_batch(items) {
         Ok(_) => {

@@ -31,14 +31,6 @@ pub enum OpenChatError {
     Repository(#[from] RepositoryError),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SendMessageError {
-    #[error(transparent)]
-    InvalidBody(#[from] MessageBodyError),
-    #[error(transparent)]
-    Repository(#[from] RepositoryError),
-}
-
 /// The outcome of a create request: the chat as the requester sees it, and
 /// whether it is new.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,18 +137,10 @@ impl MessageService {
         MessageBody::parse(body, self.limit)
     }
 
-    /// Validates, stores, and only once stored broadcasts the message to
-    /// every connection of the chat (the sender's own included: that copy
-    /// is its acknowledgement).
-    pub fn send(&self, chat: &OpenChat, body: &str) -> Result<DirectMessage, SendMessageError> {
-        let body = self.validate(body)?;
-        let mut sent = self.send_batch(vec![(chat, body)])?;
-        sent.pop()
-            .ok_or_else(|| RepositoryError::unexpected("a batch of one stored nothing").into())
-    }
-
-    /// Stores valid messages, possibly of many chats, in one transaction;
-    /// once committed, broadcasts each, in order. All or none are stored.
+    /// Stores valid messages (see [`validate`](Self::validate)), possibly of
+    /// many chats, in one transaction; only once committed broadcasts each,
+    /// in order, to every connection of its chat (the sender's own
+    /// included: that copy is its acknowledgement). All or none are stored.
     pub fn send_batch(
         &self,
         batch: Vec<(&OpenChat, MessageBody)>,
@@ -240,6 +224,14 @@ mod tests {
             created: Utc.with_ymd_and_hms(2025, 5, 1, 12, 5, 0).unwrap(),
             is_read: false,
         }
+    }
+
+    fn message_service(
+        messages: MockMessageRepository,
+        broadcaster: MockBroadcaster,
+        limit: MessageLimit,
+    ) -> MessageService {
+        MessageService::new(Arc::new(messages), Arc::new(broadcaster), limit)
     }
 
     fn chat_service(users: MockUserRepository, chats: MockChatRepository) -> ChatService {
@@ -371,15 +363,16 @@ mod tests {
             .times(1)
             .in_sequence(&mut seq)
             .return_const(());
-        let service = MessageService::new(
-            Arc::new(messages),
-            Arc::new(broadcaster),
-            MessageLimit::DEFAULT,
+        let service = message_service(messages, broadcaster, MessageLimit::DEFAULT);
+
+        let chat = open_chat_as(alice());
+        let body = service.validate("hello").unwrap();
+        let sent = service.send_batch(vec![(&chat, body)]).unwrap();
+
+        assert_eq!(
+            sent.iter().map(|m| m.id).collect::<Vec<_>>(),
+            [MessageId::new(5)]
         );
-
-        let sent = service.send(&open_chat_as(alice()), "hello").unwrap();
-
-        assert_eq!(sent.id, MessageId::new(5));
     }
 
     #[test]
@@ -390,15 +383,12 @@ mod tests {
             .returning(|_| Err(RepositoryError::unavailable("down")));
         let mut broadcaster = MockBroadcaster::new();
         broadcaster.expect_broadcast().never();
-        let service = MessageService::new(
-            Arc::new(messages),
-            Arc::new(broadcaster),
-            MessageLimit::DEFAULT,
-        );
+        let service = message_service(messages, broadcaster, MessageLimit::DEFAULT);
 
-        let result = service.send(&open_chat_as(alice()), "hello");
+        let chat = open_chat_as(alice());
+        let result = service.send_batch(vec![(&chat, service.validate("hello").unwrap())]);
 
-        assert!(matches!(result, Err(SendMessageError::Repository(_))));
+        assert!(matches!(result, Err(RepositoryError::Unavailable(_))));
     }
 
     #[test]
@@ -429,11 +419,7 @@ mod tests {
             .times(3)
             .in_sequence(&mut seq)
             .returning(move |m| seen.lock().unwrap().push(m.id.get()));
-        let service = MessageService::new(
-            Arc::new(messages),
-            Arc::new(broadcaster),
-            MessageLimit::DEFAULT,
-        );
+        let service = message_service(messages, broadcaster, MessageLimit::DEFAULT);
         let body = |b: &str| service.validate(b).unwrap();
         let (as_alice, as_bob) = (open_chat_as(alice()), open_chat_as(bob()));
         let batch = vec![
@@ -456,11 +442,7 @@ mod tests {
             .returning(|_| Err(RepositoryError::unexpected("constraint")));
         let mut broadcaster = MockBroadcaster::new();
         broadcaster.expect_broadcast().never();
-        let service = MessageService::new(
-            Arc::new(messages),
-            Arc::new(broadcaster),
-            MessageLimit::DEFAULT,
-        );
+        let service = message_service(messages, broadcaster, MessageLimit::DEFAULT);
         let (as_alice, as_bob) = (open_chat_as(alice()), open_chat_as(bob()));
         let batch = vec![
             (&as_alice, service.validate("a").unwrap()),
@@ -471,29 +453,25 @@ mod tests {
     }
 
     #[test]
-    fn invalid_bodies_are_neither_stored_nor_broadcast() {
-        let mut messages = MockMessageRepository::new();
-        messages.expect_insert_messages().never();
-        let mut broadcaster = MockBroadcaster::new();
-        broadcaster.expect_broadcast().never();
-        let service = MessageService::new(
-            Arc::new(messages),
-            Arc::new(broadcaster),
+    fn invalid_bodies_are_refused_by_the_limit_in_force() {
+        // send_batch takes only MessageBody values, so a body refused here
+        // can be neither stored nor broadcast.
+        let service = message_service(
+            MockMessageRepository::new(),
+            MockBroadcaster::new(),
             MessageLimit::new(5).unwrap(),
         );
-        let chat = open_chat_as(bob());
 
-        assert!(matches!(
-            service.send(&chat, ""),
-            Err(SendMessageError::InvalidBody(MessageBodyError::Empty))
-        ));
-        assert!(matches!(
-            service.send(&chat, "123456"),
-            Err(SendMessageError::InvalidBody(MessageBodyError::TooLong {
-                max: 5,
-                actual: 6
-            }))
-        ));
+        assert_eq!(service.validate(""), Err(MessageBodyError::Empty));
+        assert_eq!(
+            service.validate("123456"),
+            Err(MessageBodyError::TooLong { max: 5, actual: 6 })
+        );
+        assert_eq!(service.validate("a\0"), Err(MessageBodyError::ContainsNul));
+        assert_eq!(
+            service.validate("12345").map(|b| b.as_ref().to_owned()),
+            Ok("12345".to_owned())
+        );
     }
 
     #[test]
@@ -508,11 +486,7 @@ mod tests {
             )
             .times(1)
             .returning(|_, _, _| Ok(()));
-        let service = MessageService::new(
-            Arc::new(messages),
-            Arc::new(MockBroadcaster::new()),
-            MessageLimit::DEFAULT,
-        );
+        let service = message_service(messages, MockBroadcaster::new(), MessageLimit::DEFAULT);
 
         service
             .mark_read(&open_chat_as(bob()), MessageId::new(7))
@@ -526,11 +500,7 @@ mod tests {
             .expect_history_page()
             .with(eq(ChatId::new(10)), eq(Some(MessageId::new(3))), eq(50))
             .returning(|_, _, _| Ok(vec![message(4, bob(), "later")]));
-        let service = MessageService::new(
-            Arc::new(messages),
-            Arc::new(MockBroadcaster::new()),
-            MessageLimit::DEFAULT,
-        );
+        let service = message_service(messages, MockBroadcaster::new(), MessageLimit::DEFAULT);
 
         let page = service
             .history_page(&open_chat_as(alice()), Some(MessageId::new(3)), 50)
