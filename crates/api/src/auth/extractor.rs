@@ -37,6 +37,22 @@ pub fn bearer_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// The `?token=` fallback that WebSocket clients use (browsers cannot set an
+/// `Authorization` header on a socket): the percent-decoded value of a single
+/// `token` parameter in `query` (a request's query string, without the `?`),
+/// or `None` when there is none, it is empty, or the query is malformed.
+/// Public so the fuzz target (`fuzz/`) can drive it.
+pub fn query_token(query: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct TokenQuery {
+        token: Option<String>,
+    }
+    web::Query::<TokenQuery>::from_query(query)
+        .ok()
+        .and_then(|q| q.into_inner().token)
+        .filter(|t| !t.is_empty())
+}
+
 /// Checks `token` and loads its user, off the executor threads.
 pub async fn authenticate(state: &AppState, token: String) -> Result<User, ApiError> {
     let auth = state.auth.clone();
@@ -59,5 +75,25 @@ impl FromRequest for CurrentUser {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
             authenticate(&state, token).await.map(CurrentUser)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_token_is_found_among_other_parameters_and_decoded() {
+        assert_eq!(query_token("token=abc.def"), Some("abc.def".into()));
+        assert_eq!(query_token("a=1&token=x%2Ey&b=2"), Some("x.y".into()));
+    }
+
+    #[test]
+    fn an_empty_missing_or_repeated_query_token_is_no_token() {
+        assert_eq!(query_token(""), None);
+        assert_eq!(query_token("token="), None);
+        assert_eq!(query_token("tok=abc"), None);
+        // Two values are ambiguous: refuse rather than pick one.
+        assert_eq!(query_token("token=a&token=b"), None);
     }
 }

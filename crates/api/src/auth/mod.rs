@@ -5,6 +5,6 @@ pub mod extractor;
 pub mod jwt;
 pub mod password;
 
-pub use extractor::{bearer_token, CurrentUser};
+pub use extractor::{bearer_token, query_token, CurrentUser};
 pub use jwt::{JwtSecret, JwtSecretError, JwtTokens};
 pub use password::Argon2Hasher;
