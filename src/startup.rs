@@ -7,7 +7,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use chat_api::auth::{Argon2Hasher, JwtTokens};
-use chat_api::ws::{Hub, MessageWriter};
+use chat_api::ws::{FanOut, Hub, MessageWriter};
 use chat_api::{ApiConfig, AppState};
 use chat_domain::chat::{
     ChatRepository, ChatService, MessageLimit, MessageRepository, MessageService,
@@ -39,6 +39,8 @@ pub enum StartupError {
 const LISTEN_BACKLOG: u32 = 8192;
 /// Messages waiting for the writer before senders wait too.
 const WRITE_QUEUE: usize = 16_384;
+/// Committed messages waiting to be broadcast before the writer waits too.
+const FAN_OUT_QUEUE: usize = 16_384;
 /// How long a stopping server waits for the writer to store what is queued.
 const WRITER_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Most messages stored in one transaction.
@@ -90,6 +92,7 @@ pub struct Application {
     server: Server,
     hub: Hub,
     writer_thread: std::thread::JoinHandle<()>,
+    fan_out_thread: std::thread::JoinHandle<()>,
     /// Held so the database closes here, last, on the thread that stops the
     /// server (see `run`).
     store: Store,
@@ -113,7 +116,9 @@ impl Application {
                 StartupError::Setting("CHAT_MAX_MESSAGE_CHARS must be at least 1".into())
             })?;
         let hub = Hub::new();
-        let messages = MessageService::new(store.messages.clone(), Arc::new(hub.clone()), limit);
+        let (fan_out, fan_out_thread) = FanOut::start(hub.clone(), FAN_OUT_QUEUE)
+            .map_err(|e| StartupError::Setting(format!("cannot start the fan-out thread: {e}")))?;
+        let messages = MessageService::new(store.messages.clone(), Arc::new(fan_out), limit);
         let (writer, writer_thread) =
             MessageWriter::start(messages.clone(), WRITE_QUEUE, WRITE_BATCH_MAX).map_err(|e| {
                 StartupError::Setting(format!("cannot start the message writer: {e}"))
@@ -181,6 +186,7 @@ impl Application {
             server,
             hub,
             writer_thread,
+            fan_out_thread,
             store,
         })
     }
@@ -224,23 +230,31 @@ impl Application {
         let Self {
             server,
             writer_thread,
+            fan_out_thread,
             store,
             ..
         } = self;
         let served = server.await;
         // The server and its workers are gone, and with them every handle
-        // to the writer; it stops once its queue is empty.
+        // to the writer; it stops once its queue is empty, and the fan-out
+        // thread once the writer (the last broadcaster) is gone.
         let deadline = std::time::Instant::now() + WRITER_STOP_TIMEOUT;
-        while !writer_thread.is_finished() && std::time::Instant::now() < deadline {
-            actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        if writer_thread.is_finished() {
-            let _ = writer_thread.join();
-        } else {
-            tracing::warn!("the message writer did not stop in time");
-        }
+        join_by(writer_thread, deadline, "message writer").await;
+        join_by(fan_out_thread, deadline, "fan-out").await;
         drop(store);
         served
+    }
+}
+
+/// Joins `thread` if it finishes before `deadline`; otherwise leaves it.
+async fn join_by(thread: std::thread::JoinHandle<()>, deadline: std::time::Instant, name: &str) {
+    while !thread.is_finished() && std::time::Instant::now() < deadline {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    if thread.is_finished() {
+        let _ = thread.join();
+    } else {
+        tracing::warn!(thread = name, "did not stop in time");
     }
 }
 
