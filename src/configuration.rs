@@ -77,6 +77,43 @@ pub struct Settings {
     #[arg(long = "heartbeat-interval", env = "CHAT_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
 
+    /// Messages one WebSocket connection may send per second, on average;
+    /// beyond it each message gets an error frame and is not stored.
+    #[arg(long = "ws-rate", env = "CHAT_WS_RATE", default_value_t = 100.0,
+          value_parser = parse_rate)]
+    pub ws_rate: f64,
+
+    /// Messages one WebSocket connection may send at once before the rate
+    /// applies.
+    #[arg(long = "ws-burst", env = "CHAT_WS_BURST", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_burst: u32,
+
+    /// Open chat sockets in total; beyond it handshakes get 503.
+    #[arg(
+        long = "max-connections",
+        env = "CHAT_MAX_CONNECTIONS",
+        default_value_t = 20_000
+    )]
+    pub max_connections: usize,
+
+    /// Open chat sockets per user; beyond it handshakes get 429.
+    #[arg(
+        long = "max-connections-per-user",
+        env = "CHAT_MAX_CONNECTIONS_PER_USER",
+        default_value_t = 256
+    )]
+    pub max_connections_per_user: usize,
+
+    /// How long a client has to send a request's headers (a handshake
+    /// included) once connected; slower ones get 408 and are closed.
+    #[arg(long = "handshake-timeout", env = "CHAT_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// How long an idle HTTP keep-alive connection stays open.
+    #[arg(long = "idle-timeout", env = "CHAT_IDLE_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
     /// Browser origins allowed to open chat sockets, comma-separated
     /// (`https://chat.example,https://app.example`). Empty: any origin.
     #[arg(
@@ -117,6 +154,15 @@ impl Settings {
             Some(url) if !url.trim().is_empty() => url.clone(),
             _ => format!("sqlite://{}", self.data_dir.join("chat.sqlite3").display()),
         }
+    }
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "'{text}' is not a positive number of messages per second"
+        )),
     }
 }
 
@@ -164,5 +210,8 @@ mod tests {
         assert!(parse(&["--max-message-chars", "0"]).is_err());
         assert!(parse(&["--token-ttl", "soon"]).is_err());
         assert!(parse(&["--addr", "localhost"]).is_err());
+        assert!(parse(&["--ws-rate", "0"]).is_err());
+        assert!(parse(&["--ws-rate", "NaN"]).is_err());
+        assert!(parse(&["--ws-burst", "0"]).is_err());
     }
 }

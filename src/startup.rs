@@ -7,7 +7,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use chat_api::auth::{Argon2Hasher, JwtTokens};
-use chat_api::ws::{FanOut, Hub, MessageWriter};
+use chat_api::ws::{ConnectionLimits, FanOut, Hub, MessageWriter, RateLimit};
 use chat_api::{ApiConfig, AppState};
 use chat_domain::chat::{
     ChatRepository, ChatService, MessageLimit, MessageRepository, MessageService,
@@ -133,6 +133,10 @@ impl Application {
             messages,
             hub: hub.clone(),
             writer,
+            connections: ConnectionLimits::new(
+                settings.max_connections,
+                settings.max_connections_per_user,
+            ),
             config: ApiConfig {
                 max_body_bytes: settings.max_body_bytes,
                 max_frame_bytes: settings.max_frame_bytes,
@@ -145,6 +149,10 @@ impl Application {
                     .filter(|o| !o.is_empty())
                     .collect(),
                 heartbeat_interval: settings.heartbeat_interval,
+                message_rate: RateLimit {
+                    per_second: settings.ws_rate,
+                    burst: settings.ws_burst,
+                },
                 ..ApiConfig::default()
             },
             password_slots: AppState::password_slots_for_this_machine(),
@@ -164,6 +172,10 @@ impl Application {
         // short accept queue would drop their SYNs into second-long retries.
         // The kernel caps it at net.core.somaxconn.
         .backlog(LISTEN_BACKLOG)
+        // Slow-loris clients: headers must arrive in time, idle keep-alive
+        // connections are closed.
+        .client_request_timeout(settings.handshake_timeout)
+        .keep_alive(settings.idle_timeout)
         .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
         if let Some(workers) = settings.workers {
             server = server.workers(workers.max(1));

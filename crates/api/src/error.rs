@@ -24,6 +24,12 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The caller is over one of its own limits (e.g. open sockets).
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// The server is at one of its limits (e.g. open sockets in total).
+    #[error("{0}")]
+    AtCapacity(String),
     #[error("the service is temporarily unavailable, try again shortly")]
     Unavailable(#[source] BoxError),
     #[error("internal server error")]
@@ -51,6 +57,8 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::AtCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

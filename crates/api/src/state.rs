@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use chat_domain::chat::{ChatService, MessageService};
 use chat_domain::user::AuthService;
 
-use crate::ws::{Hub, MessageWriter};
+use crate::ws::{ConnectionLimits, Hub, MessageWriter, RateLimit};
 
 /// Limits and timings of the HTTP and WebSocket adapters.
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct ApiConfig {
     /// origin is refused with 403, which stops other sites' pages from
     /// opening sockets in their visitors' name.
     pub allowed_origins: Vec<String>,
+    /// Messages one connection may send: beyond it, an error frame each.
+    pub message_rate: RateLimit,
 }
 
 impl Default for ApiConfig {
@@ -46,6 +48,10 @@ impl Default for ApiConfig {
             heartbeat_interval: Duration::from_secs(30),
             history_page_size: 200,
             allowed_origins: Vec::new(),
+            message_rate: RateLimit {
+                per_second: 100.0,
+                burst: 200,
+            },
         }
     }
 }
@@ -58,6 +64,8 @@ pub struct AppState {
     pub hub: Hub,
     /// Where sessions send messages to be stored (in batches) and broadcast.
     pub writer: MessageWriter,
+    /// Open chat sockets, in total and per user.
+    pub connections: ConnectionLimits,
     pub config: ApiConfig,
     /// Password hashes computed at once (register, login). Each Argon2 run
     /// takes ~19 MiB and a core for tens of milliseconds; unbounded, a burst

@@ -23,6 +23,8 @@ struct TokenQuery {
 /// - `401` without a valid token (from `Authorization: Bearer` or `?token=`)
 /// - `404` when the chat does not exist
 /// - `403` when the caller is not a participant
+/// - `429` when the caller has the most sockets allowed per user open
+/// - `503` when the server has the most sockets allowed open
 /// - `400` when the request is not a WebSocket upgrade
 pub async fn chat_socket(
     req: HttpRequest,
@@ -51,6 +53,7 @@ pub async fn chat_socket(
         .map_err(|_| ApiError::NotFound("chat not found".into()))?;
     let chats = state.chats.clone();
     let chat = run_blocking(move || chats.open_chat(user, chat_id)).await?;
+    let permit = state.connections.admit(chat.member().id)?;
 
     let (response, socket, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
@@ -58,7 +61,13 @@ pub async fn chat_socket(
         .max_frame_size(state.config.max_frame_bytes)
         .aggregate_continuations()
         .max_continuation_size(state.config.max_frame_bytes);
-    actix_web::rt::spawn(session::run(socket, stream, chat, state.into_inner()));
+    actix_web::rt::spawn(session::run(
+        socket,
+        stream,
+        chat,
+        permit,
+        state.into_inner(),
+    ));
     Ok(response)
 }
 

@@ -7,10 +7,12 @@ pub mod fanout;
 pub mod frames;
 pub mod handshake;
 pub mod hub;
+pub mod limits;
 pub mod session;
 pub mod writer;
 
 pub use fanout::FanOut;
 pub use handshake::chat_socket;
 pub use hub::Hub;
+pub use limits::{ConnectionLimits, RateLimit};
 pub use writer::MessageWriter;

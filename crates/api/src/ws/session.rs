@@ -23,6 +23,7 @@ use futures_util::StreamExt as _;
 
 use super::frames::{error_frame, message_frame, parse_send_frame};
 use super::hub::Membership;
+use super::limits::{ConnectionPermit, MessageRate};
 use crate::error::{error_chain, run_blocking, ApiError};
 use crate::state::AppState;
 
@@ -91,6 +92,8 @@ pub async fn run(
     socket: Session,
     mut stream: AggregatedMessageStream,
     chat: OpenChat,
+    // Held to the end: dropping it frees this socket's place.
+    _permit: ConnectionPermit,
     state: Arc<AppState>,
 ) {
     let mut connection = Connection {
@@ -107,6 +110,7 @@ pub async fn run(
                 chat: &chat,
                 state: &state,
                 replayed_up_to,
+                rate: MessageRate::new(state.config.message_rate, Instant::now()),
             };
             session.run(&mut stream).await
         }
@@ -154,6 +158,7 @@ struct Conversation<'a> {
     chat: &'a Arc<OpenChat>,
     state: &'a AppState,
     replayed_up_to: Option<MessageId>,
+    rate: MessageRate,
 }
 
 impl Conversation<'_> {
@@ -238,6 +243,15 @@ impl Conversation<'_> {
                     .await
             }
         };
+        // Only messages that would be stored count: they are what costs
+        // the server (malformed frames are answered and forgotten).
+        if let Err(wait) = self.rate.take(Instant::now()) {
+            let detail = format!(
+                "too many messages: this one was not sent; wait {} ms",
+                wait.as_millis().max(1)
+            );
+            return self.connection.text(error_frame(&detail)).await;
+        }
         // The sender's own copy arrives through the hub like everyone
         // else's: that copy is the acknowledgement, sent only after the
         // commit.

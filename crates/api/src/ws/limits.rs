@@ -1,0 +1,225 @@
+//! Per-connection and per-server limits on chat sockets.
+//!
+//! - [`ConnectionLimits`]: open sockets in total and per user. A handshake
+//!   over either limit is refused before the upgrade (`503` for the server,
+//!   `429` for the user); an admitted one holds a [`ConnectionPermit`] for
+//!   its whole life, so the counts cannot drift whatever ends the session.
+//! - [`MessageRate`]: a token bucket per connection. A message over the rate
+//!   gets an error frame and is not stored; the connection stays open.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chat_domain::user::UserId;
+
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub struct ConnectionLimits {
+    inner: Arc<Counts>,
+}
+
+struct Counts {
+    max_total: usize,
+    max_per_user: usize,
+    open: Mutex<OpenSockets>,
+}
+
+#[derive(Default)]
+struct OpenSockets {
+    total: usize,
+    per_user: HashMap<UserId, usize>,
+}
+
+/// One admitted socket. Dropping it gives the place back.
+pub struct ConnectionPermit {
+    limits: ConnectionLimits,
+    user: UserId,
+}
+
+impl ConnectionLimits {
+    pub fn new(max_total: usize, max_per_user: usize) -> Self {
+        Self {
+            inner: Arc::new(Counts {
+                max_total,
+                max_per_user,
+                open: Mutex::new(OpenSockets::default()),
+            }),
+        }
+    }
+
+    /// Admits one more socket for `user`, or says which limit it is over.
+    pub fn admit(&self, user: UserId) -> Result<ConnectionPermit, ApiError> {
+        let mut open = self.open();
+        if open.total >= self.inner.max_total {
+            return Err(ApiError::AtCapacity(format!(
+                "the server has its maximum of {} open chat sockets; try again later",
+                self.inner.max_total
+            )));
+        }
+        let mine = open.per_user.entry(user).or_default();
+        if *mine >= self.inner.max_per_user {
+            return Err(ApiError::TooManyRequests(format!(
+                "you already have {} open chat sockets, the most allowed; close one first",
+                self.inner.max_per_user
+            )));
+        }
+        *mine += 1;
+        open.total += 1;
+        Ok(ConnectionPermit {
+            limits: self.clone(),
+            user,
+        })
+    }
+
+    /// Sockets open now, over all users.
+    pub fn open_total(&self) -> usize {
+        self.open().total
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, OpenSockets> {
+        // Every update below is complete before the lock is released.
+        self.inner
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let mut open = self.limits.open();
+        open.total = open.total.saturating_sub(1);
+        if let Some(mine) = open.per_user.get_mut(&self.user) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                open.per_user.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// Messages one connection may send: `per_second` on average, up to `burst`
+/// at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// A token bucket: full at the start, one token per message, refilled at
+/// `per_second`.
+pub struct MessageRate {
+    limit: RateLimit,
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl MessageRate {
+    pub fn new(limit: RateLimit, now: Instant) -> Self {
+        Self {
+            limit,
+            tokens: f64::from(limit.burst),
+            refilled_at: now,
+        }
+    }
+
+    /// Takes a token for one message sent at `now`; `Err` with how long
+    /// until the next token when the bucket is empty.
+    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
+        self.tokens =
+            (self.tokens + elapsed * self.limit.per_second).min(f64::from(self.limit.burst));
+        self.refilled_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else if self.limit.per_second > 0.0 {
+            Err(Duration::from_secs_f64(
+                (1.0 - self.tokens) / self.limit.per_second,
+            ))
+        } else {
+            Err(Duration::MAX)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::ResponseError as _;
+
+    #[test]
+    fn the_total_limit_refuses_with_503_and_frees_on_drop() {
+        let limits = ConnectionLimits::new(2, 10);
+        let a = limits.admit(UserId::new(1)).unwrap();
+        let _b = limits.admit(UserId::new(2)).unwrap();
+
+        let refused = limits.admit(UserId::new(3)).err().unwrap();
+        assert_eq!(refused.status_code().as_u16(), 503);
+
+        drop(a);
+        assert_eq!(limits.open_total(), 1);
+        assert!(limits.admit(UserId::new(3)).is_ok());
+    }
+
+    #[test]
+    fn the_per_user_limit_refuses_with_429_and_spares_other_users() {
+        let limits = ConnectionLimits::new(100, 2);
+        let first = limits.admit(UserId::new(1)).unwrap();
+        let _second = limits.admit(UserId::new(1)).unwrap();
+
+        let refused = limits.admit(UserId::new(1)).err().unwrap();
+        assert_eq!(refused.status_code().as_u16(), 429);
+        assert!(limits.admit(UserId::new(2)).is_ok());
+
+        drop(first);
+        assert!(limits.admit(UserId::new(1)).is_ok());
+    }
+
+    #[test]
+    fn counts_return_to_zero_after_many_admits_and_drops() {
+        let limits = ConnectionLimits::new(1000, 1000);
+        for round in 0..10 {
+            let permits: Vec<_> = (0..100)
+                .map(|i| limits.admit(UserId::new(i % 7 + round)).unwrap())
+                .collect();
+            assert_eq!(limits.open_total(), 100);
+            drop(permits);
+        }
+        assert_eq!(limits.open_total(), 0);
+        assert!(limits.open().per_user.is_empty());
+    }
+
+    #[test]
+    fn a_full_bucket_allows_a_burst_then_refills_at_the_rate() {
+        let start = Instant::now();
+        let mut rate = MessageRate::new(
+            RateLimit {
+                per_second: 10.0,
+                burst: 3,
+            },
+            start,
+        );
+        for _ in 0..3 {
+            assert!(rate.take(start).is_ok());
+        }
+        let wait = rate.take(start).unwrap_err();
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+
+        // 100 ms later exactly one more token has come.
+        let later = start + Duration::from_millis(100);
+        assert!(rate.take(later).is_ok());
+        assert!(rate.take(later).is_err());
+
+        // A long pause refills to the burst, not beyond.
+        let much_later = later + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert!(rate.take(much_later).is_ok());
+        }
+        assert!(rate.take(much_later).is_err());
+    }
+}

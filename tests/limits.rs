@@ -1,0 +1,255 @@
+//! The configurable limits on chat sockets and HTTP connections, each
+//! answered clearly: message rate (error frame, socket stays open), sockets
+//! per user (429) and in total (503), slow headers (408, closed) and idle
+//! keep-alive connections (closed).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{spawn_app_with, TestApp, TestUser};
+
+async fn two_users_and_a_chat(app: &TestApp) -> (TestUser, TestUser, i64) {
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let chat = app.chat(&alice, &bob).await;
+    (alice, bob, chat)
+}
+
+#[actix_web::test]
+async fn messages_over_the_rate_get_an_error_frame_and_the_socket_stays_open() {
+    let app = spawn_app_with(&["--ws-rate", "2", "--ws-burst", "3"]).await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let mut sender = app.connect(&alice, chat).await;
+    let mut receiver = app.connect(&bob, chat).await;
+
+    for i in 0..6 {
+        sender.send_body(&format!("m{i}")).await;
+    }
+
+    // The burst of three is stored; the three after it are refused.
+    let mut delivered = Vec::new();
+    let mut refused = 0;
+    while delivered.len() + refused < 6 {
+        let frame = sender.next_json().await;
+        if let Some(message) = frame.get("message") {
+            delivered.push(message["body"].as_str().unwrap().to_owned());
+        } else {
+            assert_eq!(frame["error"], common::GENERIC_ERROR, "{frame}");
+            assert!(
+                frame["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("too many messages"),
+                "{frame}"
+            );
+            refused += 1;
+        }
+    }
+    assert_eq!(delivered, ["m0", "m1", "m2"]);
+    assert_eq!(refused, 3);
+    for expected in ["m0", "m1", "m2"] {
+        assert_eq!(receiver.next_message().await["body"], expected);
+    }
+    receiver.expect_silence(Duration::from_millis(200)).await;
+
+    // Half a second later (2 per second) one more token has come: the
+    // same socket sends again.
+    actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+    sender.send_body("after the pause").await;
+    assert_eq!(sender.next_message().await["body"], "after the pause");
+    assert_eq!(receiver.next_message().await["body"], "after the pause");
+
+    // Only the stored messages are in the history.
+    let bodies: Vec<String> = {
+        let mut again = app.connect(&bob, chat).await;
+        let mut bodies = Vec::new();
+        for _ in 0..4 {
+            bodies.push(
+                again.next_message().await["body"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        again.expect_silence(Duration::from_millis(200)).await;
+        bodies
+    };
+    assert_eq!(bodies, ["m0", "m1", "m2", "after the pause"]);
+}
+
+#[actix_web::test]
+async fn malformed_frames_do_not_use_up_the_rate() {
+    let app = spawn_app_with(&["--ws-rate", "1", "--ws-burst", "1"]).await;
+    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let mut socket = app.connect(&alice, chat).await;
+
+    for _ in 0..20 {
+        socket.send_text("not json").await;
+        let frame = socket.expect_error().await;
+        assert!(
+            !frame["detail"]
+                .as_str()
+                .unwrap()
+                .contains("too many messages"),
+            "{frame}"
+        );
+    }
+    socket.send_body("still allowed").await;
+    assert_eq!(socket.next_message().await["body"], "still allowed");
+}
+
+#[actix_web::test]
+async fn a_user_over_the_socket_limit_gets_429_and_others_are_unaffected() {
+    let app = spawn_app_with(&["--max-connections-per-user", "2"]).await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let path = format!("/ws/chat/{chat}/?token={}", alice.token);
+
+    let first = app.connect(&alice, chat).await;
+    let _second = app.connect(&alice, chat).await;
+    assert_eq!(app.try_connect(&path, None).await.err(), Some(429));
+    let refusal = app
+        .get(&format!("/ws/chat/{chat}/"), Some(&alice.token))
+        .await;
+    assert_eq!(refusal.status, 429);
+    assert!(refusal.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("open chat sockets"));
+
+    // Bob has his own allowance.
+    let _bob = app.connect(&bob, chat).await;
+
+    // Closing a socket gives its place back.
+    first.close().await;
+    assert!(connects_within(&app, &path, Duration::from_secs(5)).await);
+}
+
+#[actix_web::test]
+async fn a_server_at_its_socket_limit_answers_503_until_one_closes() {
+    let app = spawn_app_with(&["--max-connections", "2"]).await;
+    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let carol = app.user("carol").await;
+    let carols_chat = app.chat(&carol, &alice).await;
+
+    let first = app.connect(&alice, chat).await;
+    let _second = app.connect(&bob, chat).await;
+    let carols_path = format!("/ws/chat/{carols_chat}/?token={}", carol.token);
+    assert_eq!(app.try_connect(&carols_path, None).await.err(), Some(503));
+    let refusal = app
+        .get(&format!("/ws/chat/{carols_chat}/"), Some(&carol.token))
+        .await;
+    assert_eq!(refusal.status, 503);
+    assert!(refusal.body["error"].as_str().is_some());
+
+    first.close().await;
+    assert!(connects_within(&app, &carols_path, Duration::from_secs(5)).await);
+}
+
+#[actix_web::test]
+async fn many_connect_and_drop_cycles_leave_every_count_at_zero() {
+    let app = spawn_app_with(&["--max-connections", "5", "--max-connections-per-user", "5"]).await;
+    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let path = format!("/ws/chat/{chat}/?token={}", alice.token);
+
+    for _ in 0..40 {
+        let sockets = [
+            app.connect(&alice, chat).await,
+            app.connect(&alice, chat).await,
+            app.connect(&alice, chat).await,
+        ];
+        for socket in sockets {
+            socket.close().await;
+        }
+        app.wait_for_connections(0).await;
+    }
+    // Were a single place leaked, five would no longer fit.
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        assert!(connects_within(&app, &path, Duration::from_secs(5)).await);
+        open.push(app.connect(&alice, chat).await);
+        // connects_within's own socket is closed again; wait for it.
+        app.wait_for_connections(open.len()).await;
+    }
+    assert_eq!(app.try_connect(&path, None).await.err(), Some(503));
+}
+
+/// Retries the handshake until it succeeds (the place of a closed socket
+/// comes back once its session has ended); the socket is closed again.
+async fn connects_within(app: &TestApp, path: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(socket) = app.try_connect(path, None).await {
+            socket.close().await;
+            return true;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+/// Reads from `stream` until the server closes it; returns what it sent.
+fn read_until_closed(mut stream: TcpStream, limit: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the server kept the connection open past {limit:?}: {e}"),
+        }
+    }
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[actix_web::test]
+async fn a_client_that_never_finishes_its_headers_gets_408_and_is_closed() {
+    let app = spawn_app_with(&["--handshake-timeout", "1s"]).await;
+    let port = app.port;
+
+    let (answer, took) = actix_web::rt::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // A slow-loris handshake: headers begun, never ended.
+        stream
+            .write_all(b"GET /ws/chat/1/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+            .unwrap();
+        read_until_closed(stream, Duration::from_secs(10))
+    })
+    .await
+    .unwrap();
+
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    // The server still serves everyone else.
+    assert_eq!(app.get("/api/users/", None).await.status, 401);
+}
+
+#[actix_web::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let app = spawn_app_with(&["--idle-timeout", "1s"]).await;
+    let port = app.port;
+
+    let (answer, took) = actix_web::rt::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .write_all(b"GET /api/users/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        // The answer, then nothing more: the server ends the idle connection.
+        read_until_closed(stream, Duration::from_secs(10))
+    })
+    .await
+    .unwrap();
+
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+}
