@@ -70,3 +70,23 @@ bench: ## Release build, then a short issue-3 table: SQLite, PostgreSQL (TEST_DA
 
 bench-smoke: ## A few seconds of every benchmark mode against a release server on SQLite
 	crates/bench/run.sh --smoke
+
+# --- Fuzzing (fuzz/, cargo-fuzz; not part of `make test`) ----------------------
+.PHONY: fuzz
+
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := frame_parser token_extractor
+
+# cargo-fuzz passes nightly-only rustc flags (sanitizer, coverage
+# instrumentation); RUSTC_BOOTSTRAP=1 lets the pinned stable toolchain take
+# them. New inputs go to fuzz/target/corpus/<target> (ignored), so the seeds
+# committed in fuzz/corpus/<target> are only read; crashes land in
+# fuzz/artifacts/<target>.
+fuzz: ## Fuzz the WebSocket frame parser and the token extractor, FUZZ_SECONDS (30) each
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+		mkdir -p fuzz/target/corpus/$$t; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
