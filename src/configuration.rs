@@ -13,6 +13,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// `PRAGMA synchronous` for SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSync {
+    Normal,
+    Full,
+}
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "chat-server",
@@ -123,6 +130,17 @@ pub struct Settings {
         default_value = ""
     )]
     pub allowed_origins: Vec<String>,
+
+    /// SQLite only: `normal` (default) survives a crash of the server
+    /// process with nothing lost; `full` also survives power loss, at a
+    /// cost in write throughput.
+    #[arg(
+        long = "sqlite-synchronous",
+        env = "CHAT_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value = "normal"
+    )]
+    pub sqlite_synchronous: SqliteSync,
 
     /// Database connections in the pool.
     #[arg(long = "db-pool-size", env = "CHAT_DB_POOL_SIZE", default_value_t = 8)]

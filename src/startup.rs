@@ -13,9 +13,9 @@ use chat_domain::chat::{
     ChatRepository, ChatService, MessageLimit, MessageRepository, MessageService,
 };
 use chat_domain::user::{AuthService, UserRepository};
-use chat_persistence::{Database, DatabaseOptions};
+use chat_persistence::{Database, DatabaseOptions, SqliteSynchronous};
 
-use crate::configuration::Settings;
+use crate::configuration::{Settings, SqliteSync};
 use crate::secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +105,10 @@ impl Application {
             &settings.effective_database_url(),
             &DatabaseOptions {
                 max_connections: settings.db_pool_size.max(1),
+                sqlite_synchronous: match settings.sqlite_synchronous {
+                    SqliteSync::Normal => SqliteSynchronous::Normal,
+                    SqliteSync::Full => SqliteSynchronous::Full,
+                },
                 ..DatabaseOptions::default()
             },
         )?;

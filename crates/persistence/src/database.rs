@@ -49,6 +49,30 @@ pub struct DatabaseOptions {
     /// PostgreSQL and when every pooled connection is busy; after that a
     /// call fails as `RepositoryError::Unavailable`. Must not be zero.
     pub connect_timeout: Duration,
+    /// SQLite's `PRAGMA synchronous` (ignored by PostgreSQL).
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// When SQLite waits for the disk (`PRAGMA synchronous`). Both survive a
+/// crash of the server process: a committed message is never lost to
+/// `kill -9`. They differ on power loss or an OS crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSynchronous {
+    /// fsync at checkpoints only: the last commits before a power loss may
+    /// be rolled back (never corrupted). Much faster.
+    #[default]
+    Normal,
+    /// fsync at every commit: committed means on disk.
+    Full,
+}
+
+impl SqliteSynchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
 }
 
 impl Default for DatabaseOptions {
@@ -56,6 +80,7 @@ impl Default for DatabaseOptions {
         Self {
             max_connections: 8,
             connect_timeout: Duration::from_secs(5),
+            sqlite_synchronous: SqliteSynchronous::default(),
         }
     }
 }
@@ -313,7 +338,8 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
     // One connection first, outside the pool: it reports the real error,
     // switches the file to WAL, and migrates before anyone else connects.
     let mut conn = SqliteConnection::establish(path).map_err(|e| connect_error(e.to_string()))?;
-    configure_sqlite(&mut conn).map_err(|e| connect_error(e.to_string()))?;
+    configure_sqlite(&mut conn, options.sqlite_synchronous)
+        .map_err(|e| connect_error(e.to_string()))?;
     // WAL lets readers run alongside the one writer. The mode is stored in
     // the file, so setting it once is enough; doing it in the per-connection
     // hook races while the pool opens connections in parallel.
@@ -327,7 +353,7 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
         .connection_timeout(options.connect_timeout)
         // A connection to a local file does not drop; skip the `SELECT 1`.
         .test_on_check_out(false)
-        .connection_customizer(Box::new(SqliteSetup))
+        .connection_customizer(Box::new(SqliteSetup(options.sqlite_synchronous)))
         .error_handler(Box::new(LogConnectionErrors))
         .build(ConnectionManager::<SqliteConnection>::new(path))
         .map_err(|e| connect_error(e.to_string()))?;
@@ -338,25 +364,28 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
 
 /// Settings SQLite keeps per connection, applied to every pooled one.
 #[cfg(feature = "sqlite")]
-fn configure_sqlite(conn: &mut SqliteConnection) -> QueryResult<()> {
+fn configure_sqlite(
+    conn: &mut SqliteConnection,
+    synchronous: SqliteSynchronous,
+) -> QueryResult<()> {
     conn.batch_execute(&format!(
         // busy_timeout first, so the rest waits for locks instead of failing.
-        // foreign_keys is off by default in SQLite. synchronous=NORMAL is
-        // durable in WAL mode except for the last commits on power loss.
+        // foreign_keys is off by default in SQLite.
         "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
          PRAGMA foreign_keys = ON;
-         PRAGMA synchronous = NORMAL;"
+         PRAGMA synchronous = {};",
+        synchronous.pragma()
     ))
 }
 
 #[cfg(feature = "sqlite")]
 #[derive(Debug)]
-struct SqliteSetup;
+struct SqliteSetup(SqliteSynchronous);
 
 #[cfg(feature = "sqlite")]
 impl diesel::r2d2::CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqliteSetup {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        configure_sqlite(conn).map_err(diesel::r2d2::Error::QueryError)
+        configure_sqlite(conn, self.0).map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -417,6 +446,33 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn every_pooled_sqlite_connection_gets_the_configured_synchronous_mode() {
+        #[derive(diesel::QueryableByName)]
+        struct Mode {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            synchronous: i32,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for (setting, expected) in [(SqliteSynchronous::Normal, 1), (SqliteSynchronous::Full, 2)] {
+            let path = dir.path().join(format!("{setting:?}.db"));
+            let url = format!("sqlite://{}", path.display());
+            let options = DatabaseOptions {
+                sqlite_synchronous: setting,
+                ..DatabaseOptions::default()
+            };
+            let database = Database::connect(&url, &options).unwrap();
+            let mode: Result<Mode, crate::error::StoreError> = with_conn!(database, |conn| {
+                diesel::RunQueryDsl::get_result::<Mode>(
+                    diesel::sql_query("PRAGMA synchronous"),
+                    conn,
+                )
+            });
+            assert_eq!(mode.unwrap().synchronous, expected, "{setting:?}");
+        }
+    }
 
     #[test]
     fn urls_pick_the_backend_by_scheme() {

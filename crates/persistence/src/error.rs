@@ -35,15 +35,35 @@ impl From<StoreError> for RepositoryError {
     }
 }
 
+/// Messages of failures that retrying once the database is back would fix.
+/// Diesel gives no SQLSTATE, only the message: SQLite's SQLITE_BUSY and
+/// SQLITE_LOCKED, and what libpq says when PostgreSQL restarts or the
+/// connection drops (57P01 admin shutdown, 57P03 starting up, lost sockets).
+const TRANSIENT_MESSAGES: &[&str] = &[
+    "is locked",
+    "terminating connection",
+    "server closed the connection",
+    "could not receive data from server",
+    "could not send data to server",
+    "no connection to the server",
+    "connection to server",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+];
+
 fn is_transient(error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::SerializationFailure,
+            DatabaseErrorKind::ClosedConnection
+            | DatabaseErrorKind::UnableToSendCommand
+            | DatabaseErrorKind::SerializationFailure,
             _,
         ) => true,
-        // Diesel reports SQLITE_BUSY / SQLITE_LOCKED only through SQLite's
-        // message ("database is locked", "database table is locked").
-        DieselError::DatabaseError(_, info) => info.message().contains("is locked"),
+        DieselError::DatabaseError(_, info) => {
+            let message = info.message();
+            TRANSIENT_MESSAGES.iter().any(|m| message.contains(m))
+        }
         _ => false,
     }
 }
@@ -52,4 +72,46 @@ fn is_transient(error: &DieselError) -> bool {
 /// username that no longer parses): a bug or a hand-edited database.
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> RepositoryError {
     RepositoryError::unexpected(format!("corrupt data in the database: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn a_restarting_or_locked_database_is_unavailable_not_broken() {
+        for message in [
+            "terminating connection due to administrator command",
+            "server closed the connection unexpectedly",
+            "the database system is starting up",
+            "database is locked",
+        ] {
+            let error = RepositoryError::from(StoreError::Query(database_error(
+                DatabaseErrorKind::Unknown,
+                message,
+            )));
+            assert!(
+                matches!(error, RepositoryError::Unavailable(_)),
+                "{message}"
+            );
+        }
+        let closed = RepositoryError::from(StoreError::Query(database_error(
+            DatabaseErrorKind::ClosedConnection,
+            "gone",
+        )));
+        assert!(matches!(closed, RepositoryError::Unavailable(_)));
+    }
+
+    #[test]
+    fn other_failures_are_unexpected() {
+        let error = RepositoryError::from(StoreError::Query(database_error(
+            DatabaseErrorKind::CheckViolation,
+            "new row violates check constraint",
+        )));
+        assert!(matches!(error, RepositoryError::Unexpected(_)));
+    }
 }

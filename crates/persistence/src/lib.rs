@@ -39,7 +39,7 @@ mod models;
 mod schema;
 mod users;
 
-pub use database::{Backend, Database, DatabaseError, DatabaseOptions};
+pub use database::{Backend, Database, DatabaseError, DatabaseOptions, SqliteSynchronous};
 
 #[cfg(feature = "memory")]
 mod memory;
