@@ -24,7 +24,9 @@ pub enum SqliteSync {
 #[command(
     name = "chat-server",
     version,
-    about = "Real-time direct-message chat server (REST + WebSocket)"
+    about = "Real-time direct-message chat server (REST + WebSocket)",
+    // A flag given twice: the last one counts (scripts append overrides).
+    args_override_self = true
 )]
 pub struct Settings {
     /// Address to listen on.

@@ -5,128 +5,50 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use awc::ws::{Frame, Message};
+use common::process::ServerProcess;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
 
-/// A running `chat-server` process and everything it has logged so far.
+/// A running `chat-server` process on its own fresh database.
 struct Server {
-    child: Child,
-    port: u16,
-    logs: Arc<Mutex<String>>,
-    _data_dir: tempfile::TempDir,
+    process: ServerProcess,
+    data_dir: tempfile::TempDir,
     _database: chat_persistence::testing::TestDatabase,
 }
 
 impl Server {
-    /// Starts the binary with JSON logs on a random port; waits for it to
-    /// listen.
     fn start(extra_env: &[(&str, &str)]) -> Result<Self, String> {
         let data_dir = tempfile::tempdir().unwrap();
         let database = chat_persistence::testing::TestDatabase::create().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("CHAT_ADDR", "127.0.0.1:0")
-            .env("CHAT_DATA_DIR", data_dir.path())
-            .env("DATABASE_URL", database.url())
-            .env("CHAT_LOG_FORMAT", "json")
-            .env("CHAT_WORKERS", "1")
-            .env("RUST_LOG", "info")
-            .envs(extra_env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let logs = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut logs = logs.lock().unwrap();
-                    logs.push_str(&line);
-                    logs.push('\n');
-                }
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let port = listening_port(&logs.lock().unwrap());
-            if let Some(port) = port {
-                return Ok(Self {
-                    child,
-                    port,
-                    logs,
-                    _data_dir: data_dir,
-                    _database: database,
-                });
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100)); // let the readers drain
-                return Err(format!("exited with {status}: {}", logs.lock().unwrap()));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not start: {}",
-                logs.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn logs(&self) -> String {
-        self.logs.lock().unwrap().clone()
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_for_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server still running after {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let data_dir_path = data_dir.path().to_str().unwrap().to_owned();
+        let mut env = vec![
+            ("CHAT_DATA_DIR", data_dir_path.as_str()),
+            ("DATABASE_URL", database.url()),
+        ];
+        env.extend_from_slice(extra_env);
+        let process = ServerProcess::start(&env)?;
+        Ok(Self {
+            process,
+            data_dir,
+            _database: database,
+        })
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Server {
+    type Target = ServerProcess;
+    fn deref(&self) -> &ServerProcess {
+        &self.process
     }
 }
 
-fn listening_port(logs: &str) -> Option<u16> {
-    logs.lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|entry| entry["fields"]["message"] == "listening")
-        .and_then(|entry| entry["fields"]["port"].as_u64())
-        .and_then(|port| u16::try_from(port).ok())
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.process
+    }
 }
 
 async fn post(client: &awc::Client, url: String, token: Option<&str>, body: Value) -> (u16, Value) {
@@ -228,5 +150,5 @@ fn sigint_stops_the_server_too() {
     server.signal("INT");
     assert!(server.wait_for_exit(Duration::from_secs(15)).success());
     // A generated secret was kept for the next start.
-    assert!(server._data_dir.path().join("jwt-secret").exists());
+    assert!(server.data_dir.path().join("jwt-secret").exists());
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod process;
+
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -20,9 +22,25 @@ use serde_json::{json, Value};
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 pub const GENERIC_ERROR: &str = "An error occurred while processing your message";
 
-pub struct TestApp {
+/// A server's HTTP and WebSocket face, wherever the server runs (in this
+/// process or as a child process): the REST and socket helpers live here.
+pub struct Api {
     pub port: u16,
     pub client: Client,
+}
+
+impl Api {
+    pub fn new(port: u16) -> Self {
+        Self {
+            port,
+            client: Client::builder().timeout(Duration::from_secs(30)).finish(),
+        }
+    }
+}
+
+/// A server running in this process, with its own database.
+pub struct TestApp {
+    pub api: Api,
     pub hub: Hub,
     stopper: Stopper,
     _data_dir: tempfile::TempDir,
@@ -60,6 +78,12 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
         "1",
         "--db-pool-size",
         "4",
+        // Tests send bursts far faster than people do; tests of the limit
+        // set their own (a flag given again overrides).
+        "--ws-rate",
+        "100000",
+        "--ws-burst",
+        "100000",
     ];
     args.extend_from_slice(extra_args);
     let settings = Settings::try_parse_from(args).expect("settings");
@@ -68,10 +92,8 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
     let stopper = app.stopper();
     let hub = app.hub();
     actix_web::rt::spawn(app.run());
-    let client = Client::builder().timeout(Duration::from_secs(30)).finish();
     TestApp {
-        port,
-        client,
+        api: Api::new(port),
         hub,
         stopper,
         _data_dir: data_dir,
@@ -98,17 +120,42 @@ pub struct Reply {
     pub body: Value,
 }
 
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
 impl TestApp {
+    pub async fn stop(&self) {
+        self.stopper.stop().await;
+    }
+
+    /// Waits until the hub holds `expected` connections (sessions clean up
+    /// asynchronously after a socket closes).
+    pub async fn wait_for_connections(&self, expected: usize) {
+        for _ in 0..200 {
+            if self.hub.connection_count() == expected {
+                return;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(
+            self.hub.connection_count(),
+            expected,
+            "hub connection count"
+        );
+    }
+}
+
+impl Api {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://127.0.0.1:{}{path}", self.port)
-    }
-
-    pub async fn stop(&self) {
-        self.stopper.stop().await;
     }
 
     pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
@@ -226,22 +273,6 @@ impl TestApp {
             Err(awc::error::WsClientError::InvalidResponseStatus(status)) => Err(status.as_u16()),
             Err(other) => panic!("websocket connect failed: {other}"),
         }
-    }
-
-    /// Waits until the hub holds `expected` connections (sessions clean up
-    /// asynchronously after a socket closes).
-    pub async fn wait_for_connections(&self, expected: usize) {
-        for _ in 0..200 {
-            if self.hub.connection_count() == expected {
-                return;
-            }
-            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
-        }
-        assert_eq!(
-            self.hub.connection_count(),
-            expected,
-            "hub connection count"
-        );
     }
 }
 

@@ -67,6 +67,74 @@ impl TestDatabase {
         Database::connect(&self.url, &DatabaseOptions::default())
     }
 
+    /// The database engine's own consistency check, for tests that crash
+    /// the server: SQLite's `integrity_check` and `foreign_key_check`;
+    /// PostgreSQL's `amcheck` over every index of the schema (the extension
+    /// ships with PostgreSQL's contrib modules). `Err` says what is wrong.
+    pub fn check_integrity(&self) -> Result<(), String> {
+        use diesel::Connection as _;
+
+        #[derive(diesel::QueryableByName)]
+        struct Line {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            line: String,
+        }
+        match self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => {
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut conn =
+                    diesel::SqliteConnection::establish(path).map_err(|e| e.to_string())?;
+                let query = |sql: &str, conn: &mut diesel::SqliteConnection| {
+                    diesel::RunQueryDsl::load::<Line>(diesel::sql_query(sql), conn)
+                        .map_err(|e| e.to_string())
+                };
+                let integrity = query(
+                    "SELECT integrity_check AS line FROM pragma_integrity_check",
+                    &mut conn,
+                )?;
+                if integrity.len() != 1 || integrity[0].line != "ok" {
+                    let lines: Vec<_> = integrity.into_iter().map(|l| l.line).collect();
+                    return Err(format!("integrity_check: {}", lines.join("; ")));
+                }
+                let dangling = query(
+                    "SELECT \"table\" || ' row ' || rowid || ' -> ' || parent AS line
+                     FROM pragma_foreign_key_check",
+                    &mut conn,
+                )?;
+                if let Some(first) = dangling.first() {
+                    return Err(format!("foreign_key_check: {}", first.line));
+                }
+                Ok(())
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => {
+                use diesel::connection::SimpleConnection as _;
+
+                let mut conn =
+                    diesel::PgConnection::establish(&self.url).map_err(|e| e.to_string())?;
+                conn.batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+                    .map_err(|e| format!("amcheck unavailable: {e}"))?;
+                // bt_index_check raises an error on the first corrupt index.
+                diesel::RunQueryDsl::load::<Line>(
+                    diesel::sql_query(
+                        "SELECT c.relname || ': ' || bt_index_check(c.oid, true)::text AS line
+                         FROM pg_index i
+                         JOIN pg_class c ON c.oid = i.indexrelid
+                         JOIN pg_namespace n ON n.oid = c.relnamespace
+                         JOIN pg_am a ON a.oid = c.relam
+                         WHERE n.nspname = 'public' AND a.amname = 'btree'",
+                    ),
+                    &mut conn,
+                )
+                .map(drop)
+                .map_err(|e| format!("amcheck: {e}"))
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(format!("{other} is not built in")),
+        }
+    }
+
     #[cfg(feature = "sqlite")]
     fn create_sqlite() -> Result<Self, TestDatabaseError> {
         let dir = tempfile::Builder::new()
