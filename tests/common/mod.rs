@@ -24,6 +24,7 @@ pub const GENERIC_ERROR: &str = "An error occurred while processing your message
 
 /// A server's HTTP and WebSocket face, wherever the server runs (in this
 /// process or as a child process): the REST and socket helpers live here.
+#[derive(Clone)]
 pub struct Api {
     pub port: u16,
     pub client: Client,
@@ -322,6 +323,12 @@ impl WsClient {
         self.send_json(&json!({ "body": body })).await;
     }
 
+    /// Sends `{"body": body}`; `false` when the connection is gone.
+    pub async fn try_send_body(&mut self, body: &str) -> bool {
+        let frame = json!({ "body": body }).to_string();
+        self.framed.send(Message::Text(frame.into())).await.is_ok()
+    }
+
     pub async fn send_message(&mut self, message: Message) {
         self.framed.send(message).await.expect("send frame");
     }
@@ -346,6 +353,64 @@ impl WsClient {
                 None => return Received::Close(None),
             }
         }
+    }
+
+    /// Like [`receive`](Self::receive), but a transport error or a dropped
+    /// connection is `Close(None)` rather than a panic: for tests that kill
+    /// the server under its clients.
+    pub async fn receive_until_gone(&mut self) -> Received {
+        self.receive_until_gone_within(FRAME_TIMEOUT)
+            .await
+            .expect("a frame within the timeout")
+    }
+
+    /// [`receive_until_gone`](Self::receive_until_gone), `None` when nothing
+    /// arrives within `timeout`.
+    pub async fn receive_until_gone_within(&mut self, timeout: Duration) -> Option<Received> {
+        loop {
+            let frame = actix_web::rt::time::timeout(timeout, self.framed.next())
+                .await
+                .ok()?;
+            match frame {
+                Some(Ok(Frame::Text(bytes))) => {
+                    return Some(Received::Json(
+                        serde_json::from_slice(&bytes).expect("JSON frame"),
+                    ))
+                }
+                Some(Ok(Frame::Close(reason))) => {
+                    return Some(Received::Close(reason.map(|r| r.code.into())))
+                }
+                Some(Ok(Frame::Ping(bytes))) => {
+                    if self.framed.send(Message::Pong(bytes)).await.is_err() {
+                        return Some(Received::Close(None));
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Some(Received::Close(None)),
+            }
+        }
+    }
+
+    /// Every message frame until nothing arrives for `silence`: a whole
+    /// history replay. Panics on anything but message frames.
+    pub async fn drain_messages(&mut self, silence: Duration) -> Vec<Value> {
+        let mut messages = Vec::new();
+        while let Ok(frame) = actix_web::rt::time::timeout(silence, self.framed.next()).await {
+            match frame {
+                Some(Ok(Frame::Text(bytes))) => {
+                    let frame: Value = serde_json::from_slice(&bytes).expect("JSON frame");
+                    assert!(
+                        frame.get("message").is_some(),
+                        "expected a message, got {frame}"
+                    );
+                    messages.push(frame["message"].clone());
+                }
+                Some(Ok(Frame::Ping(bytes))) => self.send_message(Message::Pong(bytes)).await,
+                Some(Ok(Frame::Pong(_))) => {}
+                other => panic!("expected history, got {other:?}"),
+            }
+        }
+        messages
     }
 
     /// The next JSON frame; panics on close.
