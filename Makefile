@@ -83,6 +83,7 @@ FUZZ_TARGETS := frame_parser token_extractor
 # committed in fuzz/corpus/<target> are only read; crashes land in
 # fuzz/artifacts/<target>.
 fuzz: ## Fuzz the WebSocket frame parser and the token extractor, FUZZ_SECONDS (30) each
+	@command -v c++ >/dev/null || { echo "make fuzz needs a C++ compiler for libFuzzer: apt-get install g++"; exit 1; }
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do \
 		echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
