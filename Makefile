@@ -56,7 +56,8 @@ test-postgres: ## The whole suite on PostgreSQL (needs TEST_DATABASE_URL)
 
 test-memory: ## The end-to-end suites against the in-memory store (the benchmark's ceiling)
 	@mkdir -p target/test-logs
-	TEST_STORE=memory $(CARGO) test --features memory --test rest_api --test websocket 2>&1 \
+	TEST_STORE=memory $(CARGO) test --features memory --test rest_api --test websocket \
+		--test hostile_input --test authorization 2>&1 \
 		| tee target/test-logs/memory.log; exit $${PIPESTATUS[0]}
 
 clean: ## Remove build output (not ./data)
