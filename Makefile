@@ -6,7 +6,7 @@ export CARGO_INCREMENTAL ?= 0
 CARGO ?= cargo
 PG_FEATURES := --features postgres
 
-.PHONY: help run build release lint layering test test-sqlite test-postgres test-memory clean
+.PHONY: help run build release lint layering test test-sqlite test-postgres test-memory test-slow clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,15 @@ test-memory: ## The end-to-end suites against the in-memory store (the benchmark
 	TEST_STORE=memory $(CARGO) test --features memory --test rest_api --test websocket \
 		--test hostile_input --test authorization 2>&1 \
 		| tee target/test-logs/memory.log; exit $${PIPESTATUS[0]}
+
+test-slow: ## The long tests (tests/slow.rs, a minute or more each): SQLite, and PostgreSQL when TEST_DATABASE_URL is set
+	$(CARGO) test --test slow -- --ignored --nocapture
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+		echo "== slow tests on PostgreSQL against $$TEST_DATABASE_URL"; \
+		$(CARGO) test $(PG_FEATURES) --test slow -- --ignored --nocapture; \
+	else echo "PostgreSQL slow tests SKIPPED: TEST_DATABASE_URL is not set"; \
+		if [ "$$REQUIRE_POSTGRES" = "1" ]; then echo "REQUIRE_POSTGRES=1: failing."; exit 1; fi; \
+	fi
 
 clean: ## Remove build output (not ./data)
 	$(CARGO) clean
