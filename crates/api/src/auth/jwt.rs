@@ -145,6 +145,29 @@ mod tests {
     }
 
     #[test]
+    fn a_token_with_another_algorithm_is_refused_even_with_the_right_key() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: "1".into(),
+            iat: now,
+            exp: now + 3600,
+        };
+        for algorithm in [Algorithm::HS384, Algorithm::HS512] {
+            let token = encode(
+                &Header::new(algorithm),
+                &claims,
+                &EncodingKey::from_secret(KEY),
+            )
+            .unwrap();
+            assert_eq!(
+                tokens(KEY).verify(&token),
+                Err(TokenError::Invalid),
+                "{algorithm:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_token_without_exp_is_refused() {
         #[derive(Serialize)]
         struct NoExp {
