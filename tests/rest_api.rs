@@ -187,6 +187,43 @@ async fn every_protected_endpoint_requires_a_valid_token() {
     }
 }
 
+#[actix_web::test]
+async fn a_well_signed_token_for_a_user_that_does_not_exist_is_refused_at_every_door() {
+    use chat_api::auth::{JwtSecret, JwtTokens};
+    use chat_domain::user::{TokenIssuer as _, UserId};
+
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let chat = app.chat(&alice, &bob).await;
+    // Signed with the server's own key: only the user lookup can refuse it.
+    let tokens = JwtTokens::new(
+        &JwtSecret::new(common::JWT_SECRET).unwrap(),
+        std::time::Duration::from_secs(3600),
+    );
+    let ghost = tokens.issue(UserId::new(999_999)).unwrap();
+    let ghost = ghost.as_ref();
+
+    for reply in [
+        app.get("/api/users/", Some(ghost)).await,
+        app.get("/api/chats/", Some(ghost)).await,
+        app.post_json(
+            "/api/chats/create/",
+            Some(ghost),
+            &json!({"user_id": alice.id}),
+        )
+        .await,
+        app.get(&format!("/ws/chat/{chat}/"), Some(ghost)).await,
+    ] {
+        assert_eq!(reply.status, 401, "{:?}", reply.body);
+        assert!(!error_text(&reply.body).is_empty());
+    }
+    let socket = app
+        .try_connect(&format!("/ws/chat/{chat}/?token={ghost}"), None)
+        .await;
+    assert_eq!(socket.err(), Some(401));
+}
+
 // ---- users --------------------------------------------------------------
 
 #[actix_web::test]

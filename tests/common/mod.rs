@@ -20,6 +20,8 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
 
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// The JWT secret of servers started by [`spawn_app_with`].
+pub const JWT_SECRET: &str = "test secret that is at least 32 bytes long";
 pub const GENERIC_ERROR: &str = "An error occurred while processing your message";
 
 /// A server's HTTP and WebSocket face, wherever the server runs (in this
@@ -74,7 +76,7 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
         "--database-url",
         &database_url,
         "--jwt-secret",
-        "test secret that is at least 32 bytes long",
+        JWT_SECRET,
         "--workers",
         "1",
         "--db-pool-size",
