@@ -979,8 +979,6 @@ async fn a_frame_header_claiming_more_than_the_limit_closes_before_its_payload_i
 }
 
 #[actix_web::test]
-#[ignore = "actix-http reports reserved bits as an io::Error of kind InvalidData, \
-            which session.rs takes for invalid UTF-8 and closes with 1007"]
 async fn a_frame_with_reserved_bits_set_closes_the_socket_with_1002() {
     let app = hostile_app(&[]).await;
     let mut violations = Vec::new();
@@ -993,8 +991,6 @@ async fn a_frame_with_reserved_bits_set_closes_the_socket_with_1002() {
 }
 
 #[actix_web::test]
-#[ignore = "session.rs maps actix-ws's continuation overflow (an io::Error of kind \
-            Other) to 1002; it should close with 1009 as for one large frame"]
 async fn a_fragmented_message_over_the_frame_limit_closes_the_socket_with_1009() {
     let app = hostile_app(&[]).await;
     let mut bytes = client_frame(false, TEXT, &[b'x'; 16_384]);

@@ -266,9 +266,35 @@ impl Conversation<'_> {
     }
 }
 
+/// The close code for a frame the client should not have sent.
+///
+/// actix-http 3.x and actix-ws 0.4 report several violations only as an
+/// `io::Error` (their own `ProtocolError` variants for them are still to
+/// come, in their next major versions), so these are told apart by the
+/// error's kind and, where the kind is shared, by its exact text. The texts
+/// are pinned by the tests below and by `tests/hostile_input.rs`: if an
+/// upgrade rewords them, those tests fail rather than the codes drifting.
 fn protocol_close(error: &ProtocolError) -> End {
     match error {
         ProtocolError::Overflow => close(CloseCode::Size, "frame too large"),
+        // actix-ws aggregates fragments itself and reports a message over
+        // `max_continuation_size` as an `Other` error with only this text.
+        ProtocolError::Io(io)
+            if io.kind() == std::io::ErrorKind::Other
+                && io.to_string() == CONTINUATION_OVERFLOW =>
+        {
+            close(CloseCode::Size, "fragmented message too large")
+        }
+        // actix-http reports RSV1-3 set as `InvalidData`, the kind also used
+        // for text that is not UTF-8; only the latter is a 1007.
+        ProtocolError::Io(io)
+            if io.kind() == std::io::ErrorKind::InvalidData && io.to_string() == RESERVED_BITS =>
+        {
+            close(
+                CloseCode::Protocol,
+                "reserved bits set without an extension",
+            )
+        }
         ProtocolError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
             close(CloseCode::Invalid, "text frame is not valid UTF-8")
         }
@@ -279,7 +305,68 @@ fn protocol_close(error: &ProtocolError) -> End {
     }
 }
 
+/// actix-ws's error for fragments adding up to more than the limit.
+const CONTINUATION_OVERFLOW: &str = "Exceeded maximum continuation size";
+/// actix-http's error for a frame with RSV1, RSV2 or RSV3 set.
+const RESERVED_BITS: &str = "Received a frame with non-zero reserved bits";
+
 fn server_failure(error: &ApiError) -> End {
     tracing::error!(error = %error_chain(error), "websocket session failure");
     close(CloseCode::Error, "server error, reconnect shortly")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    fn code_for(error: ProtocolError) -> Option<CloseCode> {
+        match protocol_close(&error) {
+            End::Close(reason) => Some(reason.code),
+            End::ClientGone => None,
+        }
+    }
+
+    #[test]
+    fn a_fragmented_message_over_the_limit_closes_with_1009() {
+        let error = ProtocolError::Io(io::Error::other(CONTINUATION_OVERFLOW));
+        assert_eq!(code_for(error), Some(CloseCode::Size));
+    }
+
+    #[test]
+    fn reserved_bits_close_with_1002_and_bad_utf8_with_1007() {
+        let reserved = io::Error::new(io::ErrorKind::InvalidData, RESERVED_BITS);
+        assert_eq!(
+            code_for(ProtocolError::Io(reserved)),
+            Some(CloseCode::Protocol)
+        );
+        let bad_utf8 = String::from_utf8(vec![b'{', 0xff]).unwrap_err();
+        let bad_utf8 = io::Error::new(io::ErrorKind::InvalidData, bad_utf8.utf8_error());
+        assert_eq!(
+            code_for(ProtocolError::Io(bad_utf8)),
+            Some(CloseCode::Invalid)
+        );
+    }
+
+    #[test]
+    fn other_errors_of_the_same_kinds_keep_their_codes() {
+        // Only the exact texts move a close: an `Other` error is still a
+        // protocol error, and an `InvalidData` one still bad UTF-8.
+        let other = io::Error::other("Exceeded maximum continuation size!");
+        assert_eq!(
+            code_for(ProtocolError::Io(other)),
+            Some(CloseCode::Protocol)
+        );
+        let invalid = io::Error::new(io::ErrorKind::InvalidData, "reserved bits");
+        assert_eq!(
+            code_for(ProtocolError::Io(invalid)),
+            Some(CloseCode::Invalid)
+        );
+        assert_eq!(code_for(ProtocolError::Overflow), Some(CloseCode::Size));
+        assert_eq!(
+            code_for(ProtocolError::UnmaskedFrame),
+            Some(CloseCode::Protocol)
+        );
+    }
 }
