@@ -2,17 +2,11 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chat_domain::chat::ChatId;
-use serde::Deserialize;
 
 use super::session;
-use crate::auth::{bearer_token, extractor::authenticate};
+use crate::auth::{bearer_token, extractor::authenticate, query_token};
 use crate::error::{run_blocking, ApiError};
 use crate::state::AppState;
-
-#[derive(Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
-}
 
 /// Upgrades to a chat socket once the caller is authenticated, the chat
 /// exists and the caller is in it.
@@ -35,15 +29,12 @@ pub async fn chat_socket(
     check_origin(&req, &state.config.allowed_origins)?;
     let token = match bearer_token(&req)? {
         Some(token) => token,
-        None => web::Query::<TokenQuery>::from_query(req.query_string())
-            .ok()
-            .and_then(|q| q.into_inner().token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "authentication required: send 'Authorization: Bearer <token>' or ?token=<token>".into(),
-                )
-            })?,
+        None => query_token(req.query_string()).ok_or_else(|| {
+            ApiError::Unauthorized(
+                "authentication required: send 'Authorization: Bearer <token>' or ?token=<token>"
+                    .into(),
+            )
+        })?,
     };
     let user = authenticate(&state, token).await?;
     // A non-numeric id names no chat.
