@@ -1,8 +1,13 @@
 //! `GET /ws/chat/<chat_id>/`: the checks that run before a socket opens.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use std::pin::Pin;
+
+use actix_web::error::PayloadError;
+use actix_web::web::Bytes;
+use actix_web::{dev, web, FromRequest as _, HttpRequest, HttpResponse};
 use chat_domain::chat::ChatId;
 
+use super::frame_guard::FrameGuard;
 use super::session;
 use crate::auth::{bearer_token, extractor::authenticate, query_token};
 use crate::error::{run_blocking, ApiError};
@@ -46,6 +51,7 @@ pub async fn chat_socket(
     let chat = run_blocking(move || chats.open_chat(user, chat_id)).await?;
     let permit = state.connections.admit(chat.member().id)?;
 
+    let body = guard_frame_sizes(&req, body, state.config.max_frame_bytes).await?;
     let (response, socket, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
     let stream = stream
@@ -61,6 +67,26 @@ pub async fn chat_socket(
     ));
     Ok(response)
 }
+
+/// The request body with every frame header checked against the limit as
+/// it passes, so that a frame declared too large fails the socket at its
+/// header (see `frame_guard`), rather than once its payload is buffered.
+async fn guard_frame_sizes(
+    req: &HttpRequest,
+    body: web::Payload,
+    max_frame_bytes: usize,
+) -> Result<web::Payload, ApiError> {
+    let guarded = FrameGuard::new(body.into_inner(), max_frame_bytes);
+    let mut payload = dev::Payload::from(Box::pin(guarded) as BoxedPayloadStream);
+    // `web::Payload` has no public constructor; its extractor takes
+    // whatever payload it is given, and cannot fail.
+    web::Payload::from_request(req, &mut payload)
+        .await
+        .map_err(|e| ApiError::internal(format!("re-wrapping the socket payload: {e}")))
+}
+
+/// What `dev::Payload::Stream` holds.
+type BoxedPayloadStream = Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, PayloadError>>>>;
 
 /// Browsers always send `Origin` on a WebSocket handshake; other clients
 /// (apps, scripts) need not, and are not what this check protects against.

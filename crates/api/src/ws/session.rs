@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_web::error::PayloadError;
 use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
@@ -277,6 +278,11 @@ impl Conversation<'_> {
 fn protocol_close(error: &ProtocolError) -> End {
     match error {
         ProtocolError::Overflow => close(CloseCode::Size, "frame too large"),
+        // `FrameGuard` failed the payload at a header over the limit;
+        // actix-ws passes payload errors on wrapped in an `Other` io::Error.
+        ProtocolError::Io(io) if is_payload_overflow(io) => {
+            close(CloseCode::Size, "frame or fragmented message too large")
+        }
         // actix-ws aggregates fragments itself and reports a message over
         // `max_continuation_size` as an `Other` error with only this text.
         ProtocolError::Io(io)
@@ -303,6 +309,12 @@ fn protocol_close(error: &ProtocolError) -> End {
             close(CloseCode::Protocol, "protocol error")
         }
     }
+}
+
+fn is_payload_overflow(io: &std::io::Error) -> bool {
+    io.get_ref()
+        .and_then(|inner| inner.downcast_ref::<PayloadError>())
+        .is_some_and(|payload| matches!(payload, PayloadError::Overflow))
 }
 
 /// actix-ws's error for fragments adding up to more than the limit.
@@ -332,6 +344,15 @@ mod tests {
     fn a_fragmented_message_over_the_limit_closes_with_1009() {
         let error = ProtocolError::Io(io::Error::other(CONTINUATION_OVERFLOW));
         assert_eq!(code_for(error), Some(CloseCode::Size));
+    }
+
+    #[test]
+    fn the_frame_guards_overflow_closes_with_1009() {
+        // As actix-ws hands on an error from the payload stream.
+        let error = ProtocolError::Io(io::Error::other(PayloadError::Overflow));
+        assert_eq!(code_for(error), Some(CloseCode::Size));
+        let other = ProtocolError::Io(io::Error::other(PayloadError::Incomplete(None)));
+        assert_eq!(code_for(other), Some(CloseCode::Protocol));
     }
 
     #[test]
