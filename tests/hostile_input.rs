@@ -1899,12 +1899,6 @@ async fn odd_paths_answer_404_json() {
 /// The largest and smallest ids there are, where a chat or a user id is
 /// looked up: nothing to find, never an overflow.
 #[actix_web::test]
-#[cfg_attr(
-    feature = "memory",
-    ignore = "crates/persistence/src/memory.rs: State::{chat, chat_mut, user} compute \
-              `id.get() - 1` unchecked, which overflows for i64::MIN (a panic and a 500 \
-              in debug builds)"
-)]
 async fn the_extreme_ids_find_nothing_and_overflow_nothing() {
     let app = hostile_app(&[]).await;
     let alice = app.user("alice").await;

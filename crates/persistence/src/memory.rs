@@ -108,23 +108,24 @@ impl Chat {
 
 impl State {
     fn chat(&self, id: ChatId) -> Option<&Chat> {
-        usize::try_from(id.get() - 1)
-            .ok()
-            .and_then(|i| self.chats.get(i))
+        index(id.get()).and_then(|i| self.chats.get(i))
     }
 
     fn chat_mut(&mut self, id: ChatId) -> Option<&mut Chat> {
-        usize::try_from(id.get() - 1)
-            .ok()
-            .and_then(|i| self.chats.get_mut(i))
+        index(id.get()).and_then(|i| self.chats.get_mut(i))
     }
 
     fn user(&self, id: UserId) -> Option<&User> {
-        usize::try_from(id.get() - 1)
-            .ok()
+        index(id.get())
             .and_then(|i| self.users.get(i))
             .map(|c| &c.user)
     }
+}
+
+/// Where id `id` would be stored: ids come from clients, and any `i64`,
+/// `i64::MIN` included, must find nothing rather than overflow.
+fn index(id: i64) -> Option<usize> {
+    id.checked_sub(1).and_then(|i| usize::try_from(i).ok())
 }
 
 impl MemoryStore {
@@ -173,7 +174,7 @@ impl UserRepository for MemoryStore {
         Ok(state
             .user_by_name
             .get(username)
-            .and_then(|id| usize::try_from(id.get() - 1).ok())
+            .and_then(|id| index(id.get()))
             .and_then(|i| state.users.get(i).cloned()))
     }
 
@@ -372,6 +373,25 @@ mod tests {
                 body: MessageBody::parse(body, MessageLimit::DEFAULT).unwrap(),
             })
             .unwrap()
+    }
+
+    #[test]
+    fn the_extreme_ids_find_nothing() {
+        let store = MemoryStore::new();
+        let alice = user(&store, "alice");
+        let bob = user(&store, "bob");
+        store
+            .find_or_create_chat(UserPair::new(alice.id, bob.id).unwrap())
+            .unwrap();
+        for id in [i64::MIN, i64::MIN + 1, -1, 0, 3, i64::MAX - 1, i64::MAX] {
+            assert_eq!(store.find_user(UserId::new(id)).unwrap(), None, "user {id}");
+            assert_eq!(store.find_chat(ChatId::new(id)).unwrap(), None, "chat {id}");
+            assert_eq!(
+                store.chat_summary(alice.id, ChatId::new(id)).unwrap(),
+                None,
+                "summary of chat {id}"
+            );
+        }
     }
 
     #[test]
