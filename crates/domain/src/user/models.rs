@@ -22,8 +22,19 @@ impl fmt::Display for UserId {
     }
 }
 
-/// A username as Django's default validator accepts it: 1 to 150 characters,
-/// each a letter, a digit, or one of `@ . + - _`.
+/// A username: 1 to 150 characters, each either one for which
+/// `char::is_alphanumeric` holds (Unicode's `Alphabetic` property, or a
+/// number: general category `Nd`, `Nl` or `No`) or one of `@ . + - _`.
+///
+/// This is Django's default validator (`^[\w.@+-]+\Z`, Unicode) and a
+/// little more: everything it accepts is accepted here, and so are the
+/// characters Unicode calls alphabetic that are not letters, which Python's
+/// `\w` rejects: combining marks (categories `Mn`/`Mc`, such as the vowel
+/// sign in `नाम`) and the circled, squared and negative circled or squared
+/// Latin letters (`Ⓐ`, `🄰`, `🅐`, `🅰`). (Compared code point by code point
+/// with Python 3.11's `re`, whose Unicode is 14; later versions add
+/// characters to both.) The rule stays as it is so that every stored
+/// username keeps parsing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Username(String);
 
@@ -185,6 +196,19 @@ mod tests {
     fn unicode_letters_and_digits_are_accepted() {
         assert!(Username::parse("Zoë٣").is_ok());
         assert!(Username::parse("用户").is_ok());
+    }
+
+    #[test]
+    fn alphabetic_marks_and_letter_symbols_that_django_rejects_are_accepted() {
+        // The documented difference from Django's `\w`: a vowel sign
+        // (U+093E, category Mc) and a circled letter (U+24B6, So).
+        assert!(Username::parse("नाम").is_ok());
+        assert!(Username::parse("Ⓐlice").is_ok());
+        // Other symbols stay out.
+        assert_eq!(
+            Username::parse("a☺"),
+            Err(UsernameError::InvalidCharacter('☺'))
+        );
     }
 
     #[test]
