@@ -45,8 +45,13 @@ pub(crate) struct NewParticipantRow {
     pub user_id: i64,
 }
 
+/// No field is optional, so nothing is lost by turning off Diesel's
+/// `treat_none_as_default_value`; with it on, Diesel cannot write a batch as
+/// one multi-row INSERT on SQLite and runs one INSERT per row instead (a
+/// third of the writer's time).
 #[derive(Insertable)]
 #[diesel(table_name = direct_messages)]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct NewMessageRow<'a> {
     pub chat_id: i64,
     pub sender_id: i64,

@@ -435,6 +435,38 @@ fn the_chat_list_takes_the_same_statements_for_one_chat_or_a_hundred() {
     assert!((1..=2).contains(&with_hundred), "{with_hundred} statements");
 }
 
+#[test]
+fn a_batch_of_any_size_is_stored_with_the_same_statements() {
+    diesel::connection::set_default_instrumentation(count_statements).unwrap();
+    let db = test_db();
+    let alice = db.user("alice");
+    let bob = db.user("bob");
+    let chat = db.chat(&alice, &bob);
+    let batch = |size: usize| -> Vec<chat_domain::chat::NewMessage> {
+        (0..size)
+            .map(|i| chat_domain::chat::NewMessage {
+                chat_id: chat.id,
+                sender: alice.clone(),
+                body: chat_domain::chat::MessageBody::parse(
+                    &format!("m{i}"),
+                    chat_domain::chat::MessageLimit::DEFAULT,
+                )
+                .unwrap(),
+            })
+            .collect()
+    };
+
+    let for_one = statements_run_by(|| assert_eq!(db.insert_messages(&batch(1)).unwrap().len(), 1));
+    let for_500 =
+        statements_run_by(|| assert_eq!(db.insert_messages(&batch(500)).unwrap().len(), 500));
+
+    // One multi-row INSERT whatever the size (Diesel falls back to one
+    // INSERT per row on SQLite unless told not to); on PostgreSQL also the
+    // transaction and its chat lock, and perhaps the pool's `SELECT 1`.
+    assert_eq!(for_one, for_500, "statements grow with the batch");
+    assert!(for_500 <= 5, "{for_500} statements for one batch");
+}
+
 fn unread(db: &Database, viewer: UserId, chat: ChatId) -> u64 {
     db.chat_summary(viewer, chat).unwrap().unwrap().unread_count
 }
