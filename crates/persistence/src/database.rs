@@ -253,13 +253,14 @@ pub(crate) trait WriteTransaction: Connection {
     where
         F: FnOnce(&mut Self) -> QueryResult<T>;
 
-    /// Inside a write transaction: holds off other appends to these chats
-    /// (sorted, distinct ids) until this transaction ends, so that within a
-    /// chat message ids are committed in increasing order. History pages
-    /// and the sessions' "already replayed up to id N" rely on that:
-    /// without it, a message with a smaller id could become visible after a
-    /// larger one was read.
-    fn lock_chats_for_append(&mut self, chat_ids: &[i64]) -> QueryResult<()>;
+    /// Runs `insert`, ONE statement appending messages to `chat_ids`
+    /// (sorted, distinct), so that within a chat message ids become visible
+    /// in increasing order. History pages and the sessions' "already
+    /// replayed up to id N" rely on that: otherwise a message with a smaller
+    /// id could become visible after a larger one was read.
+    fn append_to_chats<T, F>(&mut self, chat_ids: &[i64], insert: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut Self) -> QueryResult<T>;
 }
 
 #[cfg(feature = "sqlite")]
@@ -274,10 +275,15 @@ impl WriteTransaction for SqliteConnection {
         self.immediate_transaction(f)
     }
 
-    /// Nothing to do: `BEGIN IMMEDIATE` already holds the database's single
-    /// write lock.
-    fn lock_chats_for_append(&mut self, _chat_ids: &[i64]) -> QueryResult<()> {
-        Ok(())
+    /// No transaction: one statement is atomic by itself and holds the
+    /// database's single write lock from start to end, so ids are visible
+    /// in order. Inside an explicit transaction SQLite would also keep a
+    /// statement journal for it (a temporary file, written for every row).
+    fn append_to_chats<T, F>(&mut self, _chat_ids: &[i64], insert: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut Self) -> QueryResult<T>,
+    {
+        insert(self)
     }
 }
 
@@ -292,20 +298,25 @@ impl WriteTransaction for PgConnection {
         self.transaction(f)
     }
 
-    /// `SELECT ... FOR UPDATE` on the chat rows, in id order so that two
-    /// batches can never deadlock: appends to one chat queue up behind each
-    /// other (ids are drawn from the sequence after the lock), appends to
-    /// other chats do not.
-    fn lock_chats_for_append(&mut self, chat_ids: &[i64]) -> QueryResult<()> {
+    /// In a transaction that first takes `SELECT ... FOR UPDATE` on the chat
+    /// rows, in id order so that two batches can never deadlock: appends to
+    /// one chat queue up behind each other (ids are drawn from the sequence
+    /// after the lock), appends to other chats do not.
+    fn append_to_chats<T, F>(&mut self, chat_ids: &[i64], insert: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut Self) -> QueryResult<T>,
+    {
         use crate::schema::direct_chats;
         use diesel::prelude::*;
-        direct_chats::table
-            .filter(direct_chats::id.eq_any(chat_ids))
-            .order(direct_chats::id)
-            .select(direct_chats::id)
-            .for_update()
-            .load::<i64>(self)
-            .map(drop)
+        self.transaction(|conn| {
+            direct_chats::table
+                .filter(direct_chats::id.eq_any(chat_ids))
+                .order(direct_chats::id)
+                .select(direct_chats::id)
+                .for_update()
+                .load::<i64>(conn)?;
+            insert(conn)
+        })
     }
 }
 

@@ -28,12 +28,11 @@ impl MessageRepository for Database {
         let mut chats: Vec<i64> = messages.iter().map(|m| m.chat_id.get()).collect();
         chats.sort_unstable();
         chats.dedup();
-        // One transaction, one commit (and so one fsync) for the whole
-        // batch. The chat locks keep ids in commit order within each chat
-        // (see `lock_chats_for_append`); the time is taken after them, so
-        // times never run backwards against ids.
-        let (mut ids, created) = with_conn!(self, |conn| conn.write_transaction(|conn| {
-            conn.lock_chats_for_append(&chats)?;
+        // One statement, one commit (and so one fsync) for the whole batch,
+        // appended so that ids become visible in order within each chat
+        // (see `append_to_chats`); the time is taken inside, so times never
+        // run backwards against ids.
+        let (mut ids, created) = with_conn!(self, |conn| conn.append_to_chats(&chats, |conn| {
             let created = now();
             let rows: Vec<NewMessageRow> = messages
                 .iter()
