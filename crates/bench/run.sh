@@ -149,7 +149,10 @@ fresh_database() {
     esac
 }
 
-# Starts the server for `backend`; sets SERVER_PID and URL.
+# Starts the server for `backend`; sets SERVER_PID and URL. The
+# per-connection message rate limit is lifted: filling 1,000 messages of
+# history per chat sends far faster than a person would, and the limit would
+# refuse most of them (every other setting is the default).
 start_server() {
     local backend="$1" dir
     dir="$(mktemp -d "$WORK/$backend.XXXX")"
@@ -164,6 +167,8 @@ start_server() {
     CHAT_JWT_SECRET="benchmark secret, at least 32 bytes long" \
     CHAT_WORKERS="${CHAT_WORKERS:-2}" \
     RUST_LOG="${RUST_LOG:-warn}" \
+    CHAT_WS_RATE="${CHAT_WS_RATE:-1000000}" \
+    CHAT_WS_BURST="${CHAT_WS_BURST:-1000000}" \
         "$SERVER" >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 $((START_TIMEOUT * 10))); do
