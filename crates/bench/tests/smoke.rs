@@ -42,6 +42,12 @@ impl TestServer {
             "1",
             "--db-pool-size",
             "4",
+            // A closed loop sends far faster than the per-connection limit
+            // a person needs (as `make bench` does, lift it).
+            "--ws-rate",
+            "1000000",
+            "--ws-burst",
+            "1000000",
         ])
         .expect("settings");
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
