@@ -194,8 +194,14 @@ async fn start_load(
 /// messages, so the fault lands in the middle of the traffic.
 const LOAD_BEFORE_FAULT: Duration = Duration::from_millis(1500);
 
-#[actix_web::test]
-async fn kill_9_under_load_loses_no_acknowledged_message() {
+/// Drives the load, sends `signal` to the server mid-run, and checks what
+/// it promises for every message any sender saw acknowledged, on a restarted
+/// server over the same database. `after_stop` checks how the server and
+/// the sockets ended. Returns the figures for the test to print.
+async fn signal_under_load(
+    signal: &str,
+    after_stop: impl FnOnce(&mut ServerProcess, &[Sent]),
+) -> String {
     let deployment = Deployment::new();
     let mut server = deployment.start();
     let api = Api::new(server.port);
@@ -204,18 +210,13 @@ async fn kill_9_under_load_loses_no_acknowledged_message() {
     let senders = start_load(&api, &chats, &stop).await;
     actix_web::rt::time::sleep(LOAD_BEFORE_FAULT).await;
 
-    server.signal("KILL");
-    let status = server.wait_for_exit(Duration::from_secs(10));
-    assert!(!status.success(), "killed, not exited: {status}");
+    server.signal(signal);
     let mut sent = Vec::new();
     for sender in senders {
         sent.push(sender.await.unwrap());
     }
+    after_stop(&mut server, &sent);
     drop(server);
-    assert!(
-        sent.iter().all(|s| s.ended_with.is_none()),
-        "dropped, not closed"
-    );
 
     deployment.database.check_integrity().unwrap();
     let server = deployment.start();
@@ -223,47 +224,38 @@ async fn kill_9_under_load_loses_no_acknowledged_message() {
     let (acked, stored) = check_history(&api, &chats, &sent).await;
     assert!(
         acked >= 100,
-        "only {acked} messages were acknowledged before the kill"
+        "only {acked} messages were acknowledged before the {signal}"
     );
-    eprintln!(
-        "kill -9 under load ({}): {acked} acknowledged, {stored} stored, 0 lost, 0 duplicated",
+    format!(
+        "{acked} acknowledged, {stored} stored, 0 lost, 0 duplicated ({})",
         deployment.database.backend()
-    );
+    )
+}
+
+#[actix_web::test]
+async fn kill_9_under_load_loses_no_acknowledged_message() {
+    let figures = signal_under_load("KILL", |server, sent| {
+        let status = server.wait_for_exit(Duration::from_secs(10));
+        assert!(!status.success(), "killed, not exited: {status}");
+        assert!(
+            sent.iter().all(|s| s.ended_with.is_none()),
+            "dropped, not closed"
+        );
+    })
+    .await;
+    eprintln!("kill -9 under load: {figures}");
 }
 
 #[actix_web::test]
 async fn sigterm_under_load_closes_with_1001_and_loses_no_acknowledged_message() {
-    let deployment = Deployment::new();
-    let mut server = deployment.start();
-    let api = Api::new(server.port);
-    let chats = set_up_chats(&api, 8).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let senders = start_load(&api, &chats, &stop).await;
-    actix_web::rt::time::sleep(LOAD_BEFORE_FAULT).await;
-
-    server.signal("TERM");
-    let mut sent = Vec::new();
-    for sender in senders {
-        sent.push(sender.await.unwrap());
-    }
-    assert!(server.wait_for_exit(Duration::from_secs(15)).success());
-    drop(server);
-    for s in &sent {
-        assert_eq!(s.ended_with, Some(1001), "every socket is closed with 1001");
-    }
-
-    deployment.database.check_integrity().unwrap();
-    let server = deployment.start();
-    let api = Api::new(server.port);
-    let (acked, stored) = check_history(&api, &chats, &sent).await;
-    assert!(
-        acked >= 100,
-        "only {acked} messages were acknowledged before the stop"
-    );
-    eprintln!(
-        "SIGTERM under load ({}): {acked} acknowledged, {stored} stored, 0 lost, 0 duplicated",
-        deployment.database.backend()
-    );
+    let figures = signal_under_load("TERM", |server, sent| {
+        assert!(server.wait_for_exit(Duration::from_secs(15)).success());
+        for s in sent {
+            assert_eq!(s.ended_with, Some(1001), "every socket is closed with 1001");
+        }
+    })
+    .await;
+    eprintln!("SIGTERM under load: {figures}");
 }
 
 /// Holds SQLite's write lock from another connection for `hold`.

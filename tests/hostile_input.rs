@@ -636,13 +636,6 @@ fn generated(cases: &mut Vec<Case>) {
 
 // ---- WebSocket: the barrage -----------------------------------------------------
 
-async fn two_users_and_a_chat(app: &TestApp) -> (TestUser, TestUser, i64) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let chat = app.chat(&alice, &bob).await;
-    (alice, bob, chat)
-}
-
 /// The documented error frame: the generic text and a non-empty `detail`,
 /// nothing else.
 fn assert_error_frame(frame: &Value, what: &str) {
@@ -667,7 +660,7 @@ fn assert_error_frame(frame: &Value, what: &str) {
 #[actix_web::test]
 async fn thousands_of_malformed_frames_on_one_connection_each_get_one_error_frame() {
     let app = hostile_app(&[]).await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let cases = catalogue();
     assert!(cases.len() >= 4_000, "{} frames", cases.len());
     let mut bob_socket = app.connect(&bob, chat).await;
@@ -828,7 +821,7 @@ async fn still_serves(
 
 /// Each byte string on a fresh socket: the close code it must get.
 async fn each_closes_with(app: &HostileApp, violations: Vec<(&str, Vec<u8>, u16)>) {
-    let (alice, bob, chat) = two_users_and_a_chat(app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut history = 0;
     for (what, bytes, code) in violations {
         let socket = open_raw(app, &alice, chat).await;
@@ -873,7 +866,7 @@ async fn a_text_frame_that_is_not_utf8_closes_the_socket_with_1007() {
 #[actix_web::test]
 async fn a_character_split_across_fragments_is_put_back_together() {
     let app = hostile_app(&[]).await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut bob_socket = app.connect(&bob, chat).await;
     let socket = open_raw(&app, &alice, chat).await;
     let whole = "{\"body\":\"👋 split\"}".as_bytes();
@@ -955,7 +948,7 @@ fn resident_kib() -> u64 {
 #[actix_web::test]
 async fn a_frame_header_claiming_more_than_the_limit_closes_before_its_payload_is_buffered() {
     let app = hostile_app(&[]).await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let socket = open_raw(&app, &alice, chat).await;
     let header = frame_with_length(true, TEXT, b"", 1 << 40, true);
     let mut socket = write_raw(socket, &header).await;
@@ -2240,7 +2233,7 @@ async fn junk_tokens_get_401_json_at_every_door() {
 #[actix_web::test]
 async fn a_broken_websocket_handshake_gets_4xx_json() {
     let app = hostile_app(&[]).await;
-    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let (alice, _, chat) = app.two_users_and_a_chat().await;
     let path = format!("/ws/chat/{chat}/");
     let bearer = format!("Bearer {}", alice.token);
     let auth: (&str, &[u8]) = ("Authorization", bearer.as_bytes());
@@ -2320,7 +2313,7 @@ async fn a_broken_websocket_handshake_gets_4xx_json() {
 #[actix_web::test]
 async fn after_every_kind_of_hostile_input_the_server_still_serves() {
     let app = hostile_app(&[]).await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     // A little of everything, at once, on many connections.
     let port = app.port;
     let junk = malformed_bodies();

@@ -11,19 +11,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{spawn_app_with, TestApp, TestUser};
-
-async fn two_users_and_a_chat(app: &TestApp) -> (TestUser, TestUser, i64) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let chat = app.chat(&alice, &bob).await;
-    (alice, bob, chat)
-}
+use common::{spawn_app_with, TestApp};
 
 #[actix_web::test]
 async fn messages_over_the_rate_get_an_error_frame_and_the_socket_stays_open() {
     let app = spawn_app_with(&["--ws-rate", "2", "--ws-burst", "3"]).await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut sender = app.connect(&alice, chat).await;
     let mut receiver = app.connect(&bob, chat).await;
 
@@ -85,7 +78,7 @@ async fn messages_over_the_rate_get_an_error_frame_and_the_socket_stays_open() {
 #[actix_web::test]
 async fn malformed_frames_do_not_use_up_the_rate() {
     let app = spawn_app_with(&["--ws-rate", "1", "--ws-burst", "1"]).await;
-    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let (alice, _, chat) = app.two_users_and_a_chat().await;
     let mut socket = app.connect(&alice, chat).await;
 
     for _ in 0..20 {
@@ -106,7 +99,7 @@ async fn malformed_frames_do_not_use_up_the_rate() {
 #[actix_web::test]
 async fn a_user_over_the_socket_limit_gets_429_and_others_are_unaffected() {
     let app = spawn_app_with(&["--max-connections-per-user", "2"]).await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let path = format!("/ws/chat/{chat}/?token={}", alice.token);
 
     let first = app.connect(&alice, chat).await;
@@ -132,7 +125,7 @@ async fn a_user_over_the_socket_limit_gets_429_and_others_are_unaffected() {
 #[actix_web::test]
 async fn a_server_at_its_socket_limit_answers_503_until_one_closes() {
     let app = spawn_app_with(&["--max-connections", "2"]).await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let carol = app.user("carol").await;
     let carols_chat = app.chat(&carol, &alice).await;
 
@@ -153,7 +146,7 @@ async fn a_server_at_its_socket_limit_answers_503_until_one_closes() {
 #[actix_web::test]
 async fn many_connect_and_drop_cycles_leave_every_count_at_zero() {
     let app = spawn_app_with(&["--max-connections", "5", "--max-connections-per-user", "5"]).await;
-    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let (alice, _, chat) = app.two_users_and_a_chat().await;
     let path = format!("/ws/chat/{chat}/?token={}", alice.token);
 
     for _ in 0..40 {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_persistence::testing::TestDatabase;
-use common::process::{ServerProcess, TEST_JWT_SECRET};
+use common::process::{rss_kib_of, ServerProcess, TEST_JWT_SECRET};
 use common::{Api, Received, TestUser};
 
 const CHATS: usize = 10;
@@ -179,15 +179,4 @@ async fn a_reader_that_never_reads_is_closed_and_hurts_no_one_while_100k_message
         growth_mib < 64,
         "server memory grew by {growth_mib} MiB while one client did not read"
     );
-}
-
-fn rss_kib_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }

@@ -8,22 +8,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use awc::ws::{CloseCode, CloseReason, Frame, Message};
-use common::{spawn_app, spawn_app_with, Received, TestApp, TestUser};
+use common::{spawn_app, spawn_app_with, Received};
 use serde_json::Value;
-
-async fn two_users_and_a_chat(app: &TestApp) -> (TestUser, TestUser, i64) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let chat = app.chat(&alice, &bob).await;
-    (alice, bob, chat)
-}
 
 // ---- handshake ------------------------------------------------------------
 
 #[actix_web::test]
 async fn the_handshake_refuses_missing_or_bad_tokens_with_401() {
     let app = spawn_app().await;
-    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let (alice, _, chat) = app.two_users_and_a_chat().await;
 
     assert_eq!(
         app.try_connect(&format!("/ws/chat/{chat}/"), None)
@@ -64,7 +57,7 @@ async fn the_handshake_refuses_missing_or_bad_tokens_with_401() {
 #[actix_web::test]
 async fn the_handshake_refuses_a_missing_chat_with_404() {
     let app = spawn_app().await;
-    let (alice, _, _) = two_users_and_a_chat(&app).await;
+    let (alice, _, _) = app.two_users_and_a_chat().await;
 
     for path in ["/ws/chat/999999/", "/ws/chat/abc/", "/ws/chat/-1/"] {
         let result = app
@@ -80,7 +73,7 @@ async fn the_handshake_refuses_a_missing_chat_with_404() {
 #[actix_web::test]
 async fn the_handshake_refuses_a_non_participant_with_403() {
     let app = spawn_app().await;
-    let (_, _, chat) = two_users_and_a_chat(&app).await;
+    let (_, _, chat) = app.two_users_and_a_chat().await;
     let mallory = app.user("mallory").await;
 
     let result = app
@@ -98,7 +91,7 @@ async fn the_handshake_refuses_a_non_participant_with_403() {
 #[actix_web::test]
 async fn the_authorization_header_works_as_well_as_the_query_token() {
     let app = spawn_app().await;
-    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let (alice, _, chat) = app.two_users_and_a_chat().await;
 
     let mut socket = app
         .try_connect(&format!("/ws/chat/{chat}/"), Some(&alice.token))
@@ -116,7 +109,7 @@ async fn with_allowed_origins_set_a_foreign_origin_is_refused_with_403() {
         "https://chat.example, https://app.example/",
     ])
     .await;
-    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let (alice, _, chat) = app.two_users_and_a_chat().await;
     let path = format!("/ws/chat/{chat}/?token={}", alice.token);
     let handshake = |origin: Option<&'static str>| {
         let mut request = app.client.ws(app.ws_url(&path));
@@ -157,7 +150,7 @@ async fn with_allowed_origins_set_a_foreign_origin_is_refused_with_403() {
 #[actix_web::test]
 async fn a_message_reaches_both_participants_in_the_documented_shape() {
     let app = spawn_app().await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut alice_socket = app.connect(&alice, chat).await;
     let mut bob_socket = app.connect(&bob, chat).await;
 
@@ -183,7 +176,7 @@ async fn a_message_reaches_both_participants_in_the_documented_shape() {
 #[actix_web::test]
 async fn bodies_are_stored_and_returned_exactly_as_sent() {
     let app = spawn_app().await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let long = "é".repeat(4096);
     let bodies = [
         "  leading and trailing spaces  ",
@@ -210,7 +203,7 @@ async fn bodies_are_stored_and_returned_exactly_as_sent() {
 #[actix_web::test]
 async fn a_message_is_not_sent_to_other_chats() {
     let app = spawn_app().await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let carol = app.user("carol").await;
     let other_chat = app.chat(&alice, &carol).await;
     let mut carol_socket = app.connect(&carol, other_chat).await;
@@ -229,7 +222,7 @@ async fn a_message_is_not_sent_to_other_chats() {
 #[actix_web::test]
 async fn connecting_replays_the_history_oldest_first_then_marks_it_read() {
     let app = spawn_app().await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut bob_socket = app.connect(&bob, chat).await;
     for i in 0..3 {
         bob_socket.send_body(&format!("bob {i}")).await;
@@ -270,7 +263,7 @@ async fn connecting_replays_the_history_oldest_first_then_marks_it_read() {
 #[actix_web::test]
 async fn connecting_marks_only_the_other_users_messages_read() {
     let app = spawn_app().await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut alice_socket = app.connect(&alice, chat).await;
     alice_socket.send_body("from alice").await;
     alice_socket.next_message().await;
@@ -286,7 +279,7 @@ async fn connecting_marks_only_the_other_users_messages_read() {
 #[actix_web::test]
 async fn a_long_history_is_replayed_completely_across_pages() {
     let app = spawn_app().await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut socket = app.connect(&alice, chat).await;
     let total = 450; // more than two pages of 200
     for i in 0..total {
@@ -309,7 +302,7 @@ async fn a_long_history_is_replayed_completely_across_pages() {
 #[actix_web::test]
 async fn malformed_frames_get_the_error_frame_and_the_connection_stays_open() {
     let app = spawn_app_with(&["--max-message-chars", "10"]).await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut socket = app.connect(&alice, chat).await;
     let bad_frames = [
         "",
@@ -353,7 +346,7 @@ async fn malformed_frames_get_the_error_frame_and_the_connection_stays_open() {
 #[actix_web::test]
 async fn an_oversized_frame_closes_the_socket_with_1009() {
     let app = spawn_app_with(&["--max-frame-bytes", "1024"]).await;
-    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let (alice, _, chat) = app.two_users_and_a_chat().await;
     let mut socket = app.connect(&alice, chat).await;
 
     socket.send_body(&"x".repeat(2000)).await;
@@ -369,7 +362,7 @@ async fn an_oversized_frame_closes_the_socket_with_1009() {
 #[actix_web::test]
 async fn a_ping_is_answered_with_a_pong() {
     let app = spawn_app().await;
-    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let (alice, _, chat) = app.two_users_and_a_chat().await;
     let mut socket = app.connect(&alice, chat).await;
 
     socket
@@ -385,7 +378,7 @@ async fn a_ping_is_answered_with_a_pong() {
 #[actix_web::test]
 async fn a_peer_that_never_answers_pings_is_closed_with_1008() {
     let app = spawn_app_with(&["--heartbeat-interval", "200ms"]).await;
-    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let (alice, _, chat) = app.two_users_and_a_chat().await;
     let mut silent = app.connect(&alice, chat).await;
 
     // Read without ever answering: pings arrive, then the close.
@@ -406,7 +399,7 @@ async fn a_peer_that_never_answers_pings_is_closed_with_1008() {
 #[actix_web::test]
 async fn a_peer_that_answers_pings_stays_connected() {
     let app = spawn_app_with(&["--heartbeat-interval", "100ms"]).await;
-    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let (alice, _, chat) = app.two_users_and_a_chat().await;
     let mut socket = app.connect(&alice, chat).await;
 
     // `expect_silence` answers nothing, so answer by hand for ten intervals.
@@ -426,7 +419,7 @@ async fn a_peer_that_answers_pings_stays_connected() {
 #[actix_web::test]
 async fn closed_sockets_leave_nothing_in_the_hub() {
     let app = spawn_app().await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
 
     for round in 0..10 {
         let a = app.connect(&alice, chat).await;
@@ -448,7 +441,7 @@ async fn closed_sockets_leave_nothing_in_the_hub() {
 #[actix_web::test]
 async fn stopping_the_server_closes_sockets_with_1001() {
     let app = spawn_app().await;
-    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let (alice, _, chat) = app.two_users_and_a_chat().await;
     let mut socket = app.connect(&alice, chat).await;
     app.wait_for_connections(1).await;
 
@@ -463,7 +456,7 @@ async fn stopping_the_server_closes_sockets_with_1001() {
 #[actix_web::test]
 async fn a_client_that_closes_gets_a_normal_close_back() {
     let app = spawn_app().await;
-    let (alice, _, chat) = two_users_and_a_chat(&app).await;
+    let (alice, _, chat) = app.two_users_and_a_chat().await;
     let mut socket = app.connect(&alice, chat).await;
 
     socket
@@ -488,7 +481,7 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_get_everything() 
         "60000",
     ])
     .await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut idle_bob = app.connect(&bob, chat).await;
     let mut alice_socket = app.connect(&alice, chat).await;
     app.wait_for_connections(2).await;
@@ -538,7 +531,7 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_get_everything() 
 #[actix_web::test]
 async fn two_clients_sending_at_once_lose_and_duplicate_nothing() {
     let app = spawn_app().await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let per_sender = 100;
     let mut alice_socket = app.connect(&alice, chat).await;
     let mut bob_socket = app.connect(&bob, chat).await;
@@ -598,7 +591,7 @@ async fn two_clients_sending_at_once_lose_and_duplicate_nothing() {
 #[actix_web::test]
 async fn a_message_sent_during_history_replay_arrives_exactly_once() {
     let app = spawn_app().await;
-    let (alice, bob, chat) = two_users_and_a_chat(&app).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut alice_socket = app.connect(&alice, chat).await;
     for i in 0..300 {
         alice_socket.send_body(&format!("old {i}")).await;

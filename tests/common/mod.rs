@@ -239,6 +239,14 @@ impl Api {
         }
     }
 
+    /// Users `alice` and `bob`, and their chat's id.
+    pub async fn two_users_and_a_chat(&self) -> (TestUser, TestUser, i64) {
+        let alice = self.user("alice").await;
+        let bob = self.user("bob").await;
+        let chat = self.chat(&alice, &bob).await;
+        (alice, bob, chat)
+    }
+
     /// Creates (or finds) the chat between `a` and `b`, returns its id.
     pub async fn chat(&self, a: &TestUser, b: &TestUser) -> i64 {
         let reply = self
