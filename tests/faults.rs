@@ -101,7 +101,13 @@ async fn send_closed_loop(api: Api, chat: Chat, stop: Arc<AtomicBool>, limit: u6
             return sent;
         }
         sent.attempted += 1;
-        match socket.receive_until_gone().await {
+        // While the database is away, a message waits for the batches queued
+        // before it, each failing only after the pool's 5 s connect timeout.
+        let answer = socket
+            .receive_until_gone_within(Duration::from_secs(60))
+            .await
+            .expect("an answer within a minute");
+        match answer {
             Received::Json(frame) if frame.get("message").is_some() => {
                 assert_eq!(frame["message"]["body"], seq.to_string(), "{frame}");
                 sent.acked.push(seq);
