@@ -415,9 +415,9 @@ impl Drop for FaultyLink {
     }
 }
 
-/// `postgres://user@host:port/db?x`: its `host:port`, and the same URL with
-/// `via` in their place.
-fn route_through(url: &str, via: SocketAddr) -> (String, String) {
+/// `postgres://user@host:port/db?x` as its `host:port` and the URL with a
+/// hole where `host:port` was: `(host:port, "postgres://user@", "/db?x")`.
+fn split_authority(url: &str) -> (String, String, String) {
     let (scheme, rest) = url.split_once("://").unwrap();
     let (user, rest) = match rest.split_once('@') {
         Some((user, rest)) => (format!("{user}@"), rest),
@@ -429,11 +429,7 @@ fn route_through(url: &str, via: SocketAddr) -> (String, String) {
     } else {
         format!("{host_port}:5432")
     };
-    (host_port, format!("{scheme}://{user}{via}/{path}"))
-}
-
-fn upstream_of(url: &str) -> String {
-    route_through(url, SocketAddr::from(([127, 0, 0, 1], 0))).0
+    (host_port, format!("{scheme}://{user}"), format!("/{path}"))
 }
 
 /// Answers of `GET /api/chats/` until one is 200 or `within` passes.
@@ -459,8 +455,9 @@ async fn postgres_dropping_connections_and_going_away_is_survived_without_a_rest
         eprintln!("SKIPPED here: PostgreSQL-only (runs in the PostgreSQL suite)");
         return;
     }
-    let link = FaultyLink::to(upstream_of(deployment.database.url()));
-    let (_, through_link) = route_through(deployment.database.url(), link.addr);
+    let (upstream, before, after) = split_authority(deployment.database.url());
+    let link = FaultyLink::to(upstream);
+    let through_link = format!("{before}{}{after}", link.addr);
     let server = deployment.start_on(&through_link);
     let api = Api::new(server.port);
     let chats = set_up_chats(&api, 4).await;

@@ -366,16 +366,9 @@ impl WsClient {
     }
 
     /// Like [`receive`](Self::receive), but a transport error or a dropped
-    /// connection is `Close(None)` rather than a panic: for tests that kill
-    /// the server under its clients.
-    pub async fn receive_until_gone(&mut self) -> Received {
-        self.receive_until_gone_within(FRAME_TIMEOUT)
-            .await
-            .expect("a frame within the timeout")
-    }
-
-    /// [`receive_until_gone`](Self::receive_until_gone), `None` when nothing
-    /// arrives within `timeout`.
+    /// connection is `Close(None)` rather than a panic (for tests that kill
+    /// the server under its clients), and `None` when nothing arrives within
+    /// `timeout`.
     pub async fn receive_until_gone_within(&mut self, timeout: Duration) -> Option<Received> {
         loop {
             let frame = actix_web::rt::time::timeout(timeout, self.framed.next())

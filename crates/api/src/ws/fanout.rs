@@ -51,25 +51,10 @@ impl Broadcaster for FanOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::hub::tests::message;
     use crate::ws::Hub;
-    use chat_domain::chat::{ChatId, MessageId};
-    use chat_domain::user::{User, UserId, Username};
-    use chrono::Utc;
+    use chat_domain::chat::ChatId;
     use std::time::Duration;
-
-    fn message(id: i64) -> DirectMessage {
-        DirectMessage {
-            id: MessageId::new(id),
-            chat_id: ChatId::new(1),
-            sender: User {
-                id: UserId::new(1),
-                username: Username::parse("alice").unwrap(),
-            },
-            body: format!("m{id}"),
-            created: Utc::now(),
-            is_read: false,
-        }
-    }
 
     #[test]
     fn messages_reach_the_hub_in_the_order_handed_over() {
@@ -78,7 +63,7 @@ mod tests {
         let (fan_out, thread) = FanOut::start(hub.clone(), 4).unwrap();
 
         for id in 1..=500 {
-            fan_out.broadcast(&message(id));
+            fan_out.broadcast(&message(1, id));
         }
         drop(fan_out);
         thread.join().unwrap();

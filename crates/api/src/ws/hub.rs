@@ -170,12 +170,13 @@ impl Broadcaster for Hub {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chat_domain::user::{User, UserId, Username};
     use chrono::Utc;
 
-    fn message(chat: i64, id: i64) -> DirectMessage {
+    /// Message `id` from alice in `chat` (also used by the fan-out tests).
+    pub(crate) fn message(chat: i64, id: i64) -> DirectMessage {
         DirectMessage {
             id: MessageId::new(id),
             chat_id: ChatId::new(chat),
