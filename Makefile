@@ -44,7 +44,7 @@ test-postgres: ## The whole suite on PostgreSQL (needs TEST_DATABASE_URL)
 		echo; \
 		echo "################################################################"; \
 		echo "## PostgreSQL SKIPPED: TEST_DATABASE_URL is not set.           ##"; \
-		echo "## e.g. TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable"; \
+		echo "## e.g. TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test"; \
 		echo "################################################################"; \
 		echo; \
 		if [ "$$REQUIRE_POSTGRES" = "1" ]; then echo "REQUIRE_POSTGRES=1: failing."; exit 1; fi; \

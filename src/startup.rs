@@ -286,6 +286,14 @@ impl Stopper {
         self.hub.shut_down();
         self.server.stop(true).await;
     }
+
+    /// Tells the server to stop at once (sockets get 1001, nothing waits
+    /// for in-flight requests) without waiting for it: for a `Drop`.
+    pub fn stop_now(&self) {
+        self.hub.shut_down();
+        // The command is sent here; the returned future only waits.
+        drop(self.server.stop(false));
+    }
 }
 
 async fn wait_for_signal() {

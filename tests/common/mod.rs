@@ -41,10 +41,12 @@ impl Api {
     }
 }
 
-/// A server running in this process, with its own database.
+/// A server running in this process, with its own database; stopped when
+/// dropped.
 pub struct TestApp {
     pub api: Api,
     pub hub: Hub,
+    server_thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     stopper: Stopper,
     _data_dir: tempfile::TempDir,
     _database: TestDatabase,
@@ -90,14 +92,28 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
     ];
     args.extend_from_slice(extra_args);
     let settings = Settings::try_parse_from(args).expect("settings");
-    let app = Application::build(&settings).expect("application builds");
-    let port = app.port();
-    let stopper = app.stopper();
-    let hub = app.hub();
-    actix_web::rt::spawn(app.run());
+    // The server gets a thread and an actix System of its own, so that
+    // dropping the TestApp can stop it and wait: its database connections
+    // are closed before the test returns, never left to the process's exit
+    // (where a live PostgreSQL TLS connection once crashed a test binary).
+    let (started, starting) = std::sync::mpsc::channel();
+    let server_thread = std::thread::Builder::new()
+        .name("actix-test-server".into())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let app = Application::build(&settings).expect("application builds");
+                started
+                    .send((app.port(), app.stopper(), app.hub()))
+                    .expect("the test waits for its server");
+                app.run().await
+            })
+        })
+        .expect("server thread");
+    let (port, stopper, hub) = starting.recv().expect("the server starts");
     TestApp {
         api: Api::new(port),
         hub,
+        server_thread: Some(server_thread),
         stopper,
         _data_dir: data_dir,
         _database: database,
@@ -127,6 +143,15 @@ impl std::ops::Deref for TestApp {
     type Target = Api;
     fn deref(&self) -> &Api {
         &self.api
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stopper.stop_now();
+        if let Some(thread) = self.server_thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
