@@ -86,6 +86,15 @@ pub struct Settings {
     #[arg(long = "heartbeat-interval", env = "CHAT_HEARTBEAT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
 
+    /// How long a v2 `typing` (active) lasts unless repeated.
+    #[arg(long = "typing-ttl", env = "CHAT_TYPING_TTL", default_value = "6s", value_parser = parse_positive_duration)]
+    pub typing_ttl: Duration,
+
+    /// How long a user with no socket left still counts as online, so a
+    /// reload does not flap; `last_seen` is stored when it ends.
+    #[arg(long = "presence-grace", env = "CHAT_PRESENCE_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub presence_grace: Duration,
+
     /// Messages one WebSocket connection may send per second, on average;
     /// beyond it each message gets an error frame and is not stored.
     #[arg(long = "ws-rate", env = "CHAT_WS_RATE", default_value_t = 100.0,
@@ -177,6 +186,14 @@ impl Settings {
     }
 }
 
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err("must be longer than zero".to_owned()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
@@ -203,6 +220,8 @@ mod tests {
         assert_eq!(settings.max_message_chars, 4096);
         assert_eq!(settings.max_body_bytes, 65536);
         assert_eq!(settings.log_format, LogFormat::Text);
+        assert_eq!(settings.typing_ttl, Duration::from_secs(6));
+        assert_eq!(settings.presence_grace, Duration::from_secs(10));
         assert_eq!(
             settings.effective_database_url(),
             "sqlite://./data/chat.sqlite3"
@@ -212,6 +231,10 @@ mod tests {
     #[test]
     fn flags_override_defaults() {
         let settings = parse(&[
+            "--typing-ttl",
+            "1500ms",
+            "--presence-grace",
+            "1m",
             "--token-ttl",
             "90m",
             "--database-url",
@@ -221,6 +244,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(settings.token_ttl, Duration::from_secs(90 * 60));
+        assert_eq!(settings.typing_ttl, Duration::from_millis(1500));
+        assert_eq!(settings.presence_grace, Duration::from_secs(60));
         assert_eq!(settings.effective_database_url(), "postgres://x/y");
         assert_eq!(settings.log_format, LogFormat::Json);
     }
@@ -233,5 +258,7 @@ mod tests {
         assert!(parse(&["--ws-rate", "0"]).is_err());
         assert!(parse(&["--ws-rate", "NaN"]).is_err());
         assert!(parse(&["--ws-burst", "0"]).is_err());
+        assert!(parse(&["--typing-ttl", "0s"]).is_err());
+        assert!(parse(&["--presence-grace", "soon"]).is_err());
     }
 }

@@ -7,10 +7,12 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use chat_api::auth::{Argon2Hasher, JwtTokens};
-use chat_api::ws::{ConnectionLimits, FanOut, Hub, MessageWriter, RateLimit};
+use chat_api::delivery::timers::TimerWork;
+use chat_api::delivery::{FanOut, Hub, LocalPresence, LocalTyping, MessageWriter, Timers};
+use chat_api::ws::{ConnectionLimits, RateLimit};
 use chat_api::{ApiConfig, AppState};
 use chat_domain::chat::{
-    ChatRepository, ChatService, MessageLimit, MessageRepository, MessageService,
+    Broadcaster, ChatRepository, ChatService, MessageLimit, MessageRepository, MessageService,
 };
 use chat_domain::user::{AuthService, UserRepository};
 use chat_persistence::{Database, DatabaseOptions, SqliteSynchronous};
@@ -93,6 +95,7 @@ pub struct Application {
     hub: Hub,
     writer_thread: std::thread::JoinHandle<()>,
     fan_out_thread: std::thread::JoinHandle<()>,
+    timers: Timers,
     /// Held so the database closes here, last, on the thread that stops the
     /// server (see `run`).
     store: Store,
@@ -119,24 +122,43 @@ impl Application {
             .ok_or_else(|| {
                 StartupError::Setting("CHAT_MAX_MESSAGE_CHARS must be at least 1".into())
             })?;
-        let hub = Hub::new();
+        // The pipeline, from the inside out: presence and typing state, the
+        // hub that reads them, the fan-out thread that feeds the hub, the
+        // services that publish to it, the writer that stores through them.
+        let presence = Arc::new(LocalPresence::new(settings.presence_grace));
+        let typing = Arc::new(LocalTyping::new(settings.typing_ttl));
+        let hub = Hub::new(presence.clone(), typing.clone());
         let (fan_out, fan_out_thread) = FanOut::start(hub.clone(), FAN_OUT_QUEUE)
             .map_err(|e| StartupError::Setting(format!("cannot start the fan-out thread: {e}")))?;
-        let messages = MessageService::new(store.messages.clone(), Arc::new(fan_out), limit);
+        let broadcaster: Arc<dyn Broadcaster> = Arc::new(fan_out);
+        let messages = MessageService::new(store.messages.clone(), broadcaster.clone(), limit);
+        let chats = ChatService::new(store.users.clone(), store.chats.clone(), broadcaster.clone());
         let (writer, writer_thread) =
             MessageWriter::start(messages.clone(), WRITE_QUEUE, WRITE_BATCH_MAX).map_err(|e| {
                 StartupError::Setting(format!("cannot start the message writer: {e}"))
             })?;
+        let timers = Timers::start(TimerWork {
+            presence: presence.clone(),
+            typing: typing.clone(),
+            typing_ttl: settings.typing_ttl,
+            chats: chats.clone(),
+            users: store.users.clone(),
+            broadcaster: broadcaster.clone(),
+        })
+        .map_err(|e| StartupError::Setting(format!("cannot start the timers thread: {e}")))?;
         let state = AppState {
             auth: AuthService::new(
                 store.users.clone(),
                 Arc::new(Argon2Hasher::new()?),
                 Arc::new(JwtTokens::new(&secret, settings.token_ttl)),
             ),
-            chats: ChatService::new(store.users.clone(), store.chats.clone()),
+            chats,
             messages,
             hub: hub.clone(),
             writer,
+            broadcaster,
+            presence,
+            typing,
             connections: ConnectionLimits::new(
                 settings.max_connections,
                 settings.max_connections_per_user,
@@ -203,6 +225,7 @@ impl Application {
             hub,
             writer_thread,
             fan_out_thread,
+            timers,
             store,
         })
     }
@@ -247,13 +270,16 @@ impl Application {
             server,
             writer_thread,
             fan_out_thread,
+            timers,
             store,
             ..
         } = self;
         let served = server.await;
         // The server and its workers are gone, and with them every handle
         // to the writer; it stops once its queue is empty, and the fan-out
-        // thread once the writer (the last broadcaster) is gone.
+        // thread once the writer and the timers (the last publishers) are
+        // gone.
+        timers.stop();
         let deadline = std::time::Instant::now() + WRITER_STOP_TIMEOUT;
         join_by(writer_thread, deadline, "message writer").await;
         join_by(fan_out_thread, deadline, "fan-out").await;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use awc::ws::{Codec, Frame, Message};
 use awc::{BoxedSocket, Client};
-use chat_api::ws::Hub;
+use chat_api::delivery::Hub;
 use chat_persistence::testing::TestDatabase;
 use chat_server::configuration::{LogFormat, Settings};
 use chat_server::startup::{Application, Stopper};

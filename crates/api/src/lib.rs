@@ -1,15 +1,20 @@
 //! The HTTP and WebSocket face of the chat server.
 //!
-//! actix-web handlers (`rest`) and WebSocket sessions (`ws`) translate
-//! between the wire format of `seed-api.md`/`CONTRACT.md` and the domain
-//! services; `auth` holds the Argon2 and JWT adapters and the bearer-token
-//! extractor; `error` maps every failure to a status and `{"error": ...}`.
-//! Blocking work (Diesel, Argon2) always runs on the blocking pool.
+//! actix-web handlers (`rest`) and WebSocket sessions (`ws`, one module per
+//! protocol: the seed's and v2) translate between the wire formats
+//! (`wire`) and the domain services; `delivery` is the pipeline from a
+//! validated message to the sockets (group-commit writer, fan-out thread,
+//! hub, presence, typing); `auth` holds the Argon2 and JWT adapters and the
+//! bearer-token extractor; `error` maps every failure to a status and
+//! `{"error": ...}`. Blocking work (Diesel, Argon2) always runs on the
+//! blocking pool.
 
 pub mod auth;
+pub mod delivery;
 pub mod error;
 pub mod rest;
 pub mod state;
+pub mod wire;
 pub mod ws;
 
 use std::time::Instant;
@@ -55,8 +60,24 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                     .default_service(web::to(rest::method_not_allowed)),
             )
             .service(
+                web::resource("/api/chats/{chat_id}/messages/")
+                    .get(rest::messages::list_messages)
+                    .post(rest::messages::send_message)
+                    .default_service(web::to(rest::method_not_allowed)),
+            )
+            .service(
+                web::resource("/api/chats/{chat_id}/read/")
+                    .post(rest::messages::mark_read)
+                    .default_service(web::to(rest::method_not_allowed)),
+            )
+            .service(
                 web::resource("/ws/chat/{chat_id}/")
                     .get(ws::chat_socket)
+                    .default_service(web::to(rest::method_not_allowed)),
+            )
+            .service(
+                web::resource("/ws/v2/")
+                    .get(ws::v2_socket)
                     .default_service(web::to(rest::method_not_allowed)),
             );
     }

@@ -1,15 +1,16 @@
-//! What every handler can reach: the domain services, the broadcast hub and
-//! the limits.
+//! What every handler can reach: the domain services, the delivery
+//! pipeline (writer, hub, presence, typing) and the limits.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use chat_domain::chat::{ChatService, MessageService};
+use chat_domain::chat::{Broadcaster, ChatService, MessageService};
 use chat_domain::user::AuthService;
 
-use crate::ws::{ConnectionLimits, Hub, MessageWriter, RateLimit};
+use crate::delivery::{Hub, MessageWriter, PresenceRegistry, TypingRegistry};
+use crate::ws::{ConnectionLimits, RateLimit};
 
 /// Limits and timings of the HTTP and WebSocket adapters.
 #[derive(Debug, Clone)]
@@ -62,8 +63,13 @@ pub struct AppState {
     pub chats: ChatService,
     pub messages: MessageService,
     pub hub: Hub,
-    /// Where sessions send messages to be stored (in batches) and broadcast.
+    /// Where sessions and REST send messages to be stored (in batches) and
+    /// published.
     pub writer: MessageWriter,
+    /// Where events that are not stored (typing) are published.
+    pub broadcaster: Arc<dyn Broadcaster>,
+    pub presence: Arc<dyn PresenceRegistry>,
+    pub typing: Arc<dyn TypingRegistry>,
     /// Open chat sockets, in total and per user.
     pub connections: ConnectionLimits,
     pub config: ApiConfig,

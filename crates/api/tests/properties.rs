@@ -10,10 +10,11 @@ use actix_web::http::header::{HeaderValue, AUTHORIZATION};
 use actix_web::test::TestRequest;
 use chat_api::auth::{bearer_token, query_token, JwtSecret, JwtTokens};
 use chat_api::rest::dto::{CreateChatRequest, CredentialsRequest, UserDto};
-use chat_api::ws::frames::{
+use chat_api::wire::seed::{
     error_frame, message_frame, parse_send_frame, FrameError, GENERIC_ERROR, WS_TIME_FORMAT,
 };
-use chat_domain::chat::{ChatId, DirectMessage, MessageId};
+use chat_api::wire::v2::{parse_client_frame, ClientFrame};
+use chat_domain::chat::{ChatId, ClientId, DirectMessage, MessageId, PageAnchor, PageLimit, Seq};
 use chat_domain::user::{TokenError, TokenIssuer, User, UserId, Username};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
@@ -177,9 +178,10 @@ proptest! {
             sender: User { id: UserId::new(2), username: Username::parse(&sender).unwrap() },
             body: body.clone(),
             created,
-            is_read,
+            seq: Seq::new(1).unwrap(),
+            client_id: None,
         };
-        let frame: Value = serde_json::from_str(&message_frame(&message)).unwrap();
+        let frame: Value = serde_json::from_str(&message_frame(&message, is_read)).unwrap();
         let time = created.format(WS_TIME_FORMAT).to_string();
         prop_assert_eq!(
             frame,
@@ -314,7 +316,7 @@ proptest! {
     fn a_token_issued_for_any_user_verifies_back_to_that_user(id in any::<i64>()) {
         let tokens = tokens();
         let token = tokens.issue(UserId::new(id)).unwrap();
-        prop_assert_eq!(tokens.verify(token.as_ref()), Ok(UserId::new(id)));
+        prop_assert_eq!(tokens.verify(token.as_ref()).map(|v| v.user), Ok(UserId::new(id)));
     }
 
     #[test]
@@ -348,5 +350,158 @@ proptest! {
     #[test]
     fn arbitrary_text_is_never_a_valid_token(text in jsonish_text()) {
         prop_assert_eq!(tokens().verify(&text), Err(TokenError::Invalid));
+    }
+}
+
+// --- The v2 client frame parser -------------------------------------------
+
+/// A valid `client_id`: 1 to 64 printable ASCII characters without space.
+fn client_id() -> impl Strategy<Value = String> {
+    "[!-~]{1,64}"
+}
+
+/// Something that is not a valid `client_id`.
+fn invalid_client_id() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        "[!-~]{65,80}",
+        "[!-~]{0,10}[ \t\u{7f}\u{e9}\u{1F600}][!-~]{0,10}",
+    ]
+}
+
+/// A well-formed client frame and its JSON.
+fn client_frame() -> impl Strategy<Value = (ClientFrame, Value)> {
+    let chat = any::<i64>();
+    let cursor = 0..=i64::MAX;
+    prop_oneof![
+        (chat, client_id(), any::<String>()).prop_map(|(chat, client_id, body)| (
+            ClientFrame::Send {
+                chat_id: ChatId::new(chat),
+                client_id: ClientId::parse(&client_id).unwrap(),
+                body: body.clone(),
+            },
+            json!({"type": "send", "chat_id": chat, "client_id": client_id, "body": body}),
+        )),
+        (chat, cursor.clone(), any::<bool>()).prop_map(|(chat, up_to, read)| {
+            let up_to_seq = Seq::new(up_to).unwrap();
+            let frame = if read {
+                ClientFrame::Read { chat_id: ChatId::new(chat), up_to: up_to_seq }
+            } else {
+                ClientFrame::Delivered { chat_id: ChatId::new(chat), up_to: up_to_seq }
+            };
+            let kind = if read { "read" } else { "delivered" };
+            (frame, json!({"type": kind, "chat_id": chat, "up_to": up_to}))
+        }),
+        (chat, any::<bool>()).prop_map(|(chat, active)| (
+            ClientFrame::Typing { chat_id: ChatId::new(chat), active },
+            json!({"type": "typing", "chat_id": chat, "active": active}),
+        )),
+        (chat, prop::option::of((any::<bool>(), cursor)), prop::option::of(1usize..=200))
+            .prop_map(|(chat, anchor, limit)| {
+                let mut json = json!({"type": "history", "chat_id": chat});
+                let anchor = match anchor {
+                    None => PageAnchor::Newest,
+                    Some((true, seq)) => {
+                        json["before"] = json!(seq);
+                        PageAnchor::Before(Seq::new(seq).unwrap())
+                    }
+                    Some((false, seq)) => {
+                        json["after"] = json!(seq);
+                        PageAnchor::After(Seq::new(seq).unwrap())
+                    }
+                };
+                if let Some(limit) = limit {
+                    json["limit"] = json!(limit);
+                }
+                let limit = limit.map_or(PageLimit::DEFAULT, |l| PageLimit::new(l).unwrap());
+                (ClientFrame::History { chat_id: ChatId::new(chat), anchor, limit }, json)
+            }),
+        Just((ClientFrame::Ping, json!({"type": "ping"}))),
+    ]
+}
+
+/// A valid `ref`: a short string or a number.
+fn reference() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        "\\PC{0,64}".prop_map(Value::String),
+        any::<i64>().prop_map(Value::from),
+        // serde_json reads some long floats back one ULP off (without its
+        // `float_roundtrip` feature): that is JSON's reader, not the parser.
+        any::<f64>()
+            .prop_filter("finite and read back exactly", |f| {
+                f.is_finite()
+                    && serde_json::to_string(f)
+                        .ok()
+                        .and_then(|text| serde_json::from_str::<f64>(&text).ok())
+                        == Some(*f)
+            })
+            .prop_map(Value::from),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn the_v2_parser_never_panics_and_explains_every_refusal(text in jsonish_text()) {
+        let parsed = parse_client_frame(&text);
+        if let Err(bad) = parsed.frame {
+            prop_assert!(!bad.0.is_empty());
+        }
+    }
+
+    #[test]
+    fn every_well_formed_v2_frame_is_understood_with_its_ref_and_extra_fields(
+        (frame, mut json) in client_frame(),
+        reference in prop::option::of(reference()),
+        extra in json_value(),
+    ) {
+        if let Some(reference) = &reference {
+            json["ref"] = reference.clone();
+        }
+        json["an_unknown_field"] = extra;
+        let parsed = parse_client_frame(&json.to_string());
+        prop_assert_eq!(parsed.frame, Ok(frame));
+        prop_assert_eq!(parsed.reference, reference);
+    }
+
+    #[test]
+    fn an_invalid_client_id_is_a_bad_frame_that_still_names_it(
+        chat in any::<i64>(),
+        client_id in invalid_client_id(),
+    ) {
+        let text = json!({"type": "send", "chat_id": chat, "client_id": client_id, "body": "x"})
+            .to_string();
+        let parsed = parse_client_frame(&text);
+        prop_assert!(parsed.frame.is_err());
+        prop_assert_eq!(parsed.client_id, Some(client_id));
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_a_bad_frame(
+        (_, json) in client_frame(),
+        replacement in json_value(),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let fields: Vec<String> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "type")
+            .cloned()
+            .collect();
+        prop_assume!(!fields.is_empty());
+        let field = fields[pick.index(fields.len())].clone();
+        let original = json[&field].clone();
+        // Only values that cannot be read as the original's kind.
+        let same_kind = match (&original, &replacement) {
+            (Value::String(_), Value::String(_)) => field != "client_id",
+            (Value::Bool(_), Value::Bool(_)) => true,
+            (Value::Number(_), Value::Number(_)) => true,
+            (_, Value::Null) => matches!(field.as_str(), "before" | "after" | "limit"),
+            _ => false,
+        };
+        prop_assume!(!same_kind);
+        let mut broken = json.clone();
+        broken[&field] = replacement;
+        prop_assert!(parse_client_frame(&broken.to_string()).frame.is_err(), "{}", broken);
     }
 }

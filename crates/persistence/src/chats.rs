@@ -1,6 +1,8 @@
 //! [`ChatRepository`]: direct chats and the chat list.
 
-use chat_domain::chat::{ChatId, ChatRepository, ChatSummary, Creation, DirectChat, UserPair};
+use chat_domain::chat::{
+    ChatId, ChatRepository, ChatSummary, Creation, DirectChat, Seq, UserPair,
+};
 use chat_domain::user::UserId;
 use chat_domain::RepositoryError;
 use chrono::NaiveDateTime;
@@ -10,9 +12,12 @@ use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use crate::database::{with_conn, Backend, Database, WriteTransaction};
 use crate::error::corrupt;
 use crate::models::{
-    chat_from_parts, now, user_from_row, MessageParts, NewChatRow, NewParticipantRow, UserRow,
+    chat_from_parts, cursors_from_row, now, to_utc, user_from_row, MessageParts, NewChatRow,
+    NewParticipantRow, UserRow,
 };
-use crate::schema::{direct_chat_participants as participants, direct_chats, users};
+use crate::schema::{
+    direct_chat_participants, direct_chat_participants as participants, direct_chats, users,
+};
 
 impl ChatRepository for Database {
     fn find_or_create_chat(
@@ -101,45 +106,72 @@ impl ChatRepository for Database {
     ) -> Result<Option<ChatSummary>, RepositoryError> {
         Ok(self.load_summaries(viewer, Some(chat))?.into_iter().next())
     }
+
+    fn chat_partners(&self, user: UserId) -> Result<Vec<UserId>, RepositoryError> {
+        let (me, other) = diesel::alias!(
+            direct_chat_participants as me,
+            direct_chat_participants as other
+        );
+        let partners = with_conn!(self, |conn| me
+            .inner_join(
+                other.on(other
+                    .field(participants::chat_id)
+                    .eq(me.field(participants::chat_id))
+                    .and(other.field(participants::user_id).ne(me.field(participants::user_id)))),
+            )
+            .filter(me.field(participants::user_id).eq(user.get()))
+            .select(other.field(participants::user_id))
+            .distinct()
+            .load::<i64>(conn))?;
+        Ok(partners.into_iter().map(UserId::new).collect())
+    }
 }
 
 /// The chat list, as ONE statement however many chats the viewer has: each
-/// chat's last message is an index seek on `direct_messages (chat_id, id)`
-/// and its unread count a range count on `(chat_id, sender_id, id)`: the
-/// other participant's messages after the viewer's cursor. `$1` is the viewer; `SUMMARIES_ONE_CHAT` narrows it to chat `$2`.
+/// chat's last message (and so its head) is an index seek on
+/// `direct_messages (chat_id, seq)` and its unread count a range count on
+/// `(chat_id, sender_id, seq)`: the other participant's messages above the
+/// viewer's read cursor (the domain's `is_unread_for`). `$1` is the viewer;
+/// `SUMMARIES_ONE_CHAT` narrows it to chat `$2`.
 ///
-/// `me` is the viewer's participant row (their read cursor), `other` the
-/// other participant's (whether the viewer's own last message was read).
+/// `me` is the viewer's participant row, `other` the other participant's.
 const SUMMARIES_SELECT: &str = "
-SELECT c.id                       AS chat_id,
-       c.created                  AS chat_created,
-       low.id                     AS low_id,
-       low.username               AS low_username,
-       high.id                    AS high_id,
-       high.username              AS high_username,
-       me.last_read_message_id    AS my_cursor,
-       other.last_read_message_id AS other_cursor,
-       m.id                       AS last_id,
-       m.sender_id                AS last_sender_id,
-       m.body                     AS last_body,
-       m.created                  AS last_created,
+SELECT c.id                  AS chat_id,
+       c.created             AS chat_created,
+       low.id                AS low_id,
+       low.username          AS low_username,
+       high.id               AS high_id,
+       high.username         AS high_username,
+       me.read_up_to         AS my_read,
+       me.delivered_up_to    AS my_delivered,
+       other.read_up_to      AS other_read,
+       other.delivered_up_to AS other_delivered,
+       other_user.last_seen  AS other_last_seen,
+       m.id                  AS last_id,
+       m.sender_id           AS last_sender_id,
+       m.body                AS last_body,
+       m.created             AS last_created,
+       m.seq                 AS last_seq,
+       m.client_id           AS last_client_id,
        (SELECT COUNT(*)
           FROM direct_messages unread
          WHERE unread.chat_id = c.id
-           AND unread.id > COALESCE(me.last_read_message_id, 0)
-           AND unread.sender_id = other.user_id) AS unread_count
+           AND unread.sender_id = other.user_id
+           AND unread.seq > me.read_up_to) AS unread_count
   FROM direct_chat_participants me
   JOIN direct_chats c ON c.id = me.chat_id
   JOIN direct_chat_participants other
     ON other.chat_id = c.id AND other.user_id <> me.user_id
   JOIN users low ON low.id = c.user_low_id
   JOIN users high ON high.id = c.user_high_id
+  JOIN users other_user ON other_user.id = other.user_id
   LEFT JOIN direct_messages m
-    ON m.id = (SELECT newest.id
-                 FROM direct_messages newest
-                WHERE newest.chat_id = c.id
-                ORDER BY newest.id DESC
-                LIMIT 1)
+    ON m.chat_id = c.id
+   AND m.seq = (SELECT newest.seq
+                  FROM direct_messages newest
+                 WHERE newest.chat_id = c.id
+                 ORDER BY newest.seq DESC
+                 LIMIT 1)
  WHERE me.user_id = $1";
 
 const SUMMARIES_ONE_CHAT: &str = "
@@ -174,10 +206,16 @@ struct SummaryRow {
     high_id: i64,
     #[diesel(sql_type = Text)]
     high_username: String,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    my_cursor: Option<i64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    other_cursor: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    my_read: i64,
+    #[diesel(sql_type = BigInt)]
+    my_delivered: i64,
+    #[diesel(sql_type = BigInt)]
+    other_read: i64,
+    #[diesel(sql_type = BigInt)]
+    other_delivered: i64,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    other_last_seen: Option<NaiveDateTime>,
     #[diesel(sql_type = Nullable<BigInt>)]
     last_id: Option<i64>,
     #[diesel(sql_type = Nullable<BigInt>)]
@@ -186,6 +224,10 @@ struct SummaryRow {
     last_body: Option<String>,
     #[diesel(sql_type = Nullable<Timestamp>)]
     last_created: Option<NaiveDateTime>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    last_seq: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_client_id: Option<String>,
     #[diesel(sql_type = BigInt)]
     unread_count: i64,
 }
@@ -203,8 +245,9 @@ impl SummaryRow {
             self.last_sender_id,
             self.last_body,
             self.last_created,
+            self.last_seq,
         ) {
-            (Some(id), Some(sender_id), Some(body), Some(created)) => {
+            (Some(id), Some(sender_id), Some(body), Some(created), Some(seq)) => {
                 let sender = chat
                     .participants
                     .users()
@@ -214,20 +257,17 @@ impl SummaryRow {
                     .ok_or_else(|| {
                         corrupt(format_args!("message {id} sent by a non-participant"))
                     })?;
-                let recipient_cursor = if sender.id == viewer {
-                    self.other_cursor
-                } else {
-                    self.my_cursor
-                };
                 let parts = MessageParts {
                     id,
                     chat_id: self.chat_id,
+                    seq,
                     body,
                     created,
+                    client_id: self.last_client_id,
                 };
-                Some(parts.into_domain(sender, recipient_cursor))
+                Some(parts.into_domain(sender)?)
             }
-            (None, None, None, None) => None,
+            (None, None, None, None, None) => None,
             _ => {
                 return Err(corrupt(format_args!(
                     "chat {}: partial last message",
@@ -235,12 +275,18 @@ impl SummaryRow {
                 )))
             }
         };
+        let what = format_args!("chat {}", chat.id);
         let unread_count = u64::try_from(self.unread_count)
             .map_err(|_| corrupt(format_args!("chat {}: negative unread count", chat.id)))?;
         Ok(ChatSummary {
-            chat,
+            viewer,
+            head_seq: last_message.as_ref().map_or(Seq::ZERO, |m| m.seq),
             last_message,
+            mine: cursors_from_row(self.my_read, self.my_delivered, what)?,
+            theirs: cursors_from_row(self.other_read, self.other_delivered, what)?,
             unread_count,
+            other_last_seen: self.other_last_seen.map(to_utc),
+            chat,
         })
     }
 }

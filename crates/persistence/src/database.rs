@@ -253,12 +253,13 @@ pub(crate) trait WriteTransaction: Connection {
     where
         F: FnOnce(&mut Self) -> QueryResult<T>;
 
-    /// Runs `insert`, ONE statement appending messages to `chat_ids`
-    /// (sorted, distinct), so that within a chat message ids become visible
-    /// in increasing order. History pages and the sessions' "already
-    /// replayed up to id N" rely on that: otherwise a message with a smaller
-    /// id could become visible after a larger one was read.
-    fn append_to_chats<T, F>(&mut self, chat_ids: &[i64], insert: F) -> QueryResult<T>
+    /// Runs `append`, the unit of work that gives new messages of
+    /// `chat_ids` (sorted, distinct) their ids and `seq`s, so that no other
+    /// append to those chats runs between its reading of each chat's head
+    /// and its insert: `seq`s are dense and unique, and within a chat ids
+    /// and `seq`s become visible in increasing order. History pages and the
+    /// sessions' "already replayed up to N" rely on that.
+    fn append_to_chats<T, F>(&mut self, chat_ids: &[i64], append: F) -> QueryResult<T>
     where
         F: FnOnce(&mut Self) -> QueryResult<T>;
 }
@@ -275,15 +276,16 @@ impl WriteTransaction for SqliteConnection {
         self.immediate_transaction(f)
     }
 
-    /// No transaction: one statement is atomic by itself and holds the
-    /// database's single write lock from start to end, so ids are visible
-    /// in order. Inside an explicit transaction SQLite would also keep a
-    /// statement journal for it (a temporary file, written for every row).
-    fn append_to_chats<T, F>(&mut self, _chat_ids: &[i64], insert: F) -> QueryResult<T>
+    /// `BEGIN IMMEDIATE`: the database's one write lock, held from the
+    /// reading of the heads to the commit. The statement journal that
+    /// SQLite keeps for a multi-row INSERT inside a transaction stays in
+    /// memory (`temp_store = MEMORY`, see `configure_sqlite`): written to a
+    /// temporary file, it cost nine system calls per message.
+    fn append_to_chats<T, F>(&mut self, _chat_ids: &[i64], append: F) -> QueryResult<T>
     where
         F: FnOnce(&mut Self) -> QueryResult<T>,
     {
-        insert(self)
+        self.immediate_transaction(append)
     }
 }
 
@@ -300,9 +302,10 @@ impl WriteTransaction for PgConnection {
 
     /// In a transaction that first takes `SELECT ... FOR UPDATE` on the chat
     /// rows, in id order so that two batches can never deadlock: appends to
-    /// one chat queue up behind each other (ids are drawn from the sequence
-    /// after the lock), appends to other chats do not.
-    fn append_to_chats<T, F>(&mut self, chat_ids: &[i64], insert: F) -> QueryResult<T>
+    /// one chat queue up behind each other (heads are read and ids drawn
+    /// from the sequence after the lock, by later statements that see what
+    /// committed meanwhile), appends to other chats do not.
+    fn append_to_chats<T, F>(&mut self, chat_ids: &[i64], append: F) -> QueryResult<T>
     where
         F: FnOnce(&mut Self) -> QueryResult<T>,
     {
@@ -315,7 +318,7 @@ impl WriteTransaction for PgConnection {
                 .select(direct_chats::id)
                 .for_update()
                 .load::<i64>(conn)?;
-            insert(conn)
+            append(conn)
         })
     }
 }
@@ -381,9 +384,11 @@ fn configure_sqlite(
 ) -> QueryResult<()> {
     conn.batch_execute(&format!(
         // busy_timeout first, so the rest waits for locks instead of failing.
-        // foreign_keys is off by default in SQLite.
+        // foreign_keys is off by default in SQLite. temp_store keeps
+        // statement journals in memory (see `append_to_chats`).
         "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
          PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
          PRAGMA synchronous = {};",
         synchronous.pragma()
     ))

@@ -5,14 +5,17 @@
 //! the benchmark can say how close durable storage comes to it. It is built
 //! only with the `memory` feature and selected with `DATABASE_URL=memory://`.
 //! Same semantics as the SQL backends: unique usernames, one chat per pair,
-//! read cursors, ids that only grow.
+//! dense `seq`s, retry keys, cursors that move by the domain's rule, ids
+//! that only grow.
 
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chat_domain::chat::{
-    ChatId, ChatRepository, ChatSummary, Creation, DirectChat, DirectMessage, MessageId,
-    MessageRepository, NewMessage, Participants, UserPair,
+    is_unread_for, ChatId, ChatRepository, ChatSummary, ClientId, Creation, CursorChange,
+    CursorKind, Cursors, DirectChat, DirectMessage, Inserted, MessageId, MessagePage,
+    MessageRepository, NewMessage, PageAnchor, PageLimit, Participants, ReadCursors, Seq,
+    UserPair,
 };
 use chat_domain::user::{
     CreateUserError, NewUser, StoredCredentials, User, UserId, UserRepository, Username,
@@ -28,7 +31,7 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct State {
     /// Index `i` holds user id `i + 1`.
-    users: Vec<StoredCredentials>,
+    users: Vec<StoredUser>,
     user_by_name: HashMap<Username, UserId>,
     /// Index `i` holds chat id `i + 1`.
     chats: Vec<Chat>,
@@ -37,66 +40,78 @@ struct State {
     last_message_id: i64,
 }
 
-struct Chat {
-    chat: DirectChat,
-    /// Ascending ids.
-    messages: Vec<Stored>,
-    /// The read cursors of `participants.users()[0]` and `[1]`.
-    cursors: [Option<MessageId>; 2],
+struct StoredUser {
+    credentials: StoredCredentials,
+    last_seen: Option<DateTime<Utc>>,
 }
 
-struct Stored {
-    id: MessageId,
-    sender: User,
-    body: String,
-    created: DateTime<Utc>,
+struct Chat {
+    chat: DirectChat,
+    /// Message `seq` n is at index n - 1.
+    messages: Vec<DirectMessage>,
+    /// The cursors of `participants.users()[0]` and `[1]`.
+    cursors: [Cursors; 2],
+    /// Retry keys: (sender, client_id) to the index in `messages`.
+    client_ids: HashMap<(UserId, ClientId), usize>,
 }
 
 impl Chat {
-    fn cursor_of(&self, user: UserId) -> Option<MessageId> {
-        let index = self
-            .chat
+    fn index_of(&self, user: UserId) -> Option<usize> {
+        self.chat
             .participants
             .users()
             .iter()
-            .position(|u| u.id == user)?;
-        self.cursors[index]
+            .position(|u| u.id == user)
     }
 
-    /// Whether the participant who did not send `message` has read it.
-    fn is_read(&self, message: &Stored) -> bool {
-        let recipient = self.chat.participants.other_than(message.sender.id);
-        recipient
-            .and_then(|r| self.cursor_of(r.id))
-            .is_some_and(|cursor| message.id <= cursor)
+    fn head(&self) -> Seq {
+        self.messages.last().map_or(Seq::ZERO, |m| m.seq)
     }
 
-    fn to_domain(&self, message: &Stored) -> DirectMessage {
-        DirectMessage {
-            id: message.id,
-            chat_id: self.chat.id,
-            sender: message.sender.clone(),
-            body: message.body.clone(),
-            created: message.created,
-            is_read: self.is_read(message),
+    fn read_cursors(&self) -> ReadCursors {
+        let [a, b] = self.chat.participants.users();
+        ReadCursors::new(
+            (a.id, self.cursors[0].read_up_to),
+            (b.id, self.cursors[1].read_up_to),
+        )
+    }
+
+    /// The messages after `seq`.
+    fn after(&self, seq: Seq) -> &[DirectMessage] {
+        let start = usize::try_from(seq.get()).map_or(0, |s| s.min(self.messages.len()));
+        &self.messages[start..]
+    }
+
+    /// Messages `from..=to` by `seq`, clipped to what exists.
+    fn range(&self, from: i64, to: i64) -> &[DirectMessage] {
+        let len = self.messages.len() as i64;
+        let start = from.clamp(1, len + 1) - 1;
+        let end = to.clamp(0, len);
+        if start >= end {
+            return &[];
         }
+        &self.messages[start as usize..end as usize]
     }
 
-    /// Index of the first message after `id`.
-    fn first_after(&self, id: Option<MessageId>) -> usize {
-        id.map_or(0, |id| self.messages.partition_point(|m| m.id <= id))
-    }
-
-    fn summary_for(&self, viewer: UserId) -> ChatSummary {
-        let after_cursor = &self.messages[self.first_after(self.cursor_of(viewer))..];
-        ChatSummary {
+    fn summary_for(&self, viewer: UserId, users: &[StoredUser]) -> Option<ChatSummary> {
+        let mine = self.index_of(viewer)?;
+        let other = self.chat.participants.other_than(viewer)?;
+        let my_read = self.cursors[mine].read_up_to;
+        Some(ChatSummary {
+            viewer,
             chat: self.chat.clone(),
-            last_message: self.messages.last().map(|m| self.to_domain(m)),
-            unread_count: after_cursor
+            last_message: self.messages.last().cloned(),
+            head_seq: self.head(),
+            mine: self.cursors[mine],
+            theirs: self.cursors[1 - mine],
+            unread_count: self.after(my_read)
                 .iter()
-                .filter(|m| m.sender.id != viewer)
+                .filter(|m| is_unread_for(viewer, my_read, m.sender.id, m.seq))
                 .count() as u64,
-        }
+            other_last_seen: index(other.id.get())
+                .and_then(|i| users.get(i))
+                .and_then(|u| u.last_seen),
+        })
     }
 
     fn last_activity(&self) -> DateTime<Utc> {
@@ -118,7 +133,7 @@ impl State {
     fn user(&self, id: UserId) -> Option<&User> {
         index(id.get())
             .and_then(|i| self.users.get(i))
-            .map(|c| &c.user)
+            .map(|u| &u.credentials.user)
     }
 }
 
@@ -159,9 +174,12 @@ impl UserRepository for MemoryStore {
             username: new_user.username.clone(),
         };
         state.user_by_name.insert(user.username.clone(), user.id);
-        state.users.push(StoredCredentials {
-            user: user.clone(),
-            password_hash: new_user.password_hash.clone(),
+        state.users.push(StoredUser {
+            credentials: StoredCredentials {
+                user: user.clone(),
+                password_hash: new_user.password_hash.clone(),
+            },
+            last_seen: None,
         });
         Ok(user)
     }
@@ -175,7 +193,8 @@ impl UserRepository for MemoryStore {
             .user_by_name
             .get(username)
             .and_then(|id| index(id.get()))
-            .and_then(|i| state.users.get(i).cloned()))
+            .and_then(|i| state.users.get(i))
+            .map(|u| u.credentials.clone()))
     }
 
     fn find_user(&self, id: UserId) -> Result<Option<User>, RepositoryError> {
@@ -187,9 +206,17 @@ impl UserRepository for MemoryStore {
             .read()
             .users
             .iter()
-            .map(|c| c.user.clone())
+            .map(|u| u.credentials.user.clone())
             .filter(|u| u.id != id)
             .collect())
+    }
+
+    fn set_last_seen(&self, id: UserId, at: DateTime<Utc>) -> Result<(), RepositoryError> {
+        let mut state = self.write();
+        if let Some(user) = index(id.get()).and_then(|i| state.users.get_mut(i)) {
+            user.last_seen = Some(at.trunc_subsecs(6));
+        }
+        Ok(())
     }
 }
 
@@ -223,7 +250,8 @@ impl ChatRepository for MemoryStore {
         state.chats.push(Chat {
             chat: chat.clone(),
             messages: Vec::new(),
-            cursors: [None, None],
+            cursors: [Cursors::default(); 2],
+            client_ids: HashMap::new(),
         });
         Ok((chat, Creation::Created))
     }
@@ -243,7 +271,10 @@ impl ChatRepository for MemoryStore {
             .collect();
         // Most recent activity first, newest chat first on a tie.
         chats.sort_by_key(|c| std::cmp::Reverse((c.last_activity(), c.chat.id)));
-        Ok(chats.into_iter().map(|c| c.summary_for(viewer)).collect())
+        Ok(chats
+            .into_iter()
+            .filter_map(|c| c.summary_for(viewer, &state.users))
+            .collect())
     }
 
     fn chat_summary(
@@ -251,19 +282,27 @@ impl ChatRepository for MemoryStore {
         viewer: UserId,
         chat: ChatId,
     ) -> Result<Option<ChatSummary>, RepositoryError> {
-        Ok(self
-            .read()
+        let state = self.read();
+        Ok(state
             .chat(chat)
-            .filter(|c| c.chat.participants.contains(viewer))
-            .map(|c| c.summary_for(viewer)))
+            .and_then(|c| c.summary_for(viewer, &state.users)))
+    }
+
+    fn chat_partners(&self, user: UserId) -> Result<Vec<UserId>, RepositoryError> {
+        let state = self.read();
+        Ok(state
+            .chats_of_user
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| state.chat(*id))
+            .filter_map(|c| c.chat.participants.other_than(user).map(|u| u.id))
+            .collect())
     }
 }
 
 impl MessageRepository for MemoryStore {
-    fn insert_messages(
-        &self,
-        messages: &[NewMessage],
-    ) -> Result<Vec<DirectMessage>, RepositoryError> {
+    fn insert_messages(&self, messages: &[NewMessage]) -> Result<Vec<Inserted>, RepositoryError> {
         let mut state = self.write();
         // All or none: check every message before storing any.
         for message in messages {
@@ -278,82 +317,117 @@ impl MessageRepository for MemoryStore {
             }
         }
         let created = now();
-        let mut stored = Vec::with_capacity(messages.len());
+        let mut outcomes = Vec::with_capacity(messages.len());
         for message in messages {
-            state.last_message_id += 1;
-            let id = MessageId::new(state.last_message_id);
+            let next_id = MessageId::new(state.last_message_id + 1);
             let Some(chat) = state.chat_mut(message.chat_id) else {
                 return Err(RepositoryError::unexpected("chat vanished"));
             };
-            chat.messages.push(Stored {
-                id,
-                sender: message.sender.clone(),
-                body: message.body.as_ref().to_owned(),
-                created,
-            });
-            stored.push(DirectMessage {
-                id,
+            let key = message
+                .client_id
+                .clone()
+                .map(|client_id| (message.sender.id, client_id));
+            if let Some(&stored) = key.as_ref().and_then(|key| chat.client_ids.get(key)) {
+                outcomes.push(Inserted::Existing(chat.messages[stored].clone()));
+                continue;
+            }
+            let stored = DirectMessage {
+                id: next_id,
                 chat_id: message.chat_id,
+                seq: chat.head().next(),
                 sender: message.sender.clone(),
                 body: message.body.as_ref().to_owned(),
                 created,
-                is_read: false,
-            });
+                client_id: message.client_id.clone(),
+            };
+            if let Some(key) = key {
+                chat.client_ids.insert(key, chat.messages.len());
+            }
+            chat.messages.push(stored.clone());
+            state.last_message_id += 1;
+            outcomes.push(Inserted::New(stored));
         }
-        Ok(stored)
+        Ok(outcomes)
     }
 
-    fn history_page(
+    fn messages_page(
         &self,
         chat: ChatId,
-        after: Option<MessageId>,
-        limit: usize,
-    ) -> Result<Vec<DirectMessage>, RepositoryError> {
+        anchor: PageAnchor,
+        limit: PageLimit,
+    ) -> Result<MessagePage, RepositoryError> {
         let state = self.read();
-        let Some(chat) = state.chat(chat) else {
-            return Ok(Vec::new());
+        let chat = state
+            .chat(chat)
+            .ok_or_else(|| RepositoryError::unexpected(format!("no chat {chat}")))?;
+        let head = chat.head().get();
+        let limit = limit.get() as i64;
+        // Seqs are dense: the page is a range of positions.
+        let (from, to) = match anchor {
+            PageAnchor::Newest => (head - limit + 1, head),
+            // Anything before a seq past the head is before head + 1.
+            PageAnchor::Before(before) => {
+                let before = before.get().min(head + 1);
+                (before - limit, before - 1)
+            }
+            PageAnchor::After(after) => (
+                after.get().saturating_add(1),
+                after.get().saturating_add(limit),
+            ),
         };
-        Ok(chat.messages[chat.first_after(after)..]
-            .iter()
-            .take(limit)
-            .map(|m| chat.to_domain(m))
-            .collect())
+        let messages = chat.range(from, to).to_vec();
+        let lo = messages.first().map_or(from.max(1), |m| m.seq.get());
+        let hi = messages.last().map_or(to.min(head), |m| m.seq.get());
+        Ok(MessagePage {
+            has_more_before: lo.saturating_sub(1).min(head) >= 1,
+            // `hi` is -1 for an empty page before seq 0.
+            has_more_after: hi.max(0) < head,
+            messages,
+            head_seq: chat.head(),
+            read_cursors: chat.read_cursors(),
+        })
     }
 
-    fn mark_read(
+    fn move_cursor(
         &self,
         chat: ChatId,
-        reader: UserId,
-        up_to: MessageId,
-    ) -> Result<(), RepositoryError> {
+        user: UserId,
+        kind: CursorKind,
+        requested: Seq,
+    ) -> Result<CursorChange, RepositoryError> {
         let mut state = self.write();
         let Some(chat) = state.chat_mut(chat) else {
-            return Ok(());
+            return Err(RepositoryError::unexpected(format!("no chat {chat}")));
         };
-        let Some(index) = chat
-            .chat
-            .participants
-            .users()
+        let Some(index) = chat.index_of(user) else {
+            return Err(RepositoryError::unexpected(format!(
+                "user {user} is not in chat {}",
+                chat.chat.id
+            )));
+        };
+        let before = chat.cursors[index];
+        let after = before.advanced(kind, requested, chat.head());
+        chat.cursors[index] = after;
+        let unread_count = chat
+            .after(after.read_up_to)
             .iter()
-            .position(|u| u.id == reader)
-        else {
-            return Ok(());
-        };
-        // Never beyond the newest message at or before `up_to`, never back.
-        let newest = chat.messages[..chat.first_after(Some(up_to))]
-            .last()
-            .map(|m| m.id);
-        if newest > chat.cursors[index] {
-            chat.cursors[index] = newest;
-        }
-        Ok(())
+            .filter(|m| is_unread_for(user, after.read_up_to, m.sender.id, m.seq))
+            .count() as u64;
+        Ok(CursorChange {
+            before,
+            after,
+            head_seq: chat.head(),
+            unread_count,
+        })
     }
 }
 
+// What every store must do is the contract suite's
+// (`tests/repositories/`), which runs on this one too. Here: only what the
+// index arithmetic above could get wrong.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_domain::chat::{MessageBody, MessageLimit};
     use chat_domain::user::PasswordHash;
 
     fn user(store: &MemoryStore, name: &str) -> User {
@@ -365,165 +439,38 @@ mod tests {
             .unwrap()
     }
 
-    fn send(store: &MemoryStore, chat: ChatId, sender: &User, body: &str) -> DirectMessage {
-        store
-            .insert_message(&NewMessage {
-                chat_id: chat,
-                sender: sender.clone(),
-                body: MessageBody::parse(body, MessageLimit::DEFAULT).unwrap(),
-            })
-            .unwrap()
-    }
-
+    /// Ids come from clients: any `i64` must find nothing rather than
+    /// overflow or wrap around to a stored index.
     #[test]
     fn the_extreme_ids_find_nothing() {
         let store = MemoryStore::new();
         let alice = user(&store, "alice");
         let bob = user(&store, "bob");
-        store
-            .find_or_create_chat(UserPair::new(alice.id, bob.id).unwrap())
-            .unwrap();
-        for id in [i64::MIN, i64::MIN + 1, -1, 0, 3, i64::MAX - 1, i64::MAX] {
-            assert_eq!(store.find_user(UserId::new(id)).unwrap(), None, "user {id}");
-            assert_eq!(store.find_chat(ChatId::new(id)).unwrap(), None, "chat {id}");
-            assert_eq!(
-                store.chat_summary(alice.id, ChatId::new(id)).unwrap(),
-                None,
-                "summary of chat {id}"
-            );
-        }
-    }
-
-    #[test]
-    fn usernames_are_unique_and_users_listed_by_id() {
-        let store = MemoryStore::new();
-        let alice = user(&store, "alice");
-        let bob = user(&store, "bob");
-        let again = store.create_user(&NewUser {
-            username: Username::parse("alice").unwrap(),
-            password_hash: PasswordHash::new("h"),
-        });
-        assert!(matches!(again, Err(CreateUserError::Duplicate)));
-        assert_eq!(
-            store.list_users_except(alice.id).unwrap(),
-            vec![bob.clone()]
-        );
-        assert_eq!(
-            store
-                .find_credentials(&bob.username)
-                .unwrap()
-                .map(|c| c.user),
-            Some(bob)
-        );
-    }
-
-    #[test]
-    fn one_chat_per_pair_and_unread_counts_follow_the_cursor() {
-        let store = MemoryStore::new();
-        let alice = user(&store, "alice");
-        let bob = user(&store, "bob");
-        let pair = UserPair::new(bob.id, alice.id).unwrap();
-        let (chat, created) = store.find_or_create_chat(pair).unwrap();
-        let (again, existing) = store.find_or_create_chat(pair).unwrap();
-        assert_eq!((created, existing), (Creation::Created, Creation::Existing));
-        assert_eq!(chat, again);
-
-        let first = send(&store, chat.id, &bob, "one");
-        send(&store, chat.id, &alice, "mine");
-        let third = send(&store, chat.id, &bob, "two");
-        assert_eq!(
-            store
-                .chat_summary(alice.id, chat.id)
-                .unwrap()
-                .unwrap()
-                .unread_count,
-            2
-        );
-
-        store.mark_read(chat.id, alice.id, first.id).unwrap();
-        assert_eq!(
-            store
-                .chat_summary(alice.id, chat.id)
-                .unwrap()
-                .unwrap()
-                .unread_count,
-            1
-        );
-        store
-            .mark_read(chat.id, alice.id, MessageId::new(1_000))
-            .unwrap();
-        store.mark_read(chat.id, alice.id, first.id).unwrap(); // never backwards
-        let summary = store.chat_summary(alice.id, chat.id).unwrap().unwrap();
-        assert_eq!(summary.unread_count, 0);
-        assert_eq!(
-            summary.last_message.map(|m| (m.id, m.is_read)),
-            Some((third.id, true))
-        );
-        // A later message is unread even though the cursor was asked past it.
-        send(&store, chat.id, &bob, "three");
-        assert_eq!(
-            store
-                .chat_summary(alice.id, chat.id)
-                .unwrap()
-                .unwrap()
-                .unread_count,
-            1
-        );
-    }
-
-    #[test]
-    fn history_pages_by_id_and_outsiders_cannot_write() {
-        let store = MemoryStore::new();
-        let alice = user(&store, "alice");
-        let bob = user(&store, "bob");
-        let mallory = user(&store, "mallory");
         let (chat, _) = store
             .find_or_create_chat(UserPair::new(alice.id, bob.id).unwrap())
             .unwrap();
-        let sent: Vec<_> = (0..5)
-            .map(|i| send(&store, chat.id, &alice, &format!("m{i}")))
-            .collect();
-
-        let page = store.history_page(chat.id, Some(sent[1].id), 2).unwrap();
-        assert_eq!(
-            page.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
-            ["m2", "m3"]
-        );
-
-        let outsider = store.insert_messages(&[NewMessage {
-            chat_id: chat.id,
-            sender: mallory,
-            body: MessageBody::parse("x", MessageLimit::DEFAULT).unwrap(),
-        }]);
-        assert!(outsider.is_err());
-        assert_eq!(store.history_page(chat.id, None, 100).unwrap().len(), 5);
-        assert!(store
-            .chat_summary(UserId::new(3), chat.id)
-            .unwrap()
-            .is_none());
-    }
-
-    #[test]
-    fn chats_are_listed_by_latest_activity() {
-        let store = MemoryStore::new();
-        let hub = user(&store, "hub");
-        let a = user(&store, "a");
-        let b = user(&store, "b");
-        let (with_a, _) = store
-            .find_or_create_chat(UserPair::new(hub.id, a.id).unwrap())
-            .unwrap();
-        let (with_b, _) = store
-            .find_or_create_chat(UserPair::new(hub.id, b.id).unwrap())
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        send(&store, with_a.id, &a, "newest");
-
-        let order: Vec<_> = store
-            .chat_summaries(hub.id)
-            .unwrap()
-            .iter()
-            .map(|s| s.chat.id)
-            .collect();
-        assert_eq!(order, vec![with_a.id, with_b.id]);
+        for id in [i64::MIN, i64::MIN + 1, -1, 0, 3, i64::MAX - 1, i64::MAX] {
+            let (user_id, chat_id) = (UserId::new(id), ChatId::new(id));
+            assert_eq!(store.find_user(user_id).unwrap(), None, "user {id}");
+            assert_eq!(store.find_chat(chat_id).unwrap(), None, "chat {id}");
+            assert_eq!(
+                store.chat_summary(alice.id, chat_id).unwrap(),
+                None,
+                "summary of chat {id}"
+            );
+            assert_eq!(store.chat_summaries(user_id).unwrap(), vec![], "{id}");
+            assert_eq!(store.chat_partners(user_id).unwrap(), vec![], "{id}");
+            assert!(store
+                .messages_page(chat_id, PageAnchor::Newest, PageLimit::MAX)
+                .is_err());
+            assert!(store
+                .move_cursor(chat_id, alice.id, CursorKind::Read, Seq::ZERO)
+                .is_err());
+            assert!(store
+                .move_cursor(chat.id, user_id, CursorKind::Read, Seq::ZERO)
+                .is_err());
+            store.set_last_seen(user_id, Utc::now()).unwrap();
+        }
+        assert_eq!(store.find_user(alice.id).unwrap(), Some(alice));
     }
 }

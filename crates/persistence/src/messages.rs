@@ -1,185 +1,572 @@
-//! [`MessageRepository`]: storing messages, history pages, read cursors.
+//! [`MessageRepository`]: storing messages, pages of history, cursors.
 //!
-//! Read state is one cursor per participant (`last_read_message_id`): a
-//! message is read iff its id is at or below the cursor of the participant
-//! who did not send it. Marking read moves one cursor, whatever the number of
-//! messages. Ids only grow, so a message stored after the cursor was set is
-//! unread.
+//! Every chat numbers its messages 1, 2, 3, ... (`seq`), assigned in the
+//! commit that stores them: a batch reads the head of each of its chats and
+//! numbers its messages on from there, all under the chats' write lock (see
+//! `append_to_chats`), so the sequence is dense and ids and `seq`s grow
+//! together within a chat. A message with a `client_id` its sender already
+//! used in that chat is not stored again; the stored one is returned.
+//!
+//! Read and delivery state is two cursors per participant, in `seq` space;
+//! how they move is the domain's rule ([`Cursors::advanced`]), applied here
+//! inside one transaction.
 
-use chat_domain::chat::{ChatId, DirectMessage, MessageId, MessageRepository, NewMessage};
-use chat_domain::user::UserId;
+use std::collections::HashMap;
+
+use chat_domain::chat::{
+    ChatId, CursorChange, CursorKind, Cursors, DirectMessage, Inserted, MessagePage,
+    MessageRepository, NewMessage, PageAnchor, PageLimit, ReadCursors, Seq,
+};
+use chat_domain::user::{User, UserId};
 use chat_domain::RepositoryError;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable};
 
 use crate::database::{with_conn, Database, WriteTransaction as _};
 use crate::error::corrupt;
-use crate::models::{now, user_from_row, MessageParts, NewMessageRow};
+use crate::models::{cursors_from_row, now, seq_from_row, user_from_row, MessageParts, NewMessageRow};
 use crate::schema::{direct_chat_participants as participants, direct_messages, users};
 
+/// A message as the page and lookup queries select it.
+type MessageRow = (
+    i64,
+    i64,
+    String,
+    NaiveDateTime,
+    i64,
+    Option<String>,
+);
+
+/// The columns of [`MessageRow`], in order.
+macro_rules! message_columns {
+    () => {
+        (
+            direct_messages::id,
+            direct_messages::sender_id,
+            direct_messages::body,
+            direct_messages::created,
+            direct_messages::seq,
+            direct_messages::client_id,
+        )
+    };
+}
+
 impl MessageRepository for Database {
-    fn insert_messages(
-        &self,
-        messages: &[NewMessage],
-    ) -> Result<Vec<DirectMessage>, RepositoryError> {
+    fn insert_messages(&self, messages: &[NewMessage]) -> Result<Vec<Inserted>, RepositoryError> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
         let mut chats: Vec<i64> = messages.iter().map(|m| m.chat_id.get()).collect();
         chats.sort_unstable();
         chats.dedup();
-        // One statement, one commit (and so one fsync) for the whole batch,
-        // appended so that ids become visible in order within each chat
-        // (see `append_to_chats`); the time is taken inside, so times never
-        // run backwards against ids.
-        let (mut ids, created) = with_conn!(self, |conn| conn.append_to_chats(&chats, |conn| {
-            let created = now();
-            let rows: Vec<NewMessageRow> = messages
-                .iter()
-                .map(|m| NewMessageRow {
-                    chat_id: m.chat_id.get(),
-                    sender_id: m.sender.id.get(),
-                    body: m.body.as_ref(),
-                    created,
-                })
-                .collect();
-            // One multi-row INSERT ... RETURNING id.
-            let ids = diesel::insert_into(direct_messages::table)
-                .values(&rows)
-                .returning(direct_messages::id)
-                .get_results::<i64>(conn)?;
-            Ok((ids, created))
+        let client_ids: Vec<&str> = messages
+            .iter()
+            .filter_map(|m| m.client_id.as_ref().map(AsRef::as_ref))
+            .collect();
+
+        // A constant number of statements whatever the batch: the heads of
+        // its chats, the retry keys it reuses (if it has any), one
+        // multi-row INSERT, one commit (one fsync) for all of it.
+        let (existing, plan, ids, created) =
+            with_conn!(self, |conn| conn.append_to_chats(&chats, |conn| {
+                let heads = diesel::sql_query(heads_sql(&chats))
+                    .load::<HeadRow>(conn)?
+                    .into_iter()
+                    .map(|row| (row.chat_id, row.head.unwrap_or(0)))
+                    .collect::<HashMap<i64, i64>>();
+                let existing: Vec<(i64, MessageRow)> = if client_ids.is_empty() {
+                    Vec::new()
+                } else {
+                    direct_messages::table
+                        .filter(direct_messages::chat_id.eq_any(&chats))
+                        .filter(direct_messages::client_id.eq_any(&client_ids))
+                        .select((direct_messages::chat_id, message_columns!()))
+                        .load(conn)?
+                };
+                let plan = Plan::new(messages, &heads, &existing);
+                // The time is taken under the lock, so times never run
+                // backwards against ids.
+                let created = now();
+                let rows: Vec<NewMessageRow> = plan
+                    .new_rows(messages)
+                    .map(|(message, seq)| NewMessageRow {
+                        chat_id: message.chat_id.get(),
+                        sender_id: message.sender.id.get(),
+                        body: message.body.as_ref(),
+                        created,
+                        seq,
+                        client_id: message.client_id.as_ref().map(AsRef::as_ref),
+                    })
+                    .collect();
+                let ids = if rows.is_empty() {
+                    Vec::new()
+                } else {
+                    diesel::insert_into(direct_messages::table)
+                        .values(&rows)
+                        .returning(direct_messages::id)
+                        .get_results::<i64>(conn)?
+                };
+                Ok((existing, plan, ids, created))
+            }))?;
+        plan.outcomes(messages, ids, created, existing)
+    }
+
+    fn messages_page(
+        &self,
+        chat: ChatId,
+        anchor: PageAnchor,
+        limit: PageLimit,
+    ) -> Result<MessagePage, RepositoryError> {
+        let limit_rows = i64::try_from(limit.get()).unwrap_or(i64::MAX);
+        // Three small statements rather than joins: the two participants
+        // (names and read cursors), the chat's head (a seek on the
+        // (chat_id, seq) index), and the page itself, a keyset range on
+        // that index that touches no other table.
+        let (members, head, mut rows) = with_conn!(self, |conn| {
+            let members = participants::table
+                .inner_join(users::table.on(users::id.eq(participants::user_id)))
+                .filter(participants::chat_id.eq(chat.get()))
+                .select(((users::id, users::username), participants::read_up_to))
+                .load::<((i64, String), i64)>(conn)?;
+            let head = head_of!(conn, chat.get())?;
+            let in_chat = direct_messages::table.filter(direct_messages::chat_id.eq(chat.get()));
+            let rows = match anchor {
+                PageAnchor::Newest => in_chat
+                    .order(direct_messages::seq.desc())
+                    .limit(limit_rows)
+                    .select(message_columns!())
+                    .load::<MessageRow>(conn)?,
+                PageAnchor::Before(before) => in_chat
+                    .filter(direct_messages::seq.lt(before.get()))
+                    .order(direct_messages::seq.desc())
+                    .limit(limit_rows)
+                    .select(message_columns!())
+                    .load::<MessageRow>(conn)?,
+                PageAnchor::After(after) => in_chat
+                    .filter(direct_messages::seq.gt(after.get()))
+                    .order(direct_messages::seq.asc())
+                    .limit(limit_rows)
+                    .select(message_columns!())
+                    .load::<MessageRow>(conn)?,
+            };
+            Ok((members, head, rows))
+        })?;
+        if !matches!(anchor, PageAnchor::After(_)) {
+            // Read newest first; pages are oldest first.
+            rows.reverse();
+        }
+        let head_seq = seq_from_row(head, format_args!("chat {chat}"))?;
+        let members = members
+            .into_iter()
+            .map(|(user, read_up_to)| {
+                let user = user_from_row(user)?;
+                let read = seq_from_row(read_up_to, format_args!("chat {chat} cursor"))?;
+                Ok((user, read))
+            })
+            .collect::<Result<Vec<_>, RepositoryError>>()?;
+        let read_cursors = match members.as_slice() {
+            [(a, a_read), (b, b_read)] => ReadCursors::new((a.id, *a_read), (b.id, *b_read)),
+            _ => {
+                return Err(corrupt(format_args!(
+                    "chat {chat} has {} participants",
+                    members.len()
+                )))
+            }
+        };
+        let users: Vec<User> = members.into_iter().map(|(user, _)| user).collect();
+        let messages = rows
+            .into_iter()
+            .map(|row| message_from_row(chat.get(), row, &users))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (has_more_before, has_more_after) = surroundings(anchor, &messages, head_seq);
+        Ok(MessagePage {
+            messages,
+            has_more_before,
+            has_more_after,
+            head_seq,
+            read_cursors,
+        })
+    }
+
+    fn move_cursor(
+        &self,
+        chat: ChatId,
+        user: UserId,
+        kind: CursorKind,
+        requested: Seq,
+    ) -> Result<CursorChange, RepositoryError> {
+        // One transaction holding the participant's row from the read to
+        // the write, so that concurrent moves apply one after the other and
+        // none leaves a smaller value behind.
+        let (head, before, unread) = with_conn!(self, |conn| conn.write_transaction(|conn| {
+            let head = head_of!(conn, chat.get())?;
+            let before = conn.lock_cursors(chat.get(), user.get())?;
+            let Some((read_before, delivered_before)) = before else {
+                return Ok((head, None, 0));
+            };
+            // Stored cursors are never negative (checked again below).
+            let stored = |raw| Seq::new(raw).unwrap_or(Seq::ZERO);
+            let after = Cursors {
+                read_up_to: stored(read_before),
+                delivered_up_to: stored(delivered_before),
+            }
+            .advanced(kind, requested, stored(head));
+            if after.read_up_to.get() != read_before
+                || after.delivered_up_to.get() != delivered_before
+            {
+                diesel::update(
+                    participants::table
+                        .filter(participants::chat_id.eq(chat.get()))
+                        .filter(participants::user_id.eq(user.get())),
+                )
+                .set((
+                        participants::read_up_to.eq(after.read_up_to.get()),
+                        participants::delivered_up_to.eq(after.delivered_up_to.get()),
+                    ))
+                    .execute(conn)?;
+            }
+            // The caller's unread count: the other participant's messages
+            // above the read cursor (the domain's `is_unread_for`).
+            let unread = direct_messages::table
+                .filter(direct_messages::chat_id.eq(chat.get()))
+                .filter(direct_messages::sender_id.ne(user.get()))
+                .filter(direct_messages::seq.gt(after.read_up_to.get()))
+                .count()
+                .get_result::<i64>(conn)?;
+            Ok((head, Some((read_before, delivered_before)), unread))
         }))?;
-        if ids.len() != messages.len() {
+        let Some((read_before, delivered_before)) = before else {
             return Err(RepositoryError::unexpected(format!(
-                "stored {} of {} messages",
-                ids.len(),
-                messages.len()
+                "user {user} is not a participant of chat {chat}"
+            )));
+        };
+        let what = format_args!("chat {chat} cursor of user {user}");
+        let before = cursors_from_row(read_before, delivered_before, what)?;
+        let head_seq = seq_from_row(head, what)?;
+        Ok(CursorChange {
+            before,
+            after: before.advanced(kind, requested, head_seq),
+            head_seq,
+            unread_count: u64::try_from(unread).map_err(|_| corrupt(what))?,
+        })
+    }
+}
+
+/// The heads of chats `chat_ids`, one seek each on `(chat_id, seq)`, in one
+/// statement. The ids are integers written by this program, never text
+/// from a client: Diesel's DSL cannot correlate a subquery with the outer
+/// table, and a `GROUP BY` would scan every message of each chat.
+fn heads_sql(chat_ids: &[i64]) -> String {
+    let ids: Vec<String> = chat_ids.iter().map(i64::to_string).collect();
+    format!(
+        "SELECT c.id AS chat_id,
+                (SELECT m.seq FROM direct_messages m
+                  WHERE m.chat_id = c.id ORDER BY m.seq DESC LIMIT 1) AS head
+           FROM direct_chats c
+          WHERE c.id IN ({})",
+        ids.join(", ")
+    )
+}
+
+#[derive(QueryableByName)]
+struct HeadRow {
+    #[diesel(sql_type = BigInt)]
+    chat_id: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    head: Option<i64>,
+}
+
+/// A chat's highest `seq`, 0 without messages: one index seek. A macro
+/// because it runs inside `with_conn!` on each backend's connection type.
+macro_rules! head_of {
+    ($conn:expr, $chat:expr) => {
+        direct_messages::table
+            .filter(direct_messages::chat_id.eq($chat))
+            .order(direct_messages::seq.desc())
+            .select(direct_messages::seq)
+            .limit(1)
+            .get_result::<i64>($conn)
+            .optional()
+            .map(|head| head.unwrap_or(0))
+    };
+}
+use head_of;
+
+/// The participant's `(read_up_to, delivered_up_to)`, locked until the
+/// transaction ends on PostgreSQL (SQLite's write transaction already
+/// excludes every other writer); `None` if they are not in the chat.
+trait LockCursors {
+    fn lock_cursors(&mut self, chat: i64, user: i64) -> QueryResult<Option<(i64, i64)>>;
+}
+
+#[cfg(feature = "sqlite")]
+impl LockCursors for diesel::SqliteConnection {
+    fn lock_cursors(&mut self, chat: i64, user: i64) -> QueryResult<Option<(i64, i64)>> {
+        participants::table
+            .filter(participants::chat_id.eq(chat))
+            .filter(participants::user_id.eq(user))
+            .select((participants::read_up_to, participants::delivered_up_to))
+            .first(self)
+            .optional()
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl LockCursors for diesel::PgConnection {
+    fn lock_cursors(&mut self, chat: i64, user: i64) -> QueryResult<Option<(i64, i64)>> {
+        participants::table
+            .filter(participants::chat_id.eq(chat))
+            .filter(participants::user_id.eq(user))
+            .select((participants::read_up_to, participants::delivered_up_to))
+            .for_update()
+            .first(self)
+            .optional()
+    }
+}
+
+fn message_from_row(
+    chat: i64,
+    (id, sender_id, body, created, seq, client_id): MessageRow,
+    users: &[User],
+) -> Result<DirectMessage, RepositoryError> {
+    let sender = users
+        .iter()
+        .find(|user| user.id.get() == sender_id)
+        .cloned()
+        .ok_or_else(|| corrupt(format_args!("message {id}: its sender is not in chat {chat}")))?;
+    MessageParts {
+        id,
+        chat_id: chat,
+        seq,
+        body,
+        created,
+        client_id,
+    }
+    .into_domain(sender)
+}
+
+/// Whether messages exist before and after a page. A chat's `seq`s are
+/// dense (1 to `head`, every one present), so this is arithmetic on the
+/// page's range `lo..=hi`, which for an empty page is where it would
+/// have been.
+fn surroundings(anchor: PageAnchor, messages: &[DirectMessage], head: Seq) -> (bool, bool) {
+    let head = head.get();
+    let first = messages.first().map(|m| m.seq.get());
+    let last = messages.last().map(|m| m.seq.get());
+    let (lo, hi) = match anchor {
+        PageAnchor::Newest => (first.unwrap_or(head.saturating_add(1)), head),
+        PageAnchor::Before(before) => (
+            first.unwrap_or(before.get()),
+            last.unwrap_or(before.get().saturating_sub(1)),
+        ),
+        PageAnchor::After(after) => (
+            first.unwrap_or(after.get().saturating_add(1)),
+            last.unwrap_or(after.get()),
+        ),
+    };
+    // Messages 1..lo exist if lo > 1 and the chat has any; hi+1..=head
+    // exist if hi < head (`hi` is -1 for an empty page before seq 0).
+    let before = lo.saturating_sub(1).min(head) >= 1;
+    let after = hi.max(0) < head;
+    (before, after)
+}
+
+/// Which messages of a batch are new, with the `seq` each gets, and which
+/// reuse a retry key (stored before, or earlier in the same batch).
+struct Plan {
+    /// Per message of the batch, in order.
+    steps: Vec<Step>,
+}
+
+enum Step {
+    New { seq: i64 },
+    /// The same key as a message stored before: index into `existing`.
+    Stored(usize),
+    /// The same key as an earlier message of this batch: its index.
+    EarlierInBatch(usize),
+}
+
+impl Plan {
+    fn new(
+        messages: &[NewMessage],
+        heads: &HashMap<i64, i64>,
+        existing: &[(i64, MessageRow)],
+    ) -> Self {
+        let mut next_seq: HashMap<i64, i64> = HashMap::new();
+        let mut keys: HashMap<(i64, i64, &str), usize> = HashMap::new();
+        let steps = messages
+            .iter()
+            .enumerate()
+            .map(|(index, message)| {
+                let (chat, sender) = (message.chat_id.get(), message.sender.id.get());
+                if let Some(client_id) = message.client_id.as_ref().map(AsRef::as_ref) {
+                    let stored = existing.iter().position(|(c, row)| {
+                        *c == chat && row.1 == sender && row.5.as_deref() == Some(client_id)
+                    });
+                    if let Some(stored) = stored {
+                        return Step::Stored(stored);
+                    }
+                    if let Some(&earlier) = keys.get(&(chat, sender, client_id)) {
+                        return Step::EarlierInBatch(earlier);
+                    }
+                    keys.insert((chat, sender, client_id), index);
+                }
+                let seq = next_seq
+                    .entry(chat)
+                    .or_insert_with(|| heads.get(&chat).copied().unwrap_or(0));
+                *seq += 1;
+                Step::New { seq: *seq }
+            })
+            .collect();
+        Self { steps }
+    }
+
+    /// The messages to insert, in batch order, each with its `seq`.
+    fn new_rows<'m>(&'m self, messages: &'m [NewMessage]) -> impl Iterator<Item = (&'m NewMessage, i64)> {
+        messages
+            .iter()
+            .zip(&self.steps)
+            .filter_map(|(message, step)| match step {
+                Step::New { seq } => Some((message, *seq)),
+                _ => None,
+            })
+    }
+
+    fn outcomes(
+        self,
+        messages: &[NewMessage],
+        mut ids: Vec<i64>,
+        created: NaiveDateTime,
+        existing: Vec<(i64, MessageRow)>,
+    ) -> Result<Vec<Inserted>, RepositoryError> {
+        let new_count = self
+            .steps
+            .iter()
+            .filter(|step| matches!(step, Step::New { .. }))
+            .count();
+        if ids.len() != new_count {
+            return Err(RepositoryError::unexpected(format!(
+                "stored {} of {new_count} messages",
+                ids.len()
             )));
         }
         // Rows take ids in the order of the VALUES list; RETURNING may list
         // them in any order, so sort before pairing them up.
         ids.sort_unstable();
-        Ok(messages
-            .iter()
-            .zip(ids)
-            .map(|(message, id)| {
-                let parts = MessageParts {
-                    id,
-                    chat_id: message.chat_id.get(),
-                    body: message.body.as_ref().to_owned(),
-                    created,
-                };
-                // Cursors only ever point at messages that existed when
-                // they were set, and ids only grow: a new message is unread.
-                parts.into_domain(message.sender.clone(), None)
-            })
-            .collect())
-    }
-
-    fn history_page(
-        &self,
-        chat: ChatId,
-        after: Option<MessageId>,
-        limit: usize,
-    ) -> Result<Vec<DirectMessage>, RepositoryError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        // Ids start at 1, so "after nothing" is "after 0".
-        let after = after.map_or(0, MessageId::get);
-
-        // Two small statements rather than one join: the chat's two
-        // participants (names and read cursors), then the page itself, a
-        // keyset range on the (chat_id, id) index that touches no other
-        // table. Per message this saves two index lookups and a username
-        // check, which is most of a replay's database time.
-        let (members, rows) = with_conn!(self, |conn| {
-            let members = participants::table
-                .inner_join(users::table.on(users::id.eq(participants::user_id)))
-                .filter(participants::chat_id.eq(chat.get()))
-                .select((
-                    (users::id, users::username),
-                    participants::last_read_message_id,
-                ))
-                .load::<((i64, String), Option<i64>)>(conn)?;
-            let rows = direct_messages::table
-                .filter(direct_messages::chat_id.eq(chat.get()))
-                .filter(direct_messages::id.gt(after))
-                .order(direct_messages::id.asc())
-                .limit(limit)
-                .select((
-                    direct_messages::id,
-                    direct_messages::sender_id,
-                    direct_messages::body,
-                    direct_messages::created,
-                ))
-                .load::<(i64, i64, String, NaiveDateTime)>(conn)?;
-            Ok((members, rows))
-        })?;
-        let members = members
-            .into_iter()
-            .map(|(user, cursor)| Ok((user_from_row(user)?, cursor)))
-            .collect::<Result<Vec<_>, RepositoryError>>()?;
-
-        rows.into_iter()
-            .map(|(id, sender_id, body, created)| {
-                let sender = members
-                    .iter()
-                    .find(|(user, _)| user.id.get() == sender_id)
-                    .map(|(user, _)| user.clone())
-                    .ok_or_else(|| {
-                        corrupt(format_args!(
-                            "message {id}: its sender is not in chat {chat}"
-                        ))
-                    })?;
-                // The recipient is the participant who did not send it.
-                let recipient_cursor = members
-                    .iter()
-                    .find(|(user, _)| user.id.get() != sender_id)
-                    .and_then(|(_, cursor)| *cursor);
-                let parts = MessageParts {
-                    id,
-                    chat_id: chat.get(),
-                    body,
-                    created,
-                };
-                Ok(parts.into_domain(sender, recipient_cursor))
-            })
-            .collect()
-    }
-
-    fn mark_read(
-        &self,
-        chat: ChatId,
-        reader: UserId,
-        up_to: MessageId,
-    ) -> Result<(), RepositoryError> {
-        let cursor = participants::last_read_message_id;
-        with_conn!(self, |conn| {
-            // The cursor lands on the newest message at or before `up_to`, never
-            // beyond the chat's messages: an oversized `up_to` must not mark
-            // messages that do not exist yet.
-            let newest = direct_messages::table
-                .filter(direct_messages::chat_id.eq(chat.get()))
-                .filter(direct_messages::id.le(up_to.get()))
-                .select(diesel::dsl::max(direct_messages::id))
-                .first::<Option<i64>>(conn)?;
-            let Some(newest) = newest else {
-                return Ok(0);
+        let mut ids = ids.into_iter();
+        let mut outcomes: Vec<Inserted> = Vec::with_capacity(messages.len());
+        for (message, step) in messages.iter().zip(self.steps) {
+            let outcome = match step {
+                Step::New { seq } => {
+                    let id = ids
+                        .next()
+                        .ok_or_else(|| RepositoryError::unexpected("fewer ids than rows"))?;
+                    let parts = MessageParts {
+                        id,
+                        chat_id: message.chat_id.get(),
+                        seq,
+                        body: message.body.as_ref().to_owned(),
+                        created,
+                        client_id: message.client_id.as_ref().map(ToString::to_string),
+                    };
+                    Inserted::New(parts.into_domain(message.sender.clone())?)
+                }
+                Step::Stored(index) => {
+                    let (chat, row) = existing[index].clone();
+                    let sender = std::slice::from_ref(&message.sender);
+                    Inserted::Existing(message_from_row(chat, row, sender)?)
+                }
+                Step::EarlierInBatch(index) => match &outcomes[index] {
+                    Inserted::New(first) | Inserted::Existing(first) => {
+                        Inserted::Existing(first.clone())
+                    }
+                },
             };
-            // Forward only: the condition is part of the UPDATE, so concurrent
-            // calls cannot leave the smaller value behind.
-            diesel::update(
-                participants::table
-                    .filter(participants::chat_id.eq(chat.get()))
-                    .filter(participants::user_id.eq(reader.get()))
-                    .filter(cursor.is_null().or(cursor.lt(newest))),
-            )
-            .set(cursor.eq(newest))
-            .execute(conn)
-        })?;
-        Ok(())
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_domain::chat::MessageId;
+    use chat_domain::user::Username;
+
+    fn page_of(seqs: std::ops::RangeInclusive<i64>) -> Vec<DirectMessage> {
+        seqs.map(|seq| DirectMessage {
+            id: MessageId::new(seq),
+            chat_id: ChatId::new(1),
+            seq: Seq::new(seq).unwrap(),
+            sender: User {
+                id: UserId::new(1),
+                username: Username::parse("a").unwrap(),
+            },
+            body: String::new(),
+            created: chrono::Utc::now(),
+            client_id: None,
+        })
+        .collect()
+    }
+
+    fn seq(n: i64) -> Seq {
+        Seq::new(n).unwrap()
+    }
+
+    #[test]
+    fn what_lies_around_a_page_follows_from_dense_seqs() {
+        let head = seq(10);
+        assert_eq!(
+            surroundings(PageAnchor::Newest, &page_of(6..=10), head),
+            (true, false)
+        );
+        assert_eq!(
+            surroundings(PageAnchor::Newest, &page_of(1..=10), head),
+            (false, false)
+        );
+        assert_eq!(
+            surroundings(PageAnchor::After(seq(0)), &page_of(1..=5), head),
+            (false, true)
+        );
+        assert_eq!(
+            surroundings(PageAnchor::After(seq(5)), &page_of(6..=10), head),
+            (true, false)
+        );
+        assert_eq!(
+            surroundings(PageAnchor::After(seq(10)), &[], head),
+            (true, false)
+        );
+        assert_eq!(
+            surroundings(PageAnchor::After(seq(99)), &[], head),
+            (true, false)
+        );
+        assert_eq!(
+            surroundings(PageAnchor::Before(seq(6)), &page_of(1..=5), head),
+            (false, true)
+        );
+        assert_eq!(
+            surroundings(PageAnchor::Before(seq(1)), &[], head),
+            (false, true)
+        );
+        assert_eq!(
+            surroundings(PageAnchor::Before(seq(0)), &[], head),
+            (false, true)
+        );
+        assert_eq!(
+            surroundings(PageAnchor::Before(seq(50)), &page_of(6..=10), head),
+            (true, false)
+        );
+        // An empty chat has nothing anywhere.
+        for anchor in [
+            PageAnchor::Newest,
+            PageAnchor::Before(seq(0)),
+            PageAnchor::Before(seq(5)),
+            PageAnchor::After(seq(0)),
+            PageAnchor::After(seq(5)),
+        ] {
+            assert_eq!(surroundings(anchor, &[], Seq::ZERO), (false, false));
+        }
     }
 }

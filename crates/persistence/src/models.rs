@@ -3,7 +3,9 @@
 //! Kept apart from the domain types on purpose: the tables may change shape
 //! (a read cursor here, a pair column there) without the domain noticing.
 
-use chat_domain::chat::{ChatId, DirectChat, DirectMessage, MessageId, Participants};
+use chat_domain::chat::{
+    ChatId, ClientId, Cursors, DirectChat, DirectMessage, MessageId, Participants, Seq,
+};
 use chat_domain::user::{User, UserId, Username};
 use chat_domain::RepositoryError;
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
@@ -45,7 +47,8 @@ pub(crate) struct NewParticipantRow {
     pub user_id: i64,
 }
 
-/// No field is optional, so nothing is lost by turning off Diesel's
+/// `client_id` is the one optional field, and NULL is its default anyway,
+/// so nothing is lost by turning off Diesel's
 /// `treat_none_as_default_value`; with it on, Diesel cannot write a batch as
 /// one multi-row INSERT on SQLite and runs one INSERT per row instead (a
 /// third of the writer's time).
@@ -57,6 +60,8 @@ pub(crate) struct NewMessageRow<'a> {
     pub sender_id: i64,
     pub body: &'a str,
     pub created: NaiveDateTime,
+    pub seq: i64,
+    pub client_id: Option<&'a str>,
 }
 
 /// A user's public face: `(id, username)`.
@@ -87,26 +92,53 @@ pub(crate) fn chat_from_parts(
     })
 }
 
-/// A stored message, before its sender is resolved to a [`User`] and its
-/// read state is derived.
+/// A stored message, before its sender is resolved to a [`User`].
 pub(crate) struct MessageParts {
     pub id: i64,
     pub chat_id: i64,
+    pub seq: i64,
     pub body: String,
     pub created: NaiveDateTime,
+    pub client_id: Option<String>,
 }
 
 impl MessageParts {
-    /// `recipient_cursor` is the `last_read_message_id` of the participant
-    /// who did not send the message: it is read iff its id is at or below.
-    pub(crate) fn into_domain(self, sender: User, recipient_cursor: Option<i64>) -> DirectMessage {
-        DirectMessage {
-            id: MessageId::new(self.id),
+    pub(crate) fn into_domain(self, sender: User) -> Result<DirectMessage, RepositoryError> {
+        let id = self.id;
+        let seq = seq_from_row(self.seq, format_args!("message {id}"))?;
+        let client_id = self
+            .client_id
+            .map(|raw| ClientId::parse(&raw))
+            .transpose()
+            .map_err(|e| corrupt(format_args!("message {id}: {e}")))?;
+        Ok(DirectMessage {
+            id: MessageId::new(id),
             chat_id: ChatId::new(self.chat_id),
+            seq,
             sender,
             body: self.body,
             created: to_utc(self.created),
-            is_read: recipient_cursor.is_some_and(|cursor| self.id <= cursor),
-        }
+            client_id,
+        })
     }
+}
+
+/// A stored sequence number or cursor, which is never negative.
+pub(crate) fn seq_from_row(
+    raw: i64,
+    what: impl std::fmt::Display,
+) -> Result<Seq, RepositoryError> {
+    Seq::new(raw).ok_or_else(|| corrupt(format_args!("{what}: negative seq {raw}")))
+}
+
+/// A participant's two cursors as stored.
+pub(crate) fn cursors_from_row(
+    read_up_to: i64,
+    delivered_up_to: i64,
+    what: impl std::fmt::Display + Copy,
+) -> Result<Cursors, RepositoryError> {
+    Ok(Cursors {
+        read_up_to: seq_from_row(read_up_to, what)?,
+        delivered_up_to: seq_from_row(delivered_up_to, what)?,
+    })
 }

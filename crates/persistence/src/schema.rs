@@ -10,6 +10,7 @@ diesel::table! {
         username -> Text,
         password_hash -> Text,
         created -> Timestamp,
+        last_seen -> Nullable<Timestamp>,
     }
 }
 
@@ -26,7 +27,8 @@ diesel::table! {
     direct_chat_participants (chat_id, user_id) {
         chat_id -> BigInt,
         user_id -> BigInt,
-        last_read_message_id -> Nullable<BigInt>,
+        read_up_to -> BigInt,
+        delivered_up_to -> BigInt,
     }
 }
 
@@ -37,6 +39,8 @@ diesel::table! {
         sender_id -> BigInt,
         body -> Text,
         created -> Timestamp,
+        seq -> BigInt,
+        client_id -> Nullable<Text>,
     }
 }
 

@@ -5,6 +5,7 @@ use chat_domain::user::{
     Username,
 };
 use chat_domain::RepositoryError;
+use chrono::{DateTime, SubsecRound as _, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
@@ -72,5 +73,13 @@ impl UserRepository for Database {
             .select((users::id, users::username))
             .load::<UserRow>(conn))?;
         rows.into_iter().map(user_from_row).collect()
+    }
+
+    fn set_last_seen(&self, id: UserId, at: DateTime<Utc>) -> Result<(), RepositoryError> {
+        let at = at.trunc_subsecs(6).naive_utc();
+        with_conn!(self, |conn| diesel::update(users::table.find(id.get()))
+            .set(users::last_seen.eq(at))
+            .execute(conn))?;
+        Ok(())
     }
 }

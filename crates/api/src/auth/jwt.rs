@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use chat_domain::user::{AuthToken, TokenError, TokenIssuer, UserId};
+use chat_domain::user::{AuthToken, TokenError, TokenIssuer, UserId, VerifiedToken};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -83,14 +83,20 @@ impl TokenIssuer for JwtTokens {
             .map_err(|e| TokenError::Issuing(e.to_string()))
     }
 
-    fn verify(&self, token: &str) -> Result<UserId, TokenError> {
+    fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
-        data.claims
+        let user = data
+            .claims
             .sub
             .parse::<i64>()
             .map(UserId::new)
-            .map_err(|_| TokenError::Invalid)
+            .map_err(|_| TokenError::Invalid)?;
+        let expires_at = i64::try_from(data.claims.exp)
+            .ok()
+            .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0))
+            .ok_or(TokenError::Invalid)?;
+        Ok(VerifiedToken { user, expires_at })
     }
 }
 
@@ -108,7 +114,11 @@ mod tests {
     fn an_issued_token_verifies_to_its_user() {
         let tokens = tokens(KEY);
         let token = tokens.issue(UserId::new(42)).unwrap();
-        assert_eq!(tokens.verify(token.as_ref()), Ok(UserId::new(42)));
+        let verified = tokens.verify(token.as_ref()).unwrap();
+        assert_eq!(verified.user, UserId::new(42));
+        // The lifetime given, to the second.
+        let lifetime = verified.expires_at - chrono::Utc::now();
+        assert!((3598..=3600).contains(&lifetime.num_seconds()), "{lifetime}");
     }
 
     #[test]

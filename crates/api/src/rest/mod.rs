@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod chats;
 pub mod dto;
+pub mod messages;
 pub mod users;
 
 use std::future::Future;

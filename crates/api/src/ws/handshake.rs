@@ -1,4 +1,8 @@
-//! `GET /ws/chat/<chat_id>/`: the checks that run before a socket opens.
+//! The checks that run before a socket opens: `GET /ws/chat/<chat_id>/`
+//! (seed) and `GET /ws/v2/`. Both take the token from the `Authorization`
+//! header, else `?token=` (when the header is there it decides, even if
+//! invalid), check the origin first and the socket limits last, and refuse
+//! with a status and a JSON error body.
 
 use std::pin::Pin;
 
@@ -6,10 +10,12 @@ use actix_web::error::PayloadError;
 use actix_web::web::Bytes;
 use actix_web::{dev, web, FromRequest as _, HttpRequest, HttpResponse};
 use chat_domain::chat::ChatId;
+use chat_domain::user::User;
+use chrono::{DateTime, Utc};
 
 use super::frame_guard::FrameGuard;
-use super::session;
-use crate::auth::{bearer_token, extractor::authenticate, query_token};
+use super::{seed, v2};
+use crate::auth::{bearer_token, query_token};
 use crate::error::{run_blocking, ApiError};
 use crate::state::AppState;
 
@@ -31,17 +37,7 @@ pub async fn chat_socket(
     chat_id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_origin(&req, &state.config.allowed_origins)?;
-    let token = match bearer_token(&req)? {
-        Some(token) => token,
-        None => query_token(req.query_string()).ok_or_else(|| {
-            ApiError::Unauthorized(
-                "authentication required: send 'Authorization: Bearer <token>' or ?token=<token>"
-                    .into(),
-            )
-        })?,
-    };
-    let user = authenticate(&state, token).await?;
+    let (user, _) = authenticate_handshake(&req, &state).await?;
     // A non-numeric id names no chat.
     let chat_id = chat_id
         .parse::<i64>()
@@ -51,14 +47,8 @@ pub async fn chat_socket(
     let chat = run_blocking(move || chats.open_chat(user, chat_id)).await?;
     let permit = state.connections.admit(chat.member().id)?;
 
-    let body = guard_frame_sizes(&req, body, state.config.max_frame_bytes).await?;
-    let (response, socket, stream) = actix_ws::handle(&req, body)
-        .map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
-    let stream = stream
-        .max_frame_size(state.config.max_frame_bytes)
-        .aggregate_continuations()
-        .max_continuation_size(state.config.max_frame_bytes);
-    actix_web::rt::spawn(session::run(
+    let (response, socket, stream) = upgrade(&req, body, &state).await?;
+    actix_web::rt::spawn(seed::session::run(
         socket,
         stream,
         chat,
@@ -66,6 +56,72 @@ pub async fn chat_socket(
         state.into_inner(),
     ));
     Ok(response)
+}
+
+/// Upgrades to a v2 socket once the caller is authenticated.
+///
+/// - `101` and the session starts with `hello`
+/// - `403` when an allowed-origins list is set and the `Origin` header is
+///   not on it (checked first)
+/// - `401` without a valid token (from `Authorization: Bearer` or `?token=`)
+/// - `429` when the caller has the most sockets allowed per user open
+/// - `503` when the server has the most sockets allowed open
+/// - `400` when the request is not a WebSocket upgrade
+pub async fn v2_socket(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (user, token_expires) = authenticate_handshake(&req, &state).await?;
+    let permit = state.connections.admit(user.id)?;
+
+    let (response, socket, stream) = upgrade(&req, body, &state).await?;
+    actix_web::rt::spawn(v2::session::run(
+        socket,
+        stream,
+        user,
+        token_expires,
+        permit,
+        state.into_inner(),
+    ));
+    Ok(response)
+}
+
+/// The origin check, then the token (header first, else `?token=`) and its
+/// user, with when the token expires.
+async fn authenticate_handshake(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<(User, DateTime<Utc>), ApiError> {
+    check_origin(req, &state.config.allowed_origins)?;
+    let token = match bearer_token(req)? {
+        Some(token) => token,
+        None => query_token(req.query_string()).ok_or_else(|| {
+            ApiError::Unauthorized(
+                "authentication required: send 'Authorization: Bearer <token>' or ?token=<token>"
+                    .into(),
+            )
+        })?,
+    };
+    let auth = state.auth.clone();
+    run_blocking(move || auth.authenticate_until(&token)).await
+}
+
+/// The WebSocket handshake's answer and the socket, with frame sizes
+/// limited from the first byte.
+async fn upgrade(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+) -> Result<(HttpResponse, actix_ws::Session, actix_ws::AggregatedMessageStream), ApiError> {
+    let body = guard_frame_sizes(req, body, state.config.max_frame_bytes).await?;
+    let (response, socket, stream) = actix_ws::handle(req, body)
+        .map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
+    let stream = stream
+        .max_frame_size(state.config.max_frame_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(state.config.max_frame_bytes);
+    Ok((response, socket, stream))
 }
 
 /// The request body with every frame header checked against the limit as

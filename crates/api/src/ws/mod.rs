@@ -1,19 +1,16 @@
-//! WebSocket chat: the handshake (`GET /ws/chat/<id>/`), the guard on
-//! incoming frame sizes, one session task per connection, the writer that
-//! stores messages in batches, the fan-out thread that broadcasts what the
-//! writer committed, and the hub that holds each chat's connections.
+//! WebSocket sockets of both protocols: the handshakes (`/ws/chat/<id>/`
+//! for the seed protocol, `/ws/v2/` for protocol v2), the guard on incoming
+//! frame sizes, the limits on sockets and message rates, what an open
+//! socket's session shares (`connection`), and one session module per
+//! protocol. What happens to a message once validated (storing, delivery)
+//! is the `delivery` module's.
 
-pub mod fanout;
+pub mod connection;
 pub mod frame_guard;
-pub mod frames;
 pub mod handshake;
-pub mod hub;
 pub mod limits;
-pub mod session;
-pub mod writer;
+pub mod seed;
+pub mod v2;
 
-pub use fanout::FanOut;
-pub use handshake::chat_socket;
-pub use hub::Hub;
+pub use handshake::{chat_socket, v2_socket};
 pub use limits::{ConnectionLimits, RateLimit};
-pub use writer::MessageWriter;

@@ -4,6 +4,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
+use super::receipts::{Cursors, Seq};
 use crate::user::{User, UserId};
 
 /// The database id of a direct chat.
@@ -190,25 +191,95 @@ pub struct DirectChat {
     pub created: DateTime<Utc>,
 }
 
-/// A stored message. `is_read` says whether the recipient (the participant
-/// who did not send it) has had it delivered by connecting to the chat.
+/// A message's key for safe retries: 1 to 64 characters, each printable
+/// ASCII other than space (`!` to `~`). Chosen by the sending client; one
+/// `(chat, sender, client_id)` is stored at most once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientIdError {
+    #[error("client_id may not be empty")]
+    Empty,
+    #[error("client_id may be at most {max} characters long")]
+    TooLong { max: usize },
+    #[error("client_id may contain only printable ASCII without spaces ('!' to '~'), found {0:?}")]
+    InvalidCharacter(char),
+}
+
+impl ClientId {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, ClientIdError> {
+        if raw.is_empty() {
+            return Err(ClientIdError::Empty);
+        }
+        if let Some(bad) = raw.chars().find(|c| !matches!(c, '!'..='~')) {
+            return Err(ClientIdError::InvalidCharacter(bad));
+        }
+        // Only ASCII is left, so bytes are characters.
+        if raw.len() > Self::MAX_CHARS {
+            return Err(ClientIdError::TooLong {
+                max: Self::MAX_CHARS,
+            });
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+impl AsRef<str> for ClientId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A stored message. Whether it has been read is not a property of the
+/// message but of the recipient's read cursor (see
+/// [`ReadCursors::is_read`](super::receipts::ReadCursors::is_read)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectMessage {
     pub id: MessageId,
     pub chat_id: ChatId,
+    /// Its place in the chat: 1 for the first message, then 2, 3, ...
+    pub seq: Seq,
     pub sender: User,
     pub body: String,
     pub created: DateTime<Utc>,
-    pub is_read: bool,
+    /// The sender's retry key, if it sent one (seed sockets do not).
+    pub client_id: Option<ClientId>,
 }
 
-/// A chat as one of its participants sees it in their chat list.
+/// A chat as one of its participants (`viewer`) sees it: in the seed's chat
+/// list, and in protocol v2's `hello` and `chat` events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatSummary {
+    pub viewer: UserId,
     pub chat: DirectChat,
     pub last_message: Option<DirectMessage>,
+    /// The chat's highest `seq` (0 without messages).
+    pub head_seq: Seq,
+    /// The viewer's own cursors.
+    pub mine: Cursors,
+    /// The other participant's cursors.
+    pub theirs: Cursors,
     /// Messages from the other participant not yet read by the viewer.
     pub unread_count: u64,
+    /// When the other participant was last seen online, if ever (stored
+    /// when they go offline).
+    pub other_last_seen: Option<DateTime<Utc>>,
+}
+
+impl ChatSummary {
+    /// The participant who is not the viewer.
+    pub fn other_user(&self) -> Option<&User> {
+        self.chat.participants.other_than(self.viewer)
+    }
 }
 
 /// What the message repository needs to store a message.
@@ -217,6 +288,7 @@ pub struct NewMessage {
     pub chat_id: ChatId,
     pub sender: User,
     pub body: MessageBody,
+    pub client_id: Option<ClientId>,
 }
 
 #[cfg(test)]
@@ -318,6 +390,31 @@ mod tests {
         assert_eq!(
             UserPair::new(UserId::new(2), UserId::new(2)),
             Err(SameUserError)
+        );
+    }
+
+    #[test]
+    fn a_client_id_is_one_to_64_printable_ascii_characters_without_space() {
+        assert!(ClientId::parse("c-7f3a").is_ok());
+        assert!(ClientId::parse("!").is_ok());
+        assert!(ClientId::parse("~").is_ok());
+        assert!(ClientId::parse(&"x".repeat(64)).is_ok());
+        assert_eq!(
+            ClientId::parse(&"x".repeat(65)),
+            Err(ClientIdError::TooLong { max: 64 })
+        );
+        assert_eq!(ClientId::parse(""), Err(ClientIdError::Empty));
+        assert_eq!(
+            ClientId::parse("a b"),
+            Err(ClientIdError::InvalidCharacter(' '))
+        );
+        assert_eq!(
+            ClientId::parse("é"),
+            Err(ClientIdError::InvalidCharacter('é'))
+        );
+        assert_eq!(
+            ClientId::parse("a\u{7f}"),
+            Err(ClientIdError::InvalidCharacter('\u{7f}'))
         );
     }
 }

@@ -3,9 +3,12 @@
 //! Repositories are blocking (Diesel); callers run them off the async
 //! executor. The broadcaster must not block: it only enqueues.
 
-use super::models::{
-    ChatId, ChatSummary, DirectChat, DirectMessage, MessageId, NewMessage, UserPair,
-};
+#[cfg(doc)]
+use super::receipts::Cursors;
+
+use super::events::ChatEvent;
+use super::models::{ChatId, ChatSummary, DirectChat, DirectMessage, NewMessage, UserPair};
+use super::receipts::{CursorChange, CursorKind, ReadCursors, Seq};
 use crate::error::RepositoryError;
 use crate::user::UserId;
 
@@ -39,46 +42,104 @@ pub trait ChatRepository: Send + Sync + 'static {
         viewer: UserId,
         chat: ChatId,
     ) -> Result<Option<ChatSummary>, RepositoryError>;
+
+    /// Every user who shares a chat with `user` (whom presence concerns).
+    fn chat_partners(&self, user: UserId) -> Result<Vec<UserId>, RepositoryError>;
+}
+
+/// What [`MessageRepository::insert_messages`] did with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored now, with its new id and `seq`.
+    New(DirectMessage),
+    /// Not stored: a message with the same `(chat, sender, client_id)`
+    /// already was (or came earlier in the same call). This is that one,
+    /// whatever its body.
+    Existing(DirectMessage),
+}
+
+/// Where a page of messages is anchored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageAnchor {
+    /// The newest messages.
+    Newest,
+    /// The messages just before this `seq` (exclusive).
+    Before(Seq),
+    /// The messages just after this `seq` (exclusive).
+    After(Seq),
+}
+
+/// How many messages one page may hold: 1 to [`PageLimit::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit(usize);
+
+impl PageLimit {
+    pub const MAX: Self = Self(200);
+    pub const DEFAULT: Self = Self(50);
+
+    pub const fn new(limit: usize) -> Option<Self> {
+        if limit == 0 || limit > Self::MAX.0 {
+            None
+        } else {
+            Some(Self(limit))
+        }
+    }
+
+    pub const fn get(self) -> usize {
+        self.0
+    }
+}
+
+/// A page of a chat's messages, oldest first, and what lies around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagePage {
+    pub messages: Vec<DirectMessage>,
+    /// Messages with a smaller `seq` than any on the page exist (for an
+    /// empty page: below its anchor).
+    pub has_more_before: bool,
+    /// Messages with a larger `seq` than any on the page exist.
+    pub has_more_after: bool,
+    pub head_seq: Seq,
+    /// Both participants' read cursors when the page was read, for the
+    /// seed's `is_read`.
+    pub read_cursors: ReadCursors,
 }
 
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait MessageRepository: Send + Sync + 'static {
     /// Stores the messages in one transaction and commits; the returned
-    /// messages, in the order given, are durable. All or none are stored.
-    /// One commit for many messages is what keeps durable writes fast.
-    fn insert_messages(
-        &self,
-        messages: &[NewMessage],
-    ) -> Result<Vec<DirectMessage>, RepositoryError>;
+    /// outcomes, one per message in the order given, are durable. All or
+    /// none are stored. Within each chat, messages get the next `seq`s in
+    /// the order given, in the same commit (dense: no gaps). A message
+    /// whose `client_id` is already stored for its chat and sender is not
+    /// stored again: its outcome is [`Inserted::Existing`]. One commit for
+    /// many messages is what keeps durable writes fast.
+    fn insert_messages(&self, messages: &[NewMessage]) -> Result<Vec<Inserted>, RepositoryError>;
 
-    /// Stores one message and commits; the returned message is durable.
-    fn insert_message(&self, message: &NewMessage) -> Result<DirectMessage, RepositoryError> {
-        self.insert_messages(std::slice::from_ref(message))?
-            .pop()
-            .ok_or_else(|| RepositoryError::unexpected("insert returned no message"))
-    }
-
-    /// Up to `limit` messages of `chat` with ids greater than `after`,
-    /// oldest first.
-    fn history_page(
+    /// Up to `limit` messages of `chat` around `anchor`, oldest first, in
+    /// a number of statements that does not grow with the chat.
+    fn messages_page(
         &self,
         chat: ChatId,
-        after: Option<MessageId>,
-        limit: usize,
-    ) -> Result<Vec<DirectMessage>, RepositoryError>;
+        anchor: PageAnchor,
+        limit: PageLimit,
+    ) -> Result<MessagePage, RepositoryError>;
 
-    /// Marks every message of `chat` up to and including `up_to` that
-    /// `reader` did not send as read by `reader`. Never moves backwards.
-    fn mark_read(
+    /// Moves `user`'s cursor `kind` in `chat` toward `requested` by the
+    /// rule of [`Cursors::advanced`], atomically: concurrent moves never
+    /// leave a smaller value behind.
+    fn move_cursor(
         &self,
         chat: ChatId,
-        reader: UserId,
-        up_to: MessageId,
-    ) -> Result<(), RepositoryError>;
+        user: UserId,
+        kind: CursorKind,
+        requested: Seq,
+    ) -> Result<CursorChange, RepositoryError>;
 }
 
-/// Fans a committed message out to every live connection of its chat.
+/// Fans committed events out to the live connections they concern. Must
+/// not block for long: it only enqueues.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait Broadcaster: Send + Sync + 'static {
-    fn broadcast(&self, message: &DirectMessage);
+    fn publish(&self, event: ChatEvent);
 }

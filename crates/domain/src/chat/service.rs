@@ -3,11 +3,16 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::events::{ChatEvent, Origin};
 use super::models::{
-    ChatId, ChatSummary, DirectChat, DirectMessage, MessageBody, MessageBodyError, MessageId,
+    ChatId, ChatSummary, ClientId, DirectChat, DirectMessage, MessageBody, MessageBodyError,
     MessageLimit, NewMessage, UserPair,
 };
-use super::ports::{Broadcaster, ChatRepository, Creation, MessageRepository};
+use super::ports::{
+    Broadcaster, ChatRepository, Creation, Inserted, MessagePage, MessageRepository, PageAnchor,
+    PageLimit,
+};
+use super::receipts::{CursorChange, CursorKind, Seq};
 use crate::error::RepositoryError;
 use crate::user::{User, UserId, UserRepository};
 
@@ -39,9 +44,9 @@ pub struct CreatedChat {
     pub creation: Creation,
 }
 
-/// Proof that `member` is a participant of `chat`. Only
-/// [`ChatService::open_chat`] makes one, so every read or write of a chat's
-/// messages has passed the participant check.
+/// Proof that `member` is a participant of `chat`. Only [`ChatService`]
+/// makes one, after the participant check, so every read or write of a
+/// chat's messages has passed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenChat {
     chat: DirectChat,
@@ -56,6 +61,17 @@ impl OpenChat {
     pub fn id(&self) -> ChatId {
         self.chat.id
     }
+
+    /// Both users' ids, lower first.
+    pub fn participant_ids(&self) -> [UserId; 2] {
+        let [a, b] = self.chat.participants.users();
+        [a.id, b.id]
+    }
+
+    /// The participant who is not the member.
+    pub fn other(&self) -> Option<&User> {
+        self.chat.participants.other_than(self.member.id)
+    }
 }
 
 /// Chat lists, chat creation and the participant check.
@@ -63,36 +79,74 @@ impl OpenChat {
 pub struct ChatService {
     users: Arc<dyn UserRepository>,
     chats: Arc<dyn ChatRepository>,
+    broadcaster: Arc<dyn Broadcaster>,
 }
 
 impl ChatService {
-    pub fn new(users: Arc<dyn UserRepository>, chats: Arc<dyn ChatRepository>) -> Self {
-        Self { users, chats }
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        chats: Arc<dyn ChatRepository>,
+        broadcaster: Arc<dyn Broadcaster>,
+    ) -> Self {
+        Self {
+            users,
+            chats,
+            broadcaster,
+        }
     }
 
-    /// Finds or creates the chat between `me` and `other`.
+    /// Finds or creates the chat between `me` and `other`. A new chat is
+    /// announced to both participants, each with their own view of it.
     pub fn create_chat(&self, me: &User, other: UserId) -> Result<CreatedChat, CreateChatError> {
         let pair = UserPair::new(me.id, other).map_err(|_| CreateChatError::SameUser)?;
         if self.users.find_user(other)?.is_none() {
             return Err(CreateChatError::UnknownUser(other));
         }
         let (chat, creation) = self.chats.find_or_create_chat(pair)?;
-        let summary = match creation {
-            Creation::Created => ChatSummary {
-                chat,
-                last_message: None,
-                unread_count: 0,
-            },
-            Creation::Existing => self.chats.chat_summary(me.id, chat.id)?.ok_or_else(|| {
-                RepositoryError::unexpected(format!("chat {} vanished after lookup", chat.id))
-            })?,
-        };
+        let summary = self.summary_of(me.id, chat.id)?;
+        if creation == Creation::Created {
+            let theirs = self.summary_of(other, chat.id)?;
+            self.broadcaster.publish(ChatEvent::ChatCreated {
+                views: Box::new([summary.clone(), theirs]),
+            });
+        }
         Ok(CreatedChat { summary, creation })
+    }
+
+    fn summary_of(&self, viewer: UserId, chat: ChatId) -> Result<ChatSummary, RepositoryError> {
+        self.chats.chat_summary(viewer, chat)?.ok_or_else(|| {
+            RepositoryError::unexpected(format!("chat {chat} vanished after lookup"))
+        })
     }
 
     /// Every chat `me` is in, most recent activity first.
     pub fn list_chats(&self, me: &User) -> Result<Vec<ChatSummary>, RepositoryError> {
         self.chats.chat_summaries(me.id)
+    }
+
+    /// Every chat `me` is in, most recent activity first, each already
+    /// opened: what a connection serving all of a user's chats starts from.
+    pub fn open_all_chats(
+        &self,
+        me: &User,
+    ) -> Result<Vec<(OpenChat, ChatSummary)>, RepositoryError> {
+        let summaries = self.chats.chat_summaries(me.id)?;
+        summaries
+            .into_iter()
+            .map(|summary| {
+                if !summary.chat.participants.contains(me.id) {
+                    return Err(RepositoryError::unexpected(format!(
+                        "chat {} listed for user {} who is not in it",
+                        summary.chat.id, me.id
+                    )));
+                }
+                let open = OpenChat {
+                    chat: summary.chat.clone(),
+                    member: me.clone(),
+                };
+                Ok((open, summary))
+            })
+            .collect()
     }
 
     /// Checks that the chat exists and that `me` is in it.
@@ -103,19 +157,49 @@ impl ChatService {
         }
         Ok(OpenChat { chat, member: me })
     }
+
+    /// Everyone who shares a chat with `user`: whom their presence concerns.
+    pub fn chat_partners(&self, user: UserId) -> Result<Vec<UserId>, RepositoryError> {
+        self.chats.chat_partners(user)
+    }
 }
 
-/// Sending, history and read marking, for participants only.
+/// A validated message on its way to the store: see
+/// [`MessageService::send_batch`].
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub chat: Arc<OpenChat>,
+    pub body: MessageBody,
+    /// The sender's retry key: with one, the message is stored at most once.
+    pub client_id: Option<ClientId>,
+    /// The connection that sent it, told by acknowledgement.
+    pub origin: Option<Origin>,
+}
+
+/// What became of one message of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Stored now, and announced.
+    Stored(DirectMessage),
+    /// Stored before under the same `client_id`, with the same body: this is
+    /// that message; nothing new was stored or announced.
+    Duplicate(DirectMessage),
+    /// The `client_id` was used before for another body: refused.
+    Conflict(DirectMessage),
+}
+
+/// Sending, history and receipts, for participants only.
 #[derive(Clone)]
 pub struct MessageService {
     messages: Arc<dyn MessageRepository>,
     broadcaster: Arc<dyn Broadcaster>,
     limit: MessageLimit,
-    /// Batches are stored and broadcast one at a time, so every participant
-    /// receives a chat's messages in the same order, the order of their ids
-    /// (the order history replays). Uncontended in the server, where one
-    /// writer thread sends every batch.
-    send_order: Arc<Mutex<()>>,
+    /// Events are announced in the order things committed: a batch's
+    /// messages are published under this lock right after their commit,
+    /// and a cursor move after it takes the lock, so a cursor never
+    /// reaches a socket before the message it covers. Uncontended in the
+    /// server, where one writer thread sends every batch.
+    publish_order: Arc<Mutex<()>>,
 }
 
 impl MessageService {
@@ -128,8 +212,12 @@ impl MessageService {
             messages,
             broadcaster,
             limit,
-            send_order: Arc::new(Mutex::new(())),
+            publish_order: Arc::new(Mutex::new(())),
         }
+    }
+
+    pub fn limit(&self) -> MessageLimit {
+        self.limit
     }
 
     /// Checks a body against the rules (non-empty, within the limit, no NUL).
@@ -137,56 +225,103 @@ impl MessageService {
         MessageBody::parse(body, self.limit)
     }
 
-    /// Stores valid messages (see [`validate`](Self::validate)), possibly of
-    /// many chats, in one transaction; only once committed broadcasts each,
-    /// in order, to every connection of its chat (the sender's own
-    /// included: that copy is its acknowledgement). All or none are stored.
-    pub fn send_batch(
-        &self,
-        batch: Vec<(&OpenChat, MessageBody)>,
-    ) -> Result<Vec<DirectMessage>, RepositoryError> {
+    fn in_publish_order(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The lock guards no data, so a poisoned one is as good as any.
+        self.publish_order
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores validated messages (see [`validate`](Self::validate)),
+    /// possibly of many chats, in one transaction; only once committed
+    /// announces each new one, in order, to every connection of its chat.
+    /// All or none are stored. A message whose `client_id` its sender
+    /// already used in that chat is not stored again (see [`SendOutcome`]).
+    pub fn send_batch(&self, batch: &[Outgoing]) -> Result<Vec<SendOutcome>, RepositoryError> {
         let new_messages: Vec<NewMessage> = batch
-            .into_iter()
-            .map(|(chat, body)| NewMessage {
-                chat_id: chat.id(),
-                sender: chat.member.clone(),
-                body,
+            .iter()
+            .map(|outgoing| NewMessage {
+                chat_id: outgoing.chat.id(),
+                sender: outgoing.chat.member.clone(),
+                body: outgoing.body.clone(),
+                client_id: outgoing.client_id.clone(),
             })
             .collect();
-        // The lock guards no data, so a poisoned one is as good as any.
-        let _in_order = self
-            .send_order
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let stored = self.messages.insert_messages(&new_messages)?;
-        for message in &stored {
-            self.broadcaster.broadcast(message);
+        let _in_order = self.in_publish_order();
+        let inserted = self.messages.insert_messages(&new_messages)?;
+        if inserted.len() != batch.len() {
+            return Err(RepositoryError::unexpected(format!(
+                "{} outcomes for {} messages",
+                inserted.len(),
+                batch.len()
+            )));
         }
-        Ok(stored)
+        Ok(batch
+            .iter()
+            .zip(inserted)
+            .map(|(outgoing, inserted)| match inserted {
+                Inserted::New(message) => {
+                    self.broadcaster.publish(ChatEvent::MessageStored {
+                        message: message.clone(),
+                        participants: outgoing.chat.participant_ids(),
+                        origin: outgoing.origin,
+                    });
+                    SendOutcome::Stored(message)
+                }
+                Inserted::Existing(original) if original.body == outgoing.body.as_ref() => {
+                    SendOutcome::Duplicate(original)
+                }
+                Inserted::Existing(original) => SendOutcome::Conflict(original),
+            })
+            .collect())
     }
 
-    /// The next page of history, oldest first, after `after`.
-    pub fn history_page(
+    /// A page of the chat's messages, oldest first.
+    pub fn page(
         &self,
         chat: &OpenChat,
-        after: Option<MessageId>,
-        limit: usize,
-    ) -> Result<Vec<DirectMessage>, RepositoryError> {
-        self.messages.history_page(chat.id(), after, limit)
+        anchor: PageAnchor,
+        limit: PageLimit,
+    ) -> Result<MessagePage, RepositoryError> {
+        self.messages.messages_page(chat.id(), anchor, limit)
     }
 
-    /// Marks the other participant's messages up to `up_to` as read by the
-    /// member who opened the chat.
-    pub fn mark_read(&self, chat: &OpenChat, up_to: MessageId) -> Result<(), RepositoryError> {
-        self.messages.mark_read(chat.id(), chat.member.id, up_to)
+    /// Moves the member's cursor toward `requested` (forward only, clamped
+    /// to the chat's head, reading implies delivery) and announces each
+    /// cursor that moved.
+    pub fn move_cursor(
+        &self,
+        chat: &OpenChat,
+        kind: CursorKind,
+        requested: Seq,
+    ) -> Result<CursorChange, RepositoryError> {
+        let member = chat.member.id;
+        let change = self
+            .messages
+            .move_cursor(chat.id(), member, kind, requested)?;
+        let moved = change.moved();
+        if !moved.is_empty() {
+            let _in_order = self.in_publish_order();
+            for (kind, up_to) in moved {
+                self.broadcaster.publish(ChatEvent::CursorMoved {
+                    chat_id: chat.id(),
+                    participants: chat.participant_ids(),
+                    user_id: member,
+                    kind,
+                    up_to,
+                });
+            }
+        }
+        Ok(change)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::models::Participants;
+    use crate::chat::models::{MessageId, Participants};
     use crate::chat::ports::{MockBroadcaster, MockChatRepository, MockMessageRepository};
+    use crate::chat::receipts::{Cursors, ReadCursors};
     use crate::user::{MockUserRepository, Username};
     use chrono::{TimeZone, Utc};
     use mockall::predicate::eq;
@@ -207,6 +342,10 @@ mod tests {
         user(2, "bob")
     }
 
+    fn seq(n: i64) -> Seq {
+        Seq::new(n).unwrap()
+    }
+
     fn chat_of(id: i64, a: User, b: User) -> DirectChat {
         DirectChat {
             id: ChatId::new(id),
@@ -215,15 +354,35 @@ mod tests {
         }
     }
 
+    fn summary(viewer: UserId, chat: DirectChat) -> ChatSummary {
+        ChatSummary {
+            viewer,
+            chat,
+            last_message: None,
+            head_seq: Seq::ZERO,
+            mine: Cursors::default(),
+            theirs: Cursors::default(),
+            unread_count: 0,
+            other_last_seen: None,
+        }
+    }
+
     fn message(id: i64, sender: User, body: &str) -> DirectMessage {
         DirectMessage {
             id: MessageId::new(id),
             chat_id: ChatId::new(10),
+            seq: seq(id),
             sender,
             body: body.to_owned(),
             created: Utc.with_ymd_and_hms(2025, 5, 1, 12, 5, 0).unwrap(),
-            is_read: false,
+            client_id: None,
         }
+    }
+
+    fn quiet() -> MockBroadcaster {
+        let mut broadcaster = MockBroadcaster::new();
+        broadcaster.expect_publish().never();
+        broadcaster
     }
 
     fn message_service(
@@ -234,23 +393,38 @@ mod tests {
         MessageService::new(Arc::new(messages), Arc::new(broadcaster), limit)
     }
 
-    fn chat_service(users: MockUserRepository, chats: MockChatRepository) -> ChatService {
-        ChatService::new(Arc::new(users), Arc::new(chats))
+    fn chat_service(
+        users: MockUserRepository,
+        chats: MockChatRepository,
+        broadcaster: MockBroadcaster,
+    ) -> ChatService {
+        ChatService::new(Arc::new(users), Arc::new(chats), Arc::new(broadcaster))
     }
 
-    fn open_chat_as(member: User) -> OpenChat {
+    fn open_chat_as(member: User) -> Arc<OpenChat> {
         let mut chats = MockChatRepository::new();
         chats
             .expect_find_chat()
             .returning(|_| Ok(Some(chat_of(10, alice(), bob()))));
-        chat_service(MockUserRepository::new(), chats)
-            .open_chat(member, ChatId::new(10))
-            .unwrap()
+        Arc::new(
+            chat_service(MockUserRepository::new(), chats, quiet())
+                .open_chat(member, ChatId::new(10))
+                .unwrap(),
+        )
+    }
+
+    fn outgoing(chat: &Arc<OpenChat>, body: &str, client_id: Option<&str>) -> Outgoing {
+        Outgoing {
+            chat: chat.clone(),
+            body: MessageBody::parse(body, MessageLimit::DEFAULT).unwrap(),
+            client_id: client_id.map(|c| ClientId::parse(c).unwrap()),
+            origin: None,
+        }
     }
 
     #[test]
     fn creating_a_chat_with_yourself_is_rejected() {
-        let service = chat_service(MockUserRepository::new(), MockChatRepository::new());
+        let service = chat_service(MockUserRepository::new(), MockChatRepository::new(), quiet());
         let result = service.create_chat(&alice(), alice().id);
         assert!(matches!(result, Err(CreateChatError::SameUser)));
     }
@@ -259,7 +433,7 @@ mod tests {
     fn creating_a_chat_with_an_unknown_user_is_rejected() {
         let mut users = MockUserRepository::new();
         users.expect_find_user().returning(|_| Ok(None));
-        let service = chat_service(users, MockChatRepository::new());
+        let service = chat_service(users, MockChatRepository::new(), quiet());
 
         let result = service.create_chat(&alice(), UserId::new(42));
 
@@ -267,7 +441,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_chat_has_no_messages_and_nothing_unread() {
+    fn a_new_chat_is_announced_to_both_participants_with_their_own_view() {
         let mut users = MockUserRepository::new();
         users.expect_find_user().returning(|_| Ok(Some(bob())));
         let mut chats = MockChatRepository::new();
@@ -275,18 +449,32 @@ mod tests {
             .expect_find_or_create_chat()
             .withf(|pair| pair.low() == UserId::new(1) && pair.high() == UserId::new(2))
             .returning(|_| Ok((chat_of(10, alice(), bob()), Creation::Created)));
-        let service = chat_service(users, chats);
+        chats
+            .expect_chat_summary()
+            .returning(|viewer, _| Ok(Some(summary(viewer, chat_of(10, alice(), bob())))));
+        let announced = Arc::new(Mutex::new(Vec::new()));
+        let seen = announced.clone();
+        let mut broadcaster = MockBroadcaster::new();
+        broadcaster
+            .expect_publish()
+            .times(1)
+            .returning(move |event| seen.lock().unwrap().push(event));
+        let service = chat_service(users, chats, broadcaster);
 
         let created = service.create_chat(&alice(), bob().id).unwrap();
 
         assert_eq!(created.creation, Creation::Created);
-        assert_eq!(created.summary.last_message, None);
-        assert_eq!(created.summary.unread_count, 0);
-        assert_eq!(created.summary.chat.id, ChatId::new(10));
+        assert_eq!(created.summary.viewer, alice().id);
+        let announced = announced.lock().unwrap();
+        let Some(ChatEvent::ChatCreated { views }) = announced.first() else {
+            panic!("expected a chat event, got {announced:?}");
+        };
+        assert_eq!(views[0].viewer, alice().id);
+        assert_eq!(views[1].viewer, bob().id);
     }
 
     #[test]
-    fn creating_an_existing_chat_returns_it_as_the_requester_sees_it() {
+    fn creating_an_existing_chat_returns_it_as_the_requester_sees_it_and_announces_nothing() {
         let mut users = MockUserRepository::new();
         users.expect_find_user().returning(|_| Ok(Some(alice())));
         let mut chats = MockChatRepository::new();
@@ -296,14 +484,14 @@ mod tests {
         chats
             .expect_chat_summary()
             .with(eq(UserId::new(2)), eq(ChatId::new(10)))
-            .returning(|_, _| {
+            .returning(|viewer, _| {
                 Ok(Some(ChatSummary {
-                    chat: chat_of(10, alice(), bob()),
                     last_message: Some(message(5, alice(), "hi")),
                     unread_count: 3,
+                    ..summary(viewer, chat_of(10, alice(), bob()))
                 }))
             });
-        let service = chat_service(users, chats);
+        let service = chat_service(users, chats, quiet());
 
         let created = service.create_chat(&bob(), alice().id).unwrap();
 
@@ -319,7 +507,7 @@ mod tests {
     fn opening_a_missing_chat_is_not_found() {
         let mut chats = MockChatRepository::new();
         chats.expect_find_chat().returning(|_| Ok(None));
-        let service = chat_service(MockUserRepository::new(), chats);
+        let service = chat_service(MockUserRepository::new(), chats, quiet());
 
         let result = service.open_chat(alice(), ChatId::new(99));
 
@@ -332,7 +520,7 @@ mod tests {
         chats
             .expect_find_chat()
             .returning(|_| Ok(Some(chat_of(10, alice(), bob()))));
-        let service = chat_service(MockUserRepository::new(), chats);
+        let service = chat_service(MockUserRepository::new(), chats, quiet());
 
         let mallory = service.open_chat(user(3, "mallory"), ChatId::new(10));
         let alice_opens = service.open_chat(alice(), ChatId::new(10));
@@ -342,8 +530,26 @@ mod tests {
     }
 
     #[test]
-    fn a_message_is_stored_before_it_is_broadcast() {
-        let mut seq = Sequence::new();
+    fn every_listed_chat_is_opened_for_its_viewer() {
+        let mut chats = MockChatRepository::new();
+        chats.expect_chat_summaries().returning(|viewer| {
+            Ok(vec![
+                summary(viewer, chat_of(10, alice(), bob())),
+                summary(viewer, chat_of(11, alice(), user(3, "carol"))),
+            ])
+        });
+        let service = chat_service(MockUserRepository::new(), chats, quiet());
+
+        let opened = service.open_all_chats(&alice()).unwrap();
+
+        let ids: Vec<_> = opened.iter().map(|(open, _)| open.id().get()).collect();
+        assert_eq!(ids, [10, 11]);
+        assert!(opened.iter().all(|(open, _)| open.member() == &alice()));
+    }
+
+    #[test]
+    fn a_message_is_stored_before_it_is_announced() {
+        let mut order = Sequence::new();
         let mut messages = MockMessageRepository::new();
         messages
             .expect_insert_messages()
@@ -354,46 +560,45 @@ mod tests {
                     && m[0].body.as_ref() == "hello"
             })
             .times(1)
-            .in_sequence(&mut seq)
-            .returning(|_| Ok(vec![message(5, alice(), "hello")]));
+            .in_sequence(&mut order)
+            .returning(|_| Ok(vec![Inserted::New(message(5, alice(), "hello"))]));
         let mut broadcaster = MockBroadcaster::new();
         broadcaster
-            .expect_broadcast()
-            .withf(|m| m.id == MessageId::new(5))
+            .expect_publish()
+            .withf(|event| {
+                matches!(event, ChatEvent::MessageStored { message, participants, .. }
+                    if message.id == MessageId::new(5) && *participants == [alice().id, bob().id])
+            })
             .times(1)
-            .in_sequence(&mut seq)
+            .in_sequence(&mut order)
             .return_const(());
         let service = message_service(messages, broadcaster, MessageLimit::DEFAULT);
 
         let chat = open_chat_as(alice());
-        let body = service.validate("hello").unwrap();
-        let sent = service.send_batch(vec![(&chat, body)]).unwrap();
+        let sent = service
+            .send_batch(&[outgoing(&chat, "hello", None)])
+            .unwrap();
 
-        assert_eq!(
-            sent.iter().map(|m| m.id).collect::<Vec<_>>(),
-            [MessageId::new(5)]
-        );
+        assert_eq!(sent, [SendOutcome::Stored(message(5, alice(), "hello"))]);
     }
 
     #[test]
-    fn a_message_that_fails_to_store_is_never_broadcast() {
+    fn a_message_that_fails_to_store_is_never_announced() {
         let mut messages = MockMessageRepository::new();
         messages
             .expect_insert_messages()
             .returning(|_| Err(RepositoryError::unavailable("down")));
-        let mut broadcaster = MockBroadcaster::new();
-        broadcaster.expect_broadcast().never();
-        let service = message_service(messages, broadcaster, MessageLimit::DEFAULT);
+        let service = message_service(messages, quiet(), MessageLimit::DEFAULT);
 
         let chat = open_chat_as(alice());
-        let result = service.send_batch(vec![(&chat, service.validate("hello").unwrap())]);
+        let result = service.send_batch(&[outgoing(&chat, "hello", None)]);
 
         assert!(matches!(result, Err(RepositoryError::Unavailable(_))));
     }
 
     #[test]
-    fn a_batch_is_stored_in_one_call_then_broadcast_in_order() {
-        let mut seq = Sequence::new();
+    fn a_batch_is_stored_in_one_call_then_announced_in_order() {
+        let mut order = Sequence::new();
         let mut messages = MockMessageRepository::new();
         messages
             .expect_insert_messages()
@@ -403,62 +608,81 @@ mod tests {
                     .eq(["one", "two", "three"])
             })
             .times(1)
-            .in_sequence(&mut seq)
+            .in_sequence(&mut order)
             .returning(|_| {
                 Ok(vec![
-                    message(1, alice(), "one"),
-                    message(2, bob(), "two"),
-                    message(3, alice(), "three"),
+                    Inserted::New(message(1, alice(), "one")),
+                    Inserted::New(message(2, bob(), "two")),
+                    Inserted::New(message(3, alice(), "three")),
                 ])
             });
-        let broadcast = Arc::new(Mutex::new(Vec::new()));
+        let announced = Arc::new(Mutex::new(Vec::new()));
         let mut broadcaster = MockBroadcaster::new();
-        let seen = broadcast.clone();
+        let seen = announced.clone();
         broadcaster
-            .expect_broadcast()
+            .expect_publish()
             .times(3)
-            .in_sequence(&mut seq)
-            .returning(move |m| seen.lock().unwrap().push(m.id.get()));
+            .in_sequence(&mut order)
+            .returning(move |event| {
+                if let ChatEvent::MessageStored { message, .. } = event {
+                    seen.lock().unwrap().push(message.id.get());
+                }
+            });
         let service = message_service(messages, broadcaster, MessageLimit::DEFAULT);
-        let body = |b: &str| service.validate(b).unwrap();
         let (as_alice, as_bob) = (open_chat_as(alice()), open_chat_as(bob()));
-        let batch = vec![
-            (&as_alice, body("one")),
-            (&as_bob, body("two")),
-            (&as_alice, body("three")),
+        let batch = [
+            outgoing(&as_alice, "one", None),
+            outgoing(&as_bob, "two", None),
+            outgoing(&as_alice, "three", None),
         ];
 
-        let stored = service.send_batch(batch).unwrap();
+        let stored = service.send_batch(&batch).unwrap();
 
         assert_eq!(stored.len(), 3);
-        assert_eq!(*broadcast.lock().unwrap(), vec![1, 2, 3]);
+        assert_eq!(*announced.lock().unwrap(), vec![1, 2, 3]);
     }
 
     #[test]
-    fn a_failed_batch_broadcasts_nothing() {
+    fn a_client_id_already_stored_is_a_duplicate_with_the_same_body_and_a_conflict_with_another() {
+        let original = DirectMessage {
+            client_id: Some(ClientId::parse("c-1").unwrap()),
+            ..message(4, alice(), "hello")
+        };
+        let stored_before = original.clone();
         let mut messages = MockMessageRepository::new();
-        messages
-            .expect_insert_messages()
-            .returning(|_| Err(RepositoryError::unexpected("constraint")));
-        let mut broadcaster = MockBroadcaster::new();
-        broadcaster.expect_broadcast().never();
-        let service = message_service(messages, broadcaster, MessageLimit::DEFAULT);
-        let (as_alice, as_bob) = (open_chat_as(alice()), open_chat_as(bob()));
-        let batch = vec![
-            (&as_alice, service.validate("a").unwrap()),
-            (&as_bob, service.validate("b").unwrap()),
-        ];
+        messages.expect_insert_messages().returning(move |_| {
+            Ok(vec![
+                Inserted::Existing(stored_before.clone()),
+                Inserted::Existing(stored_before.clone()),
+            ])
+        });
+        // Neither is announced again.
+        let service = message_service(messages, quiet(), MessageLimit::DEFAULT);
+        let chat = open_chat_as(alice());
 
-        assert!(service.send_batch(batch).is_err());
+        let outcomes = service
+            .send_batch(&[
+                outgoing(&chat, "hello", Some("c-1")),
+                outgoing(&chat, "something else", Some("c-1")),
+            ])
+            .unwrap();
+
+        assert_eq!(
+            outcomes,
+            [
+                SendOutcome::Duplicate(original.clone()),
+                SendOutcome::Conflict(original)
+            ]
+        );
     }
 
     #[test]
     fn invalid_bodies_are_refused_by_the_limit_in_force() {
         // send_batch takes only MessageBody values, so a body refused here
-        // can be neither stored nor broadcast.
+        // can be neither stored nor announced.
         let service = message_service(
             MockMessageRepository::new(),
-            MockBroadcaster::new(),
+            quiet(),
             MessageLimit::new(5).unwrap(),
         );
 
@@ -474,39 +698,113 @@ mod tests {
         );
     }
 
-    #[test]
-    fn read_marking_is_done_for_the_member_who_opened_the_chat() {
-        let mut messages = MockMessageRepository::new();
-        messages
-            .expect_mark_read()
-            .with(
-                eq(ChatId::new(10)),
-                eq(UserId::new(2)),
-                eq(MessageId::new(7)),
-            )
-            .times(1)
-            .returning(|_, _, _| Ok(()));
-        let service = message_service(messages, MockBroadcaster::new(), MessageLimit::DEFAULT);
-
-        service
-            .mark_read(&open_chat_as(bob()), MessageId::new(7))
-            .unwrap();
+    fn change(before: (i64, i64), after: (i64, i64)) -> CursorChange {
+        let cursors = |(read, delivered): (i64, i64)| Cursors {
+            read_up_to: seq(read),
+            delivered_up_to: seq(delivered),
+        };
+        CursorChange {
+            before: cursors(before),
+            after: cursors(after),
+            head_seq: seq(10),
+            unread_count: 0,
+        }
     }
 
     #[test]
-    fn history_is_read_from_the_opened_chat() {
+    fn a_cursor_move_is_made_for_the_member_and_each_cursor_that_moved_announced() {
         let mut messages = MockMessageRepository::new();
         messages
-            .expect_history_page()
-            .with(eq(ChatId::new(10)), eq(Some(MessageId::new(3))), eq(50))
-            .returning(|_, _, _| Ok(vec![message(4, bob(), "later")]));
-        let service = message_service(messages, MockBroadcaster::new(), MessageLimit::DEFAULT);
+            .expect_move_cursor()
+            .with(
+                eq(ChatId::new(10)),
+                eq(UserId::new(2)),
+                eq(CursorKind::Read),
+                eq(seq(7)),
+            )
+            .times(1)
+            .returning(|_, _, _, _| Ok(change((2, 3), (7, 7))));
+        let announced = Arc::new(Mutex::new(Vec::new()));
+        let seen = announced.clone();
+        let mut broadcaster = MockBroadcaster::new();
+        broadcaster
+            .expect_publish()
+            .returning(move |event| seen.lock().unwrap().push(event));
+        let service = message_service(messages, broadcaster, MessageLimit::DEFAULT);
 
-        let page = service
-            .history_page(&open_chat_as(alice()), Some(MessageId::new(3)), 50)
+        service
+            .move_cursor(&open_chat_as(bob()), CursorKind::Read, seq(7))
             .unwrap();
 
-        assert_eq!(page.len(), 1);
-        assert_eq!(page[0].body, "later");
+        let kinds: Vec<_> = announced
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|event| match event {
+                ChatEvent::CursorMoved {
+                    user_id,
+                    kind,
+                    up_to,
+                    ..
+                } => (*user_id, *kind, *up_to),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (UserId::new(2), CursorKind::Read, seq(7)),
+                (UserId::new(2), CursorKind::Delivered, seq(7))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cursor_that_did_not_move_is_not_announced() {
+        let mut messages = MockMessageRepository::new();
+        messages
+            .expect_move_cursor()
+            .returning(|_, _, _, _| Ok(change((7, 7), (7, 7))));
+        let service = message_service(messages, quiet(), MessageLimit::DEFAULT);
+
+        let result = service.move_cursor(&open_chat_as(bob()), CursorKind::Read, seq(3));
+
+        assert!(result.unwrap().moved().is_empty());
+    }
+
+    #[test]
+    fn pages_are_read_from_the_opened_chat() {
+        let mut messages = MockMessageRepository::new();
+        messages
+            .expect_messages_page()
+            .with(
+                eq(ChatId::new(10)),
+                eq(PageAnchor::After(seq(3))),
+                eq(PageLimit::DEFAULT),
+            )
+            .returning(|_, _, _| {
+                Ok(MessagePage {
+                    messages: vec![message(4, bob(), "later")],
+                    has_more_before: true,
+                    has_more_after: false,
+                    head_seq: seq(4),
+                    read_cursors: ReadCursors::new(
+                        (alice().id, Seq::ZERO),
+                        (bob().id, Seq::ZERO),
+                    ),
+                })
+            });
+        let service = message_service(messages, quiet(), MessageLimit::DEFAULT);
+
+        let page = service
+            .page(
+                &open_chat_as(alice()),
+                PageAnchor::After(seq(3)),
+                PageLimit::DEFAULT,
+            )
+            .unwrap();
+
+        assert_eq!(page.messages.len(), 1);
+        assert_eq!(page.messages[0].body, "later");
     }
 }

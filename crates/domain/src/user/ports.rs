@@ -4,6 +4,7 @@ use super::models::{
     AuthToken, NewUser, Password, PasswordHash, StoredCredentials, User, UserId, Username,
 };
 use crate::error::{BoxError, RepositoryError};
+use chrono::{DateTime, Utc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateUserError {
@@ -29,6 +30,9 @@ pub trait UserRepository: Send + Sync + 'static {
 
     /// Every user but `id`, ordered by id.
     fn list_users_except(&self, id: UserId) -> Result<Vec<User>, RepositoryError>;
+
+    /// Records when `id` was last seen online (when they go offline).
+    fn set_last_seen(&self, id: UserId, at: DateTime<Utc>) -> Result<(), RepositoryError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +61,19 @@ pub enum TokenError {
     Issuing(String),
 }
 
+/// A token that checked out: whose it is and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub user: UserId,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Issues and checks bearer tokens (HS256 JWTs in production).
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait TokenIssuer: Send + Sync + 'static {
     fn issue(&self, user: UserId) -> Result<AuthToken, TokenError>;
 
-    /// The user a genuine, unexpired token was issued to.
-    fn verify(&self, token: &str) -> Result<UserId, TokenError>;
+    /// The user a genuine, unexpired token was issued to, and when it
+    /// expires.
+    fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError>;
 }

@@ -7,6 +7,7 @@ use super::ports::{
     CreateUserError, HashingError, PasswordHasher, TokenError, TokenIssuer, UserRepository,
 };
 use crate::error::RepositoryError;
+use chrono::{DateTime, Utc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
@@ -108,13 +109,24 @@ impl AuthService {
 
     /// The user a bearer token stands for, who must still exist.
     pub fn authenticate(&self, token: &str) -> Result<User, AuthenticateError> {
-        let user_id = self
+        self.authenticate_until(token).map(|(user, _)| user)
+    }
+
+    /// Like [`authenticate`](Self::authenticate), with the moment the token
+    /// expires: a long-lived connection must end then.
+    pub fn authenticate_until(
+        &self,
+        token: &str,
+    ) -> Result<(User, DateTime<Utc>), AuthenticateError> {
+        let verified = self
             .tokens
             .verify(token)
             .map_err(|_| AuthenticateError::InvalidToken)?;
-        self.users
-            .find_user(user_id)?
-            .ok_or(AuthenticateError::InvalidToken)
+        let user = self
+            .users
+            .find_user(verified.user)?
+            .ok_or(AuthenticateError::InvalidToken)?;
+        Ok((user, verified.expires_at))
     }
 
     /// Everyone but `me`, ordered by id.
@@ -127,7 +139,7 @@ impl AuthService {
 mod tests {
     use super::*;
     use crate::user::models::{PasswordHash, StoredCredentials};
-    use crate::user::ports::{MockPasswordHasher, MockTokenIssuer, MockUserRepository};
+    use crate::user::ports::{MockPasswordHasher, MockTokenIssuer, MockUserRepository, VerifiedToken};
     use mockall::predicate::eq;
 
     fn alice() -> User {
@@ -143,6 +155,13 @@ mod tests {
         tokens: MockTokenIssuer,
     ) -> AuthService {
         AuthService::new(Arc::new(users), Arc::new(hasher), Arc::new(tokens))
+    }
+
+    fn verified(user: i64) -> VerifiedToken {
+        VerifiedToken {
+            user: UserId::new(user),
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+        }
     }
 
     fn password(raw: &str) -> Password {
@@ -266,7 +285,7 @@ mod tests {
     #[test]
     fn a_valid_token_authenticates_its_user() {
         let mut tokens = MockTokenIssuer::new();
-        tokens.expect_verify().returning(|_| Ok(UserId::new(1)));
+        tokens.expect_verify().returning(|_| Ok(verified(1)));
         let mut users = MockUserRepository::new();
         users
             .expect_find_user()
@@ -294,7 +313,7 @@ mod tests {
     #[test]
     fn a_token_for_a_user_that_no_longer_exists_is_refused() {
         let mut tokens = MockTokenIssuer::new();
-        tokens.expect_verify().returning(|_| Ok(UserId::new(99)));
+        tokens.expect_verify().returning(|_| Ok(verified(99)));
         let mut users = MockUserRepository::new();
         users.expect_find_user().returning(|_| Ok(None));
         let service = service(users, MockPasswordHasher::new(), tokens);

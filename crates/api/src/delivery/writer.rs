@@ -1,23 +1,21 @@
 //! The message writer: one thread that stores messages in batches.
 //!
-//! Sessions hand it validated messages and await the outcome without
-//! holding a thread. The writer takes everything queued (up to the batch
-//! limit) and stores it with `MessageService::send_batch`: one transaction,
-//! one commit, then each message is broadcast. Under load batches grow, so
-//! the fixed cost of a durable commit (the fsync) is shared by many
-//! messages; with one message queued it is stored alone, at once. One
-//! writer also means writes never contend with each other for the
-//! database, while reads use the other pooled connections.
+//! Sessions and REST handlers hand it validated messages and await the
+//! outcome without holding a thread. The writer takes everything queued (up
+//! to the batch limit) and stores it with `MessageService::send_batch`: one
+//! transaction, one commit, then each new message is published. Under load
+//! batches grow, so the fixed cost of a durable commit (the fsync) is
+//! shared by many messages; with one message queued it is stored alone, at
+//! once. One writer also means writes never contend with each other for
+//! the database, while reads use the other pooled connections.
 
-use std::sync::Arc;
-
-use chat_domain::chat::{MessageBody, MessageService, OpenChat};
+use chat_domain::chat::{MessageService, Outgoing, SendOutcome};
 use chat_domain::RepositoryError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::error_chain;
 
-/// Why a message was not stored; said to its sender in the error frame.
+/// Why a message was not stored; said to its sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StoreFailure {
     #[error("the message could not be stored right now; try again")]
@@ -26,10 +24,12 @@ pub enum StoreFailure {
     Failed,
 }
 
+/// The outcome of one message, once its batch is done.
+pub type Stored = Result<SendOutcome, StoreFailure>;
+
 struct Submission {
-    chat: Arc<OpenChat>,
-    body: MessageBody,
-    outcome: oneshot::Sender<Result<(), StoreFailure>>,
+    message: Outgoing,
+    outcome: oneshot::Sender<Stored>,
 }
 
 /// A handle to the writer thread; cheap to clone. The thread stops, after
@@ -58,20 +58,25 @@ impl MessageWriter {
         Ok((Self { queue: sender }, thread))
     }
 
-    /// Stores `body` in `chat`; returns once it is committed and broadcast
-    /// (or failed). The sender's acknowledgement is its copy of the
-    /// broadcast, not this return.
-    pub async fn store(&self, chat: Arc<OpenChat>, body: MessageBody) -> Result<(), StoreFailure> {
+    /// Stores `message`; returns once it is committed and published (or
+    /// failed).
+    pub async fn store(&self, message: Outgoing) -> Stored {
+        match self.submit(message).await {
+            Ok(outcome) => outcome.await.unwrap_or(Err(StoreFailure::Failed)),
+            Err(failure) => Err(failure),
+        }
+    }
+
+    /// Queues `message` and returns at once with where its outcome will
+    /// arrive. Messages are stored in the order they were submitted, so a
+    /// connection can submit several without waiting for each commit.
+    pub async fn submit(&self, message: Outgoing) -> Result<oneshot::Receiver<Stored>, StoreFailure> {
         let (outcome, result) = oneshot::channel();
         self.queue
-            .send(Submission {
-                chat,
-                body,
-                outcome,
-            })
+            .send(Submission { message, outcome })
             .await
             .map_err(|_| StoreFailure::Failed)?;
-        result.await.unwrap_or(Err(StoreFailure::Failed))
+        Ok(result)
     }
 }
 
@@ -96,13 +101,11 @@ fn write_batches(
 
 /// Stores and answers every submission of `batch`, leaving it empty.
 fn store_batch(messages: &MessageService, batch: &mut Vec<Submission>) {
-    // Bodies are cloned (not moved) so a failed batch can be retried one
-    // message at a time below.
-    let items = batch.iter().map(|s| (&*s.chat, s.body.clone())).collect();
-    match messages.send_batch(items) {
-        Ok(_) => {
-            for submission in batch.drain(..) {
-                let _ = submission.outcome.send(Ok(()));
+    let outgoing: Vec<Outgoing> = batch.iter().map(|s| s.message.clone()).collect();
+    match messages.send_batch(&outgoing) {
+        Ok(outcomes) => {
+            for (submission, outcome) in batch.drain(..).zip(outcomes) {
+                let _ = submission.outcome.send(Ok(outcome));
             }
         }
         // The store is down: every message of the batch fails alike.
@@ -117,12 +120,12 @@ fn store_batch(messages: &MessageService, batch: &mut Vec<Submission>) {
             tracing::warn!(error = %error_chain(&error), messages = batch.len(), "batch failed, storing one by one");
             for submission in batch.drain(..) {
                 let outcome = messages
-                    .send_batch(vec![(&*submission.chat, submission.body)])
-                    .map(drop)
+                    .send_batch(std::slice::from_ref(&submission.message))
                     .map_err(|error| {
                         tracing::error!(error = %error_chain(&error), "storing a message failed");
                         failure_of(&error)
-                    });
+                    })
+                    .and_then(|mut outcomes| outcomes.pop().ok_or(StoreFailure::Failed));
                 let _ = submission.outcome.send(outcome);
             }
         }
@@ -146,12 +149,13 @@ fn failure_of(error: &RepositoryError) -> StoreFailure {
 mod tests {
     use super::*;
     use chat_domain::chat::{
-        ChatId, ChatService, DirectChat, DirectMessage, MessageId, MessageLimit, MockBroadcaster,
-        MockChatRepository, MockMessageRepository, NewMessage, Participants,
+        ChatId, ChatService, DirectChat, DirectMessage, Inserted, MessageId, MessageLimit,
+        MockBroadcaster, MockChatRepository, MockMessageRepository, NewMessage, OpenChat,
+        Participants, Seq,
     };
     use chat_domain::user::{MockUserRepository, User, UserId, Username};
     use chrono::Utc;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     fn user(id: i64, name: &str) -> User {
@@ -170,33 +174,49 @@ mod tests {
                 created: Utc::now(),
             }))
         });
-        let service = ChatService::new(Arc::new(MockUserRepository::new()), Arc::new(chats));
+        let service = ChatService::new(
+            Arc::new(MockUserRepository::new()),
+            Arc::new(chats),
+            Arc::new(MockBroadcaster::new()),
+        );
         Arc::new(service.open_chat(user(1, "alice"), ChatId::new(1)).unwrap())
     }
 
-    fn stored(messages: &[NewMessage]) -> Vec<DirectMessage> {
+    fn stored(messages: &[NewMessage]) -> Vec<Inserted> {
         messages
             .iter()
             .enumerate()
-            .map(|(i, m)| DirectMessage {
-                id: MessageId::new(i as i64 + 1),
-                chat_id: m.chat_id,
-                sender: m.sender.clone(),
-                body: m.body.as_ref().to_owned(),
-                created: Utc::now(),
-                is_read: false,
+            .map(|(i, m)| {
+                Inserted::New(DirectMessage {
+                    id: MessageId::new(i as i64 + 1),
+                    chat_id: m.chat_id,
+                    seq: Seq::new(i as i64 + 1).unwrap(),
+                    sender: m.sender.clone(),
+                    body: m.body.as_ref().to_owned(),
+                    created: Utc::now(),
+                    client_id: m.client_id.clone(),
+                })
             })
             .collect()
     }
 
     fn service_with(repository: MockMessageRepository) -> MessageService {
         let mut broadcaster = MockBroadcaster::new();
-        broadcaster.expect_broadcast().return_const(());
+        broadcaster.expect_publish().return_const(());
         MessageService::new(
             Arc::new(repository),
             Arc::new(broadcaster),
             MessageLimit::DEFAULT,
         )
+    }
+
+    fn outgoing(service: &MessageService, chat: &Arc<OpenChat>, body: &str) -> Outgoing {
+        Outgoing {
+            chat: chat.clone(),
+            body: service.validate(body).unwrap(),
+            client_id: None,
+            origin: None,
+        }
     }
 
     #[tokio::test]
@@ -217,12 +237,8 @@ mod tests {
         let chat = open_chat();
 
         let sends = (0..100).map(|i| {
-            let (writer, chat, body) = (
-                writer.clone(),
-                chat.clone(),
-                service.validate(&format!("m{i}")).unwrap(),
-            );
-            async move { writer.store(chat, body).await }
+            let (writer, message) = (writer.clone(), outgoing(&service, &chat, &format!("m{i}")));
+            async move { writer.store(message).await }
         });
         let outcomes = futures_util::future::join_all(sends).await;
 
@@ -252,12 +268,8 @@ mod tests {
         let chat = open_chat();
 
         let sends = ["a", "b", "bad", "c"].map(|body| {
-            let (writer, chat, body) = (
-                writer.clone(),
-                chat.clone(),
-                service.validate(body).unwrap(),
-            );
-            async move { writer.store(chat, body).await }
+            let (writer, message) = (writer.clone(), outgoing(&service, &chat, body));
+            async move { writer.store(message).await.map(|_| ()) }
         });
         let outcomes = futures_util::future::join_all(sends).await;
 
@@ -276,10 +288,35 @@ mod tests {
         let service = service_with(repository);
         let (writer, _) = MessageWriter::start(service.clone(), 10, 10).unwrap();
 
-        let outcome = writer
-            .store(open_chat(), service.validate("hi").unwrap())
-            .await;
+        let outcome = writer.store(outgoing(&service, &open_chat(), "hi")).await;
 
         assert_eq!(outcome, Err(StoreFailure::Unavailable));
+    }
+
+    #[tokio::test]
+    async fn submitted_messages_are_stored_in_the_order_submitted() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let seen = order.clone();
+        let mut repository = MockMessageRepository::new();
+        repository.expect_insert_messages().returning(move |messages| {
+            seen.lock()
+                .unwrap()
+                .extend(messages.iter().map(|m| m.body.as_ref().to_owned()));
+            Ok(stored(messages))
+        });
+        let service = service_with(repository);
+        let (writer, _) = MessageWriter::start(service.clone(), 1000, 7).unwrap();
+        let chat = open_chat();
+
+        let mut pending = Vec::new();
+        for i in 0..50 {
+            pending.push(writer.submit(outgoing(&service, &chat, &i.to_string())).await.unwrap());
+        }
+        for outcome in pending {
+            assert!(outcome.await.unwrap().is_ok());
+        }
+
+        let expected: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+        assert_eq!(*order.lock().unwrap(), expected);
     }
 }

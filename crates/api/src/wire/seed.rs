@@ -1,5 +1,6 @@
-//! The WebSocket wire format: what a client may send, and the frames the
-//! server writes.
+//! The seed protocol's socket frames (`/ws/chat/<id>/`): what a client may
+//! send, and the frames the server writes, exactly as the original
+//! application's documentation spells them.
 
 use std::fmt::Write as _;
 
@@ -53,15 +54,17 @@ struct ErrorFrame<'a> {
     detail: &'a str,
 }
 
-/// `{"message": {"id", "sender", "body", "created", "is_read"}}`
-pub fn message_frame(message: &DirectMessage) -> ByteString {
+/// `{"message": {"id", "sender", "body", "created", "is_read"}}`; whether
+/// it is read comes from the recipient's cursor
+/// ([`ReadCursors::is_read`](chat_domain::chat::ReadCursors::is_read)).
+pub fn message_frame(message: &DirectMessage, is_read: bool) -> ByteString {
     let frame = MessageFrame {
         message: MessageDto {
             id: message.id.get(),
             sender: message.sender.username.as_ref(),
             body: &message.body,
             created: ws_timestamp(&message.created),
-            is_read: message.is_read,
+            is_read,
         },
     };
     // Sized for the whole frame up front: the fixed part is under 100 bytes,
@@ -139,7 +142,7 @@ mod tests {
             assert_eq!(ws_timestamp(&time), time.format(WS_TIME_FORMAT).to_string());
         }
     }
-    use chat_domain::chat::{ChatId, MessageId};
+    use chat_domain::chat::{ChatId, MessageId, Seq};
     use chat_domain::user::{User, UserId, Username};
     use chrono::{TimeZone, Utc};
     use serde_json::{json, Value};
@@ -155,9 +158,10 @@ mod tests {
             },
             body: "Hello, how are you?".into(),
             created: Utc.with_ymd_and_hms(2025, 5, 2, 10, 45, 30).unwrap(),
-            is_read: false,
+            seq: Seq::new(7).unwrap(),
+            client_id: None,
         };
-        let frame: Value = serde_json::from_str(&message_frame(&message)).unwrap();
+        let frame: Value = serde_json::from_str(&message_frame(&message, false)).unwrap();
         assert_eq!(
             frame,
             json!({"message": {"id": 123, "sender": "user1", "body": "Hello, how are you?",

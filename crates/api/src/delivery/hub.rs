@@ -1,0 +1,609 @@
+//! The hub: which sockets are open, keyed by chat (seed sockets, one chat
+//! each) and by user (v2 sockets, all of the user's chats), and the
+//! delivery of each [`ChatEvent`] to the sockets it concerns.
+//!
+//! Each event is encoded at most once per protocol (once per viewer for a
+//! new chat, whose state differs per participant; the sending socket's
+//! `ack` is its own), and a cheap clone of the bytes is offered to each
+//! socket's bounded queue without waiting (`try_send`). The queue is the
+//! backpressure: typing and presence are shed once a queue is half full, so
+//! they never take the room that messages, acks and receipts need; a socket
+//! whose queue cannot take one of those is dropped from the hub, and its
+//! session closes it with 1013 (the client then catches up from history).
+//!
+//! The hub is a registry behind a short-lived lock rather than an actor:
+//! one fan-out thread calls [`Hub::deliver`] in commit order, and a read
+//! lock held for a handful of non-blocking `try_send`s never waits on a
+//! slow client.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use bytestring::ByteString;
+use chat_domain::chat::{ChatEvent, ChatId, Origin, Seq};
+use chat_domain::user::UserId;
+use tokio::sync::{mpsc, watch};
+
+use super::presence::PresenceRegistry;
+use super::typing::TypingRegistry;
+use crate::wire::{seed, v2};
+
+/// A frame waiting to be written to one socket.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub frame: ByteString,
+    /// The message's place in its chat, for a seed socket to skip live
+    /// copies of what it already replayed as history.
+    pub seq: Option<Seq>,
+}
+
+/// Numbers each socket for its life in the hub.
+pub type ConnectionId = u64;
+
+/// What a socket listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subscription {
+    /// A seed socket: one chat's messages.
+    Chat(ChatId),
+    /// A v2 socket: everything that concerns the user.
+    User(UserId),
+}
+
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    sockets: RwLock<Sockets>,
+    next_id: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    presence: Arc<dyn PresenceRegistry>,
+    typing: Arc<dyn TypingRegistry>,
+    shed: AtomicU64,
+    dropped_slow: AtomicU64,
+}
+
+#[derive(Default)]
+struct Sockets {
+    by_chat: HashMap<ChatId, Vec<Member>>,
+    by_user: HashMap<UserId, Vec<Member>>,
+}
+
+struct Member {
+    id: ConnectionId,
+    queue: mpsc::Sender<Outbound>,
+}
+
+/// A socket's place in the hub. Dropping it leaves, so a session that
+/// ends for any reason leaves nothing behind.
+pub struct Membership {
+    hub: Hub,
+    subscription: Subscription,
+    id: ConnectionId,
+    pub outbound: mpsc::Receiver<Outbound>,
+}
+
+impl Membership {
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// How events from this socket's own sends are recognised.
+    pub fn origin(&self) -> Origin {
+        Origin(self.id)
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.hub.leave(self.subscription, self.id);
+    }
+}
+
+/// What became of an offer to one socket.
+enum Offer {
+    Queued,
+    /// An ephemeral event the socket had no room for.
+    Shed,
+    /// An event that must arrive and cannot: the socket must go.
+    TooSlow,
+}
+
+impl Hub {
+    pub fn new(presence: Arc<dyn PresenceRegistry>, typing: Arc<dyn TypingRegistry>) -> Self {
+        let (shutdown, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(HubInner {
+                sockets: RwLock::new(Sockets::default()),
+                next_id: AtomicU64::new(1),
+                shutdown,
+                presence,
+                typing,
+                shed: AtomicU64::new(0),
+                dropped_slow: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Registers a seed socket on `chat` with a queue of `capacity` frames.
+    pub fn join_chat(&self, chat: ChatId, capacity: usize) -> Membership {
+        self.join(Subscription::Chat(chat), capacity)
+    }
+
+    /// Registers a v2 socket of `user` with a queue of `capacity` frames.
+    pub fn join_user(&self, user: UserId, capacity: usize) -> Membership {
+        self.join(Subscription::User(user), capacity)
+    }
+
+    fn join(&self, subscription: Subscription, capacity: usize) -> Membership {
+        let (queue, outbound) = mpsc::channel(capacity.max(1));
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let member = Member { id, queue };
+        let mut sockets = self.sockets_mut();
+        match subscription {
+            Subscription::Chat(chat) => sockets.by_chat.entry(chat).or_default().push(member),
+            Subscription::User(user) => sockets.by_user.entry(user).or_default().push(member),
+        }
+        Membership {
+            hub: self.clone(),
+            subscription,
+            id,
+            outbound,
+        }
+    }
+
+    fn leave(&self, subscription: Subscription, id: ConnectionId) {
+        let mut sockets = self.sockets_mut();
+        match subscription {
+            Subscription::Chat(chat) => remove(&mut sockets.by_chat, chat, id),
+            Subscription::User(user) => remove(&mut sockets.by_user, user, id),
+        }
+    }
+
+    /// Open sockets of both protocols.
+    pub fn connection_count(&self) -> usize {
+        let sockets = self.sockets();
+        sockets.by_chat.values().map(Vec::len).sum::<usize>()
+            + sockets.by_user.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// Chats with at least one open seed socket.
+    pub fn chat_count(&self) -> usize {
+        self.sockets().by_chat.len()
+    }
+
+    /// Typing and presence events shed from full queues so far.
+    pub fn shed_count(&self) -> u64 {
+        self.inner.shed.load(Ordering::Relaxed)
+    }
+
+    /// Sockets dropped so far because their queue could not take an event.
+    pub fn dropped_slow_count(&self) -> u64 {
+        self.inner.dropped_slow.load(Ordering::Relaxed)
+    }
+
+    /// Tells every session to close with 1001 (going away).
+    pub fn shut_down(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// Delivers one committed event to every socket it concerns.
+    pub fn deliver(&self, event: &ChatEvent) {
+        let mut too_slow = Vec::new();
+        {
+            let sockets = self.sockets();
+            match event {
+                ChatEvent::MessageStored {
+                    message,
+                    participants,
+                    origin,
+                } => {
+                    if let Some(members) = sockets.by_chat.get(&message.chat_id) {
+                        // A message just stored is above every read cursor.
+                        let outbound = Outbound {
+                            frame: seed::message_frame(message, false),
+                            seq: Some(message.seq),
+                        };
+                        for member in members {
+                            self.offer(member, &outbound, false, Subscription::Chat(message.chat_id), &mut too_slow);
+                        }
+                    }
+                    let mut copy: Option<Outbound> = None;
+                    for user in participants {
+                        for member in sockets.by_user.get(user).into_iter().flatten() {
+                            let outbound = if *origin == Some(Origin(member.id)) {
+                                Outbound {
+                                    frame: v2::ack_frame(message, false),
+                                    seq: None,
+                                }
+                            } else {
+                                copy.get_or_insert_with(|| Outbound {
+                                    frame: v2::message_frame(message),
+                                    seq: None,
+                                })
+                                .clone()
+                            };
+                            self.offer(member, &outbound, false, Subscription::User(*user), &mut too_slow);
+                        }
+                    }
+                }
+                ChatEvent::ChatCreated { views } => {
+                    for view in views.iter() {
+                        let Some(members) = sockets.by_user.get(&view.viewer) else {
+                            continue;
+                        };
+                        let online = view
+                            .other_user()
+                            .is_some_and(|other| self.inner.presence.is_online(other.id));
+                        let Some(state) = v2::ChatState::new(view, online) else {
+                            tracing::error!(chat = %view.chat.id, viewer = %view.viewer, "a chat view without the other participant");
+                            continue;
+                        };
+                        let outbound = Outbound {
+                            frame: v2::chat_frame(&state),
+                            seq: None,
+                        };
+                        for member in members {
+                            self.offer(member, &outbound, false, Subscription::User(view.viewer), &mut too_slow);
+                        }
+                    }
+                }
+                ChatEvent::CursorMoved {
+                    chat_id,
+                    participants,
+                    user_id,
+                    kind,
+                    up_to,
+                } => {
+                    let outbound = Outbound {
+                        frame: v2::cursor_frame(*kind, *chat_id, *user_id, *up_to),
+                        seq: None,
+                    };
+                    self.offer_to_users(&sockets, participants, &outbound, false, &mut too_slow);
+                }
+                ChatEvent::Typing {
+                    chat_id,
+                    user_id,
+                    recipient,
+                    active,
+                } => {
+                    let outbound = Outbound {
+                        frame: v2::typing_frame(*chat_id, *user_id, *active),
+                        seq: None,
+                    };
+                    self.offer_to_users(&sockets, &[*recipient], &outbound, true, &mut too_slow);
+                }
+                ChatEvent::Presence {
+                    user_id,
+                    online,
+                    last_seen,
+                    recipients,
+                } => {
+                    let outbound = Outbound {
+                        frame: v2::presence_frame(*user_id, *online, last_seen.as_ref()),
+                        seq: None,
+                    };
+                    self.offer_to_users(&sockets, recipients, &outbound, true, &mut too_slow);
+                }
+            }
+        }
+        for (subscription, id) in too_slow {
+            tracing::warn!(?subscription, connection = id, "outbound queue full, dropping slow connection");
+            self.inner.dropped_slow.fetch_add(1, Ordering::Relaxed);
+            self.leave(subscription, id);
+        }
+        // The typer's message ends their typing, announced after it.
+        if let ChatEvent::MessageStored { message, .. } = event {
+            if let Some(stopped) = self
+                .inner
+                .typing
+                .message_stored(message.chat_id, message.sender.id)
+            {
+                self.deliver(&stopped);
+            }
+        }
+    }
+
+    fn offer_to_users(
+        &self,
+        sockets: &Sockets,
+        users: &[UserId],
+        outbound: &Outbound,
+        ephemeral: bool,
+        too_slow: &mut Vec<(Subscription, ConnectionId)>,
+    ) {
+        for user in users {
+            for member in sockets.by_user.get(user).into_iter().flatten() {
+                self.offer(member, outbound, ephemeral, Subscription::User(*user), too_slow);
+            }
+        }
+    }
+
+    fn offer(
+        &self,
+        member: &Member,
+        outbound: &Outbound,
+        ephemeral: bool,
+        subscription: Subscription,
+        too_slow: &mut Vec<(Subscription, ConnectionId)>,
+    ) {
+        match offer(member, outbound, ephemeral) {
+            Offer::Queued => {}
+            Offer::Shed => {
+                self.inner.shed.fetch_add(1, Ordering::Relaxed);
+            }
+            Offer::TooSlow => too_slow.push((subscription, member.id)),
+        }
+    }
+
+    fn sockets(&self) -> std::sync::RwLockReadGuard<'_, Sockets> {
+        // A panic elsewhere while holding the lock leaves the maps
+        // consistent (every update is a single insert or retain).
+        self.inner
+            .sockets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sockets_mut(&self) -> std::sync::RwLockWriteGuard<'_, Sockets> {
+        self.inner
+            .sockets
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn offer(member: &Member, outbound: &Outbound, ephemeral: bool) -> Offer {
+    // Half the queue stays for what must arrive.
+    if ephemeral && member.queue.capacity() * 2 <= member.queue.max_capacity() {
+        return Offer::Shed;
+    }
+    match member.queue.try_send(outbound.clone()) {
+        Ok(()) => Offer::Queued,
+        Err(mpsc::error::TrySendError::Full(_)) if ephemeral => Offer::Shed,
+        Err(mpsc::error::TrySendError::Full(_)) => Offer::TooSlow,
+        // The session already ended; its Membership drop is removing it.
+        Err(mpsc::error::TrySendError::Closed(_)) => Offer::Queued,
+    }
+}
+
+fn remove<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<Member>>, key: K, id: ConnectionId) {
+    if let Some(members) = map.get_mut(&key) {
+        members.retain(|m| m.id != id);
+        if members.is_empty() {
+            map.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::delivery::presence::LocalPresence;
+    use crate::delivery::typing::LocalTyping;
+    use chat_domain::chat::{CursorKind, DirectMessage, MessageId};
+    use chat_domain::user::{User, Username};
+    use chrono::Utc;
+    use serde_json::Value;
+    use std::time::Duration;
+
+    pub(crate) fn hub() -> Hub {
+        Hub::new(
+            Arc::new(LocalPresence::new(Duration::from_secs(10))),
+            Arc::new(LocalTyping::new(Duration::from_secs(6))),
+        )
+    }
+
+    const ALICE: UserId = UserId::new(1);
+    const BOB: UserId = UserId::new(2);
+
+    /// Message `seq` from alice (user 1, to bob, user 2) in `chat` (also
+    /// used by the fan-out tests).
+    pub(crate) fn message(chat: i64, seq: i64) -> DirectMessage {
+        DirectMessage {
+            id: MessageId::new(seq),
+            chat_id: ChatId::new(chat),
+            seq: Seq::new(seq).unwrap_or_default(),
+            sender: User {
+                id: ALICE,
+                username: Username::parse("alice").unwrap_or_else(|e| panic!("{e}")),
+            },
+            body: format!("m{seq}"),
+            created: Utc::now(),
+            client_id: None,
+        }
+    }
+
+    pub(crate) fn stored(chat: i64, seq: i64, origin: Option<Origin>) -> ChatEvent {
+        ChatEvent::MessageStored {
+            message: message(chat, seq),
+            participants: [ALICE, BOB],
+            origin,
+        }
+    }
+
+    fn json(outbound: &Outbound) -> Value {
+        serde_json::from_str(&outbound.frame).unwrap()
+    }
+
+    #[test]
+    fn a_message_reaches_the_chats_seed_sockets_and_both_users_v2_sockets() {
+        let hub = hub();
+        let mut seed = hub.join_chat(ChatId::new(1), 8);
+        let mut other_chat = hub.join_chat(ChatId::new(2), 8);
+        let mut bob = hub.join_user(BOB, 8);
+        let mut carol = hub.join_user(UserId::new(3), 8);
+
+        hub.deliver(&stored(1, 10, None));
+
+        let seed_frame = json(&seed.outbound.try_recv().unwrap());
+        assert_eq!(seed_frame["message"]["id"], 10);
+        assert_eq!(seed_frame["message"]["is_read"], false);
+        let v2_frame = json(&bob.outbound.try_recv().unwrap());
+        assert_eq!(v2_frame["type"], "message");
+        assert_eq!(v2_frame["message"]["seq"], 10);
+        assert!(other_chat.outbound.try_recv().is_err());
+        assert!(carol.outbound.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_sending_socket_gets_an_ack_and_the_senders_other_sockets_a_copy() {
+        let hub = hub();
+        let mut sender = hub.join_user(ALICE, 8);
+        let mut other_device = hub.join_user(ALICE, 8);
+
+        hub.deliver(&stored(1, 3, Some(sender.origin())));
+
+        let ack = json(&sender.outbound.try_recv().unwrap());
+        assert_eq!(ack["type"], "ack");
+        assert_eq!(ack["duplicate"], false);
+        assert_eq!(json(&other_device.outbound.try_recv().unwrap())["type"], "message");
+    }
+
+    #[test]
+    fn every_socket_of_a_protocol_gets_the_same_encoded_frame() {
+        let hub = hub();
+        let mut a = hub.join_chat(ChatId::new(1), 8);
+        let mut b = hub.join_chat(ChatId::new(1), 8);
+        let mut c = hub.join_user(BOB, 8);
+        let mut d = hub.join_user(BOB, 8);
+
+        hub.deliver(&stored(1, 10, None));
+
+        let (fa, fb) = (a.outbound.try_recv().unwrap().frame, b.outbound.try_recv().unwrap().frame);
+        let (fc, fd) = (c.outbound.try_recv().unwrap().frame, d.outbound.try_recv().unwrap().frame);
+        // Same allocation, not a re-encoding per recipient.
+        assert_eq!(fa.as_bytes().as_ptr(), fb.as_bytes().as_ptr());
+        assert_eq!(fc.as_bytes().as_ptr(), fd.as_bytes().as_ptr());
+    }
+
+    #[test]
+    fn a_cursor_move_reaches_both_participants_and_no_seed_socket() {
+        let hub = hub();
+        let mut seed = hub.join_chat(ChatId::new(1), 8);
+        let mut alice = hub.join_user(ALICE, 8);
+        let mut bob = hub.join_user(BOB, 8);
+
+        hub.deliver(&ChatEvent::CursorMoved {
+            chat_id: ChatId::new(1),
+            participants: [ALICE, BOB],
+            user_id: BOB,
+            kind: CursorKind::Read,
+            up_to: Seq::new(4).unwrap(),
+        });
+
+        assert_eq!(json(&alice.outbound.try_recv().unwrap())["type"], "read");
+        assert_eq!(json(&bob.outbound.try_recv().unwrap())["up_to"], 4);
+        assert!(seed.outbound.try_recv().is_err());
+    }
+
+    #[test]
+    fn dropping_a_membership_leaves_nothing_behind() {
+        let hub = hub();
+        let memberships: Vec<_> = (0..100)
+            .map(|i| {
+                if i % 2 == 0 {
+                    hub.join_chat(ChatId::new(i % 7), 4)
+                } else {
+                    hub.join_user(UserId::new(i % 5), 4)
+                }
+            })
+            .collect();
+        assert_eq!(hub.connection_count(), 100);
+        assert_eq!(hub.chat_count(), 7);
+
+        drop(memberships);
+
+        assert_eq!(hub.connection_count(), 0);
+        assert_eq!(hub.chat_count(), 0);
+    }
+
+    #[test]
+    fn a_socket_whose_queue_is_full_is_dropped_and_sees_its_queue_close() {
+        let hub = hub();
+        let mut slow = hub.join_chat(ChatId::new(1), 2);
+        let mut fast = hub.join_chat(ChatId::new(1), 100);
+
+        for seq in 1..=3 {
+            hub.deliver(&stored(1, seq, None));
+        }
+
+        assert_eq!(hub.connection_count(), 1);
+        assert_eq!(hub.dropped_slow_count(), 1);
+        // The slow one still gets what was queued, then the end.
+        assert!(slow.outbound.try_recv().is_ok());
+        assert!(slow.outbound.try_recv().is_ok());
+        assert!(matches!(
+            slow.outbound.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+        for seq in 1..=3 {
+            assert_eq!(fast.outbound.try_recv().unwrap().seq, Seq::new(seq));
+        }
+    }
+
+    fn typing(active: bool) -> ChatEvent {
+        ChatEvent::Typing {
+            chat_id: ChatId::new(1),
+            user_id: ALICE,
+            recipient: BOB,
+            active,
+        }
+    }
+
+    #[test]
+    fn typing_is_shed_once_a_queue_is_half_full_and_messages_still_fit() {
+        let hub = hub();
+        let mut bob = hub.join_user(BOB, 4);
+
+        hub.deliver(&typing(true));
+        hub.deliver(&typing(false));
+        // Half full now: typing is shed, messages still queue.
+        hub.deliver(&typing(true));
+        hub.deliver(&stored(1, 1, None));
+        hub.deliver(&stored(1, 2, None));
+
+        assert_eq!(hub.shed_count(), 1);
+        assert_eq!(hub.connection_count(), 1, "the socket stays");
+        let kinds: Vec<Value> = std::iter::from_fn(|| bob.outbound.try_recv().ok())
+            .map(|o| json(&o)["type"].clone())
+            .collect();
+        assert_eq!(kinds, ["typing", "typing", "message", "message"]);
+    }
+
+    #[test]
+    fn a_message_ends_its_senders_typing_after_it() {
+        let typing_registry = Arc::new(LocalTyping::new(Duration::from_secs(6)));
+        let hub = Hub::new(
+            Arc::new(LocalPresence::new(Duration::from_secs(10))),
+            typing_registry.clone(),
+        );
+        let mut bob = hub.join_user(BOB, 8);
+        let started = typing_registry.set(ChatId::new(1), ALICE, BOB, 99, true);
+        hub.deliver(&started.unwrap());
+
+        hub.deliver(&stored(1, 1, None));
+
+        let frames: Vec<Value> = std::iter::from_fn(|| bob.outbound.try_recv().ok())
+            .map(|o| json(&o))
+            .collect();
+        let kinds: Vec<_> = frames.iter().map(|f| f["type"].clone()).collect();
+        assert_eq!(kinds, ["typing", "message", "typing"]);
+        assert_eq!(frames[2]["active"], false);
+    }
+
+    #[test]
+    fn shutting_down_signals_every_subscriber() {
+        let hub = hub();
+        let signal = hub.shutdown_signal();
+        assert!(!*signal.borrow());
+        hub.shut_down();
+        assert!(*signal.borrow());
+    }
+}

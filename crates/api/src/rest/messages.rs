@@ -1,0 +1,290 @@
+//! Protocol v2's REST routes: pages of a chat's messages, retry-safe sends,
+//! and the read cursor.
+//!
+//! - `GET /api/chats/<id>/messages/`
+//! - `POST /api/chats/<id>/messages/`
+//! - `POST /api/chats/<id>/read/`
+//!
+//! Checks run in this order: authentication, request shape, chat exists,
+//! participant, body rules, then `client_id` conflict. A message sent here
+//! is stored by the same writer and delivered exactly like one sent over a
+//! socket.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chat_domain::chat::{
+    ChatId, ClientId, CursorKind, OpenChat, Outgoing, PageAnchor, PageLimit, SendOutcome, Seq,
+};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::JsonObject;
+use crate::auth::CurrentUser;
+use crate::delivery::StoreFailure;
+use crate::error::{run_blocking, ApiError};
+use crate::state::AppState;
+use crate::wire::v2::MessageObject;
+
+#[derive(Serialize)]
+struct MessagePageBody<'a> {
+    messages: Vec<MessageObject<'a>>,
+    has_more_before: bool,
+    has_more_after: bool,
+    head_seq: i64,
+}
+
+/// A page of the chat's messages, oldest first: the newest `limit` (50 by
+/// default, 1 to 200), or those just `before` or `after` a `seq`
+/// (exclusive; not both).
+///
+/// - `200 {"messages", "has_more_before", "has_more_after", "head_seq"}`
+/// - `400` for a bad query (a cursor not an integer >= 0, both cursors, a
+///   limit out of range, a parameter given twice)
+/// - `401` without a valid token
+/// - `404` when the chat does not exist, `403` when the caller is not in it
+pub async fn list_messages(
+    CurrentUser(me): CurrentUser,
+    req: HttpRequest,
+    chat_id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (anchor, limit) = page_query(req.query_string())?;
+    let chat = open(&state, me, &chat_id).await?;
+    let messages = state.messages.clone();
+    let page = run_blocking(move || messages.page(&chat, anchor, limit)).await?;
+    Ok(HttpResponse::Ok().json(MessagePageBody {
+        messages: page.messages.iter().map(MessageObject::from).collect(),
+        has_more_before: page.has_more_before,
+        has_more_after: page.has_more_after,
+        head_seq: page.head_seq.get(),
+    }))
+}
+
+/// Sends a message, safely retried by `client_id`.
+///
+/// - `201` the stored v2 message
+/// - `200` the original message when this `client_id` was already used for
+///   the same body (nothing new is stored)
+/// - `400` when `body` or `client_id` is missing, not a string, or invalid,
+///   or the body breaks the message rules (empty, too long, NUL)
+/// - `401` without a valid token
+/// - `404` when the chat does not exist, `403` when the caller is not in it
+/// - `409` when this `client_id` was already used for another body
+/// - `503` when the database is unavailable (nothing was stored)
+pub async fn send_message(
+    CurrentUser(me): CurrentUser,
+    JsonObject(request): JsonObject<Map<String, Value>>,
+    chat_id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = required_string(&request, "body")?;
+    let client_id = match request.get("client_id") {
+        Some(Value::String(raw)) => {
+            ClientId::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))?
+        }
+        Some(_) => return Err(ApiError::BadRequest("client_id must be a string".into())),
+        None => return Err(ApiError::BadRequest("client_id is required".into())),
+    };
+    let chat = open(&state, me, &chat_id).await?;
+    let body = state
+        .messages
+        .validate(body)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let outcome = state
+        .writer
+        .store(Outgoing {
+            chat,
+            body,
+            client_id: Some(client_id),
+            origin: None,
+        })
+        .await;
+    match outcome {
+        Ok(SendOutcome::Stored(message)) => {
+            Ok(HttpResponse::Created().json(MessageObject::from(&message)))
+        }
+        Ok(SendOutcome::Duplicate(original)) => {
+            Ok(HttpResponse::Ok().json(MessageObject::from(&original)))
+        }
+        Ok(SendOutcome::Conflict(_)) => Err(ApiError::Conflict(
+            "this client_id was already used for a message with another body".into(),
+        )),
+        Err(StoreFailure::Unavailable) => Err(ApiError::Unavailable(
+            "the message could not be stored right now".into(),
+        )),
+        Err(StoreFailure::Failed) => Err(ApiError::internal("the message could not be stored")),
+    }
+}
+
+#[derive(Serialize)]
+struct ReadBody {
+    chat_id: i64,
+    read_up_to: i64,
+    unread_count: u64,
+}
+
+/// Moves the caller's read cursor to `up_to` (forward only, clamped to the
+/// chat's newest `seq`; reading implies delivery); each move is announced
+/// to both participants' v2 sockets.
+///
+/// - `200 {"chat_id", "read_up_to", "unread_count"}` (also when nothing
+///   moved)
+/// - `400` when `up_to` is missing or not an integer >= 0
+/// - `401` without a valid token
+/// - `404` when the chat does not exist, `403` when the caller is not in it
+pub async fn mark_read(
+    CurrentUser(me): CurrentUser,
+    JsonObject(request): JsonObject<Map<String, Value>>,
+    chat_id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let up_to = match request.get("up_to") {
+        Some(Value::Number(n)) => n.as_i64().and_then(Seq::new),
+        None => return Err(ApiError::BadRequest("up_to is required".into())),
+        Some(_) => None,
+    }
+    .ok_or_else(|| ApiError::BadRequest("up_to must be an integer of at least 0".into()))?;
+    let chat = open(&state, me, &chat_id).await?;
+    let id = chat.id().get();
+    let messages = state.messages.clone();
+    let change = run_blocking(move || messages.move_cursor(&chat, CursorKind::Read, up_to)).await?;
+    Ok(HttpResponse::Ok().json(ReadBody {
+        chat_id: id,
+        read_up_to: change.after.read_up_to.get(),
+        unread_count: change.unread_count,
+    }))
+}
+
+/// The chat of the path, checked: `404` when it does not exist (a
+/// non-numeric id names no chat), `403` when the caller is not in it.
+async fn open(
+    state: &AppState,
+    me: chat_domain::user::User,
+    chat_id: &str,
+) -> Result<Arc<OpenChat>, ApiError> {
+    let chat_id = chat_id
+        .parse::<i64>()
+        .map(ChatId::new)
+        .map_err(|_| ApiError::NotFound("chat not found".into()))?;
+    let chats = state.chats.clone();
+    run_blocking(move || chats.open_chat(me, chat_id))
+        .await
+        .map(Arc::new)
+}
+
+fn required_string<'a>(request: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
+    match request.get(field) {
+        Some(Value::String(text)) => Ok(text),
+        Some(_) => Err(ApiError::BadRequest(format!("{field} must be a string"))),
+        None => Err(ApiError::BadRequest(format!("{field} is required"))),
+    }
+}
+
+/// `before=<seq>` or `after=<seq>` (integers >= 0, not both) and
+/// `limit=<1..200>`; other parameters are ignored.
+fn page_query(query: &str) -> Result<(PageAnchor, PageLimit), ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?
+        .into_inner();
+    let mut before = None;
+    let mut after = None;
+    let mut limit = None;
+    for (name, value) in pairs {
+        let slot = match name.as_str() {
+            "before" => &mut before,
+            "after" => &mut after,
+            "limit" => &mut limit,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(ApiError::BadRequest(format!("{name} is given twice")));
+        }
+        *slot = Some(value);
+    }
+    let cursor = |name: &str, value: Option<String>| -> Result<Option<Seq>, ApiError> {
+        value
+            .map(|v| {
+                parse_decimal(&v).and_then(Seq::new).ok_or_else(|| {
+                    ApiError::BadRequest(format!("{name} must be an integer of at least 0"))
+                })
+            })
+            .transpose()
+    };
+    let anchor = match (cursor("before", before)?, cursor("after", after)?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give before or after, not both".into(),
+            ))
+        }
+        (Some(before), None) => PageAnchor::Before(before),
+        (None, Some(after)) => PageAnchor::After(after),
+        (None, None) => PageAnchor::Newest,
+    };
+    let limit = match limit {
+        None => PageLimit::DEFAULT,
+        Some(value) => parse_decimal(&value)
+            .and_then(|n| usize::try_from(n).ok())
+            .and_then(PageLimit::new)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be an integer from 1 to {}",
+                    PageLimit::MAX.get()
+                ))
+            })?,
+    };
+    Ok((anchor, limit))
+}
+
+/// Plain decimal digits only (no sign, space or exponent).
+fn parse_decimal(text: &str) -> Option<i64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(n: i64) -> Seq {
+        Seq::new(n).unwrap()
+    }
+
+    #[test]
+    fn the_page_query_takes_one_cursor_and_a_limit() {
+        assert_eq!(
+            page_query("").unwrap(),
+            (PageAnchor::Newest, PageLimit::DEFAULT)
+        );
+        assert_eq!(
+            page_query("before=10&limit=200").unwrap(),
+            (PageAnchor::Before(seq(10)), PageLimit::MAX)
+        );
+        assert_eq!(
+            page_query("after=0&other=x").unwrap(),
+            (PageAnchor::After(seq(0)), PageLimit::DEFAULT)
+        );
+    }
+
+    #[test]
+    fn a_bad_page_query_is_refused() {
+        for query in [
+            "before=1&after=2",
+            "before=-1",
+            "after=+3",
+            "after=1e3",
+            "after=",
+            "after=abc",
+            "before=99999999999999999999",
+            "limit=0",
+            "limit=201",
+            "limit=ten",
+            "limit=5&limit=6",
+            "after=1&after=1",
+        ] {
+            assert!(page_query(query).is_err(), "{query} was accepted");
+        }
+    }
+}

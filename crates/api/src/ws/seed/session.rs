@@ -1,0 +1,194 @@
+//! One seed chat socket, from history replay to close.
+//!
+//! The session first joins the hub (so nothing delivered from then on is
+//! missed), replays the history page by page, marks what it replayed as
+//! read (and delivered), and then loops over four sources: frames from the
+//! client, frames queued by the hub, a heartbeat tick and the shutdown
+//! signal. Live copies of messages already replayed as history are
+//! skipped, so each message arrives exactly once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_ws::{AggregatedMessageStream, CloseCode, Session};
+use chat_domain::chat::{CursorKind, OpenChat, Outgoing, PageAnchor, PageLimit, Seq};
+use futures_util::StreamExt as _;
+
+use crate::delivery::{Membership, PresenceGuard, StoreFailure};
+use crate::error::run_blocking;
+use crate::state::AppState;
+use crate::wire::seed::{error_frame, message_frame, parse_send_frame};
+use crate::ws::connection::{close, incoming, server_failure, too_slow, Connection, End, Incoming};
+use crate::ws::limits::{ConnectionPermit, MessageRate};
+
+pub async fn run(
+    socket: Session,
+    mut stream: AggregatedMessageStream,
+    chat: OpenChat,
+    // Held to the end: dropping it frees this socket's place.
+    _permit: ConnectionPermit,
+    state: Arc<AppState>,
+) {
+    let mut connection = Connection::new(socket, state.config.write_timeout);
+    let chat = Arc::new(chat);
+    let _presence = PresenceGuard::new(state.presence.clone(), chat.member().id);
+    let mut membership = state.hub.join_chat(chat.id(), state.config.outbound_queue);
+    let end = match replay_history(&mut connection, &chat, &state).await {
+        Ok(replayed_up_to) => {
+            let mut session = Conversation {
+                connection: &mut connection,
+                membership: &mut membership,
+                chat: &chat,
+                state: &state,
+                replayed_up_to,
+                rate: MessageRate::new(state.config.message_rate, Instant::now()),
+            };
+            session.run(&mut stream).await
+        }
+        Err(end) => end,
+    };
+    drop(membership);
+    connection.finish(end).await;
+}
+
+/// Streams every stored message, oldest first, one page at a time; then
+/// marks them read (and so delivered) up to the last one, which is
+/// announced to the v2 sockets like any cursor move. Returns the last
+/// `seq` replayed.
+async fn replay_history(
+    connection: &mut Connection,
+    chat: &Arc<OpenChat>,
+    state: &AppState,
+) -> Result<Seq, End> {
+    let mut last = Seq::ZERO;
+    loop {
+        let (messages, open) = (state.messages.clone(), chat.clone());
+        let page = run_blocking(move || {
+            messages.page(&open, PageAnchor::After(last), PageLimit::MAX)
+        })
+        .await
+        .map_err(|e| server_failure(&e))?;
+        for message in &page.messages {
+            let is_read = page.read_cursors.is_read(message.sender.id, message.seq);
+            connection.text(message_frame(message, is_read)).await?;
+            last = message.seq;
+        }
+        if !page.has_more_after || page.messages.is_empty() {
+            break;
+        }
+    }
+    if last > Seq::ZERO {
+        let (messages, open) = (state.messages.clone(), chat.clone());
+        run_blocking(move || messages.move_cursor(&open, CursorKind::Read, last))
+            .await
+            .map_err(|e| server_failure(&e))?;
+    }
+    Ok(last)
+}
+
+/// The live part of a session, after the history.
+struct Conversation<'a> {
+    connection: &'a mut Connection,
+    membership: &'a mut Membership,
+    chat: &'a Arc<OpenChat>,
+    state: &'a AppState,
+    replayed_up_to: Seq,
+    rate: MessageRate,
+}
+
+impl Conversation<'_> {
+    async fn run(&mut self, stream: &mut AggregatedMessageStream) -> End {
+        let interval = self.state.config.heartbeat_interval;
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut shutdown = self.state.hub.shutdown_signal();
+        let mut last_heard = Instant::now();
+        loop {
+            let step = tokio::select! {
+                frame = stream.next() => {
+                    last_heard = Instant::now();
+                    match incoming(self.connection, frame).await {
+                        Ok(Some(Incoming::Text(text))) => self.on_text(&text).await,
+                        Ok(Some(Incoming::Binary)) => {
+                            let frame = error_frame("binary frames are not supported; send JSON text");
+                            self.connection.text(frame).await
+                        }
+                        Ok(None) => Ok(()),
+                        Err(end) => Err(end),
+                    }
+                }
+                queued = self.membership.outbound.recv() => match queued {
+                    Some(outbound) => {
+                        let already_replayed =
+                            outbound.seq.is_some_and(|seq| seq <= self.replayed_up_to);
+                        if already_replayed {
+                            Ok(())
+                        } else {
+                            self.connection.text(outbound.frame).await
+                        }
+                    }
+                    // The hub dropped this connection: its queue overflowed.
+                    None => Err(too_slow()),
+                },
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > interval * 2 {
+                        Err(close(CloseCode::Policy, "no response to pings"))
+                    } else {
+                        self.connection.ping().await
+                    }
+                }
+                _ = shutdown.wait_for(|stopping| *stopping) => {
+                    Err(close(CloseCode::Away, "server shutting down"))
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// A `{"body": ...}` frame: validated here, then stored and published
+    /// by the writer; anything else gets the error frame and the connection
+    /// stays open.
+    async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        let body = match parse_send_frame(text) {
+            Ok(body) => body,
+            Err(error) => return self.connection.text(error_frame(&error.to_string())).await,
+        };
+        let body = match self.state.messages.validate(&body) {
+            Ok(body) => body,
+            Err(invalid) => {
+                return self
+                    .connection
+                    .text(error_frame(&invalid.to_string()))
+                    .await
+            }
+        };
+        // Only messages that would be stored count: they are what costs
+        // the server (malformed frames are answered and forgotten).
+        if let Err(wait) = self.rate.take(Instant::now()) {
+            let detail = format!(
+                "too many messages: this one was not sent; wait {} ms",
+                wait.as_millis().max(1)
+            );
+            return self.connection.text(error_frame(&detail)).await;
+        }
+        // The sender's own copy arrives through the hub like everyone
+        // else's: that copy is the acknowledgement, sent only after the
+        // commit.
+        let message = Outgoing {
+            chat: self.chat.clone(),
+            body,
+            client_id: None,
+            origin: None,
+        };
+        match self.state.writer.store(message).await {
+            Ok(_) => Ok(()),
+            Err(failure @ (StoreFailure::Unavailable | StoreFailure::Failed)) => {
+                self.connection
+                    .text(error_frame(&failure.to_string()))
+                    .await
+            }
+        }
+    }
+}
