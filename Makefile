@@ -57,7 +57,8 @@ test-postgres: ## The whole suite on PostgreSQL (needs TEST_DATABASE_URL)
 test-memory: ## The end-to-end suites against the in-memory store (the benchmark's ceiling)
 	@mkdir -p target/test-logs
 	TEST_STORE=memory $(CARGO) test --features memory --test rest_api --test websocket \
-		--test hostile_input --test authorization 2>&1 \
+		--test hostile_input --test authorization \
+		--test v2_socket --test v2_rest --test v2_presence_typing 2>&1 \
 		| tee target/test-logs/memory.log; exit $${PIPESTATUS[0]}
 
 test-slow: ## The long tests (tests/slow.rs, a minute or more each): SQLite, and PostgreSQL when TEST_DATABASE_URL is set

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod process;
+pub mod v2;
 
 use std::time::Duration;
 

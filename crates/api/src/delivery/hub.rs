@@ -33,9 +33,19 @@ use crate::wire::{seed, v2};
 #[derive(Debug, Clone)]
 pub struct Outbound {
     pub frame: ByteString,
-    /// The message's place in its chat, for a seed socket to skip live
-    /// copies of what it already replayed as history.
-    pub seq: Option<Seq>,
+    /// What it announces, so that a session can skip what its socket
+    /// already has: live copies of messages replayed as history (seed), or
+    /// older than the `hello` snapshot (v2).
+    pub about: About,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum About {
+    /// A copy of this message (not an acknowledgement).
+    Message { chat: ChatId, seq: Seq },
+    /// This chat was created.
+    NewChat(ChatId),
+    Other,
 }
 
 /// Numbers each socket for its life in the hub.
@@ -208,7 +218,10 @@ impl Hub {
                         // A message just stored is above every read cursor.
                         let outbound = Outbound {
                             frame: seed::message_frame(message, false),
-                            seq: Some(message.seq),
+                            about: About::Message {
+                                chat: message.chat_id,
+                                seq: message.seq,
+                            },
                         };
                         for member in members {
                             self.offer(member, &outbound, false, Subscription::Chat(message.chat_id), &mut too_slow);
@@ -220,12 +233,15 @@ impl Hub {
                             let outbound = if *origin == Some(Origin(member.id)) {
                                 Outbound {
                                     frame: v2::ack_frame(message, false),
-                                    seq: None,
+                                    about: About::Other,
                                 }
                             } else {
                                 copy.get_or_insert_with(|| Outbound {
                                     frame: v2::message_frame(message),
-                                    seq: None,
+                                    about: About::Message {
+                                        chat: message.chat_id,
+                                        seq: message.seq,
+                                    },
                                 })
                                 .clone()
                             };
@@ -247,7 +263,7 @@ impl Hub {
                         };
                         let outbound = Outbound {
                             frame: v2::chat_frame(&state),
-                            seq: None,
+                            about: About::NewChat(view.chat.id),
                         };
                         for member in members {
                             self.offer(member, &outbound, false, Subscription::User(view.viewer), &mut too_slow);
@@ -263,7 +279,7 @@ impl Hub {
                 } => {
                     let outbound = Outbound {
                         frame: v2::cursor_frame(*kind, *chat_id, *user_id, *up_to),
-                        seq: None,
+                        about: About::Other,
                     };
                     self.offer_to_users(&sockets, participants, &outbound, false, &mut too_slow);
                 }
@@ -275,7 +291,7 @@ impl Hub {
                 } => {
                     let outbound = Outbound {
                         frame: v2::typing_frame(*chat_id, *user_id, *active),
-                        seq: None,
+                        about: About::Other,
                     };
                     self.offer_to_users(&sockets, &[*recipient], &outbound, true, &mut too_slow);
                 }
@@ -287,7 +303,7 @@ impl Hub {
                 } => {
                     let outbound = Outbound {
                         frame: v2::presence_frame(*user_id, *online, last_seen.as_ref()),
-                        seq: None,
+                        about: About::Other,
                     };
                     self.offer_to_users(&sockets, recipients, &outbound, true, &mut too_slow);
                 }
@@ -544,7 +560,13 @@ pub(crate) mod tests {
             Err(mpsc::error::TryRecvError::Disconnected)
         ));
         for seq in 1..=3 {
-            assert_eq!(fast.outbound.try_recv().unwrap().seq, Seq::new(seq));
+            assert_eq!(
+                fast.outbound.try_recv().unwrap().about,
+                About::Message {
+                    chat: ChatId::new(1),
+                    seq: Seq::new(seq).unwrap()
+                }
+            );
         }
     }
 

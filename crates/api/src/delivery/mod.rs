@@ -18,7 +18,7 @@ pub mod typing;
 pub mod writer;
 
 pub use fanout::FanOut;
-pub use hub::{ConnectionId, Hub, Membership, Outbound};
+pub use hub::{About, ConnectionId, Hub, Membership, Outbound};
 pub use presence::{LocalPresence, PresenceGuard, PresenceRegistry};
 pub use timers::Timers;
 pub use typing::{LocalTyping, TypingRegistry};

@@ -14,7 +14,7 @@ use actix_ws::{AggregatedMessageStream, CloseCode, Session};
 use chat_domain::chat::{CursorKind, OpenChat, Outgoing, PageAnchor, PageLimit, Seq};
 use futures_util::StreamExt as _;
 
-use crate::delivery::{Membership, PresenceGuard, StoreFailure};
+use crate::delivery::{About, Membership, PresenceGuard, StoreFailure};
 use crate::error::run_blocking;
 use crate::state::AppState;
 use crate::wire::seed::{error_frame, message_frame, parse_send_frame};
@@ -119,8 +119,10 @@ impl Conversation<'_> {
                 }
                 queued = self.membership.outbound.recv() => match queued {
                     Some(outbound) => {
-                        let already_replayed =
-                            outbound.seq.is_some_and(|seq| seq <= self.replayed_up_to);
+                        let already_replayed = matches!(
+                            outbound.about,
+                            About::Message { seq, .. } if seq <= self.replayed_up_to
+                        );
                         if already_replayed {
                             Ok(())
                         } else {

@@ -30,7 +30,7 @@ use futures_util::{Future, StreamExt as _};
 use serde_json::Value;
 
 use crate::delivery::writer::Stored;
-use crate::delivery::{Membership, PresenceGuard, StoreFailure};
+use crate::delivery::{About, Membership, PresenceGuard, StoreFailure};
 use crate::error::error_chain;
 use crate::state::AppState;
 use crate::wire::v2::{
@@ -41,8 +41,12 @@ use crate::ws::connection::{close, incoming, server_failure, too_slow, Connectio
 use crate::ws::limits::{ConnectionPermit, MessageRate};
 
 /// Sends queued for the writer and not yet answered, per socket; beyond
-/// it the session stops reading until some are.
-const MAX_SENDS_IN_FLIGHT: usize = 256;
+/// it the session stops reading until some are. At most a quarter of the
+/// outbound queue, so that the acks of one socket's sends, which may all
+/// come from one commit, never fill its queue by themselves.
+fn max_sends_in_flight(outbound_queue: usize) -> usize {
+    (outbound_queue / 4).clamp(1, 256)
+}
 
 /// The close code for a socket whose token expired: log in again.
 const TOKEN_EXPIRED: u16 = 4001;
@@ -63,13 +67,14 @@ pub async fn run(
     let mut membership = state.hub.join_user(user.id, state.config.outbound_queue);
     let presence = PresenceGuard::new(state.presence.clone(), user.id);
     let end = match hello(&mut connection, &user, &state).await {
-        Ok(chats) => {
+        Ok((chats, snapshot)) => {
             let mut session = V2Session {
                 connection: &mut connection,
                 membership: &mut membership,
                 user: &user,
                 state: &state,
                 chats,
+                snapshot,
                 rate: MessageRate::new(state.config.message_rate, Instant::now()),
                 pending: FuturesUnordered::new(),
             };
@@ -86,12 +91,13 @@ pub async fn run(
     connection.finish(end).await;
 }
 
-/// Sends the `hello` snapshot; returns the user's chats, opened.
+/// Sends the `hello` snapshot; returns the user's chats, opened, and each
+/// one's `head_seq` in it.
 async fn hello(
     connection: &mut Connection,
     user: &User,
     state: &AppState,
-) -> Result<HashMap<ChatId, Arc<OpenChat>>, End> {
+) -> Result<(HashMap<ChatId, Arc<OpenChat>>, HashMap<ChatId, Seq>), End> {
     let (chats, me) = (state.chats.clone(), user.clone());
     let opened = crate::error::run_blocking(move || chats.open_all_chats(&me))
         .await
@@ -113,10 +119,15 @@ async fn hello(
         state.config.max_frame_bytes,
     );
     connection.text(frame).await?;
-    Ok(opened
+    let heads = opened
+        .iter()
+        .map(|(open, summary)| (open.id(), summary.head_seq))
+        .collect();
+    let chats = opened
         .into_iter()
         .map(|(open, _)| (open.id(), Arc::new(open)))
-        .collect())
+        .collect();
+    Ok((chats, heads))
 }
 
 /// Why a frame could not be served: its `error` frame's code and text.
@@ -130,6 +141,8 @@ struct V2Session<'a> {
     /// Chats this socket has opened: the participant check is done once per
     /// chat (participants never change).
     chats: HashMap<ChatId, Arc<OpenChat>>,
+    /// Each chat's `head_seq` in the `hello` snapshot.
+    snapshot: HashMap<ChatId, Seq>,
     rate: MessageRate,
     pending: FuturesUnordered<PendingSend>,
 }
@@ -144,9 +157,10 @@ impl V2Session<'_> {
         let expiry = tokio::time::sleep(until_expiry);
         tokio::pin!(expiry);
         let mut last_heard = Instant::now();
+        let max_in_flight = max_sends_in_flight(self.state.config.outbound_queue);
         loop {
             let step = tokio::select! {
-                frame = stream.next(), if self.pending.len() < MAX_SENDS_IN_FLIGHT => {
+                frame = stream.next(), if self.pending.len() < max_in_flight => {
                     last_heard = Instant::now();
                     match incoming(self.connection, frame).await {
                         Ok(Some(Incoming::Text(text))) => self.on_text(&text).await,
@@ -164,6 +178,7 @@ impl V2Session<'_> {
                     }
                 }
                 queued = self.membership.outbound.recv() => match queued {
+                    Some(outbound) if self.already_in_snapshot(outbound.about) => Ok(()),
                     Some(outbound) => self.connection.text(outbound.frame).await,
                     // The hub dropped this socket: its queue overflowed.
                     None => Err(too_slow()),
@@ -188,6 +203,18 @@ impl V2Session<'_> {
             if let Err(end) = step {
                 return end;
             }
+        }
+    }
+
+    /// Whether an event only repeats what the `hello` snapshot held: a
+    /// message at or below its chat's `head_seq` then (the client pages
+    /// those from history), or the creation of a chat it listed. Events
+    /// queued between joining the hub and reading the snapshot are such.
+    fn already_in_snapshot(&self, about: About) -> bool {
+        match about {
+            About::Message { chat, seq } => self.snapshot.get(&chat).is_some_and(|head| seq <= *head),
+            About::NewChat(chat) => self.snapshot.contains_key(&chat),
+            About::Other => false,
         }
     }
 
