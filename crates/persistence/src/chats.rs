@@ -1,8 +1,6 @@
 //! [`ChatRepository`]: direct chats and the chat list.
 
-use chat_domain::chat::{
-    ChatId, ChatRepository, ChatSummary, Creation, DirectChat, Seq, UserPair,
-};
+use chat_domain::chat::{ChatId, ChatRepository, ChatSummary, Creation, DirectChat, Seq, UserPair};
 use chat_domain::user::UserId;
 use chat_domain::RepositoryError;
 use chrono::NaiveDateTime;
@@ -117,7 +115,11 @@ impl ChatRepository for Database {
                 other.on(other
                     .field(participants::chat_id)
                     .eq(me.field(participants::chat_id))
-                    .and(other.field(participants::user_id).ne(me.field(participants::user_id)))),
+                    .and(
+                        other
+                            .field(participants::user_id)
+                            .ne(me.field(participants::user_id))
+                    )),
             )
             .filter(me.field(participants::user_id).eq(user.get()))
             .select(other.field(participants::user_id))

@@ -14,8 +14,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use chat_domain::chat::{
     is_unread_for, ChatId, ChatRepository, ChatSummary, ClientId, Creation, CursorChange,
     CursorKind, Cursors, DirectChat, DirectMessage, Inserted, MessageId, MessagePage,
-    MessageRepository, NewMessage, PageAnchor, PageLimit, Participants, ReadCursors, Seq,
-    UserPair,
+    MessageRepository, NewMessage, PageAnchor, PageLimit, Participants, ReadCursors, Seq, UserPair,
 };
 use chat_domain::user::{
     CreateUserError, NewUser, StoredCredentials, User, UserId, UserRepository, Username,
@@ -104,7 +103,8 @@ impl Chat {
             head_seq: self.head(),
             mine: self.cursors[mine],
             theirs: self.cursors[1 - mine],
-            unread_count: self.after(my_read)
+            unread_count: self
+                .after(my_read)
                 .iter()
                 .filter(|m| is_unread_for(viewer, my_read, m.sender.id, m.seq))
                 .count() as u64,

@@ -25,18 +25,13 @@ use diesel::sql_types::{BigInt, Nullable};
 
 use crate::database::{with_conn, Database, WriteTransaction as _};
 use crate::error::corrupt;
-use crate::models::{cursors_from_row, now, seq_from_row, user_from_row, MessageParts, NewMessageRow};
+use crate::models::{
+    cursors_from_row, now, seq_from_row, user_from_row, MessageParts, NewMessageRow,
+};
 use crate::schema::{direct_chat_participants as participants, direct_messages, users};
 
 /// A message as the page and lookup queries select it.
-type MessageRow = (
-    i64,
-    i64,
-    String,
-    NaiveDateTime,
-    i64,
-    Option<String>,
-);
+type MessageRow = (i64, i64, String, NaiveDateTime, i64, Option<String>);
 
 /// The columns of [`MessageRow`], in order.
 macro_rules! message_columns {
@@ -120,16 +115,17 @@ impl MessageRepository for Database {
     ) -> Result<MessagePage, RepositoryError> {
         let limit_rows = i64::try_from(limit.get()).unwrap_or(i64::MAX);
         // Three small statements rather than joins: the two participants
-        // (names and read cursors), the chat's head (a seek on the
-        // (chat_id, seq) index), and the page itself, a keyset range on
-        // that index that touches no other table.
+        // (names and read cursors), the page itself, a keyset range on the
+        // (chat_id, seq) index that touches no other table, and the chat's
+        // head (a seek on that index). Each statement sees what committed
+        // before it, so the head is read last: it is then at least every
+        // seq on the page.
         let (members, head, mut rows) = with_conn!(self, |conn| {
             let members = participants::table
                 .inner_join(users::table.on(users::id.eq(participants::user_id)))
                 .filter(participants::chat_id.eq(chat.get()))
                 .select(((users::id, users::username), participants::read_up_to))
                 .load::<((i64, String), i64)>(conn)?;
-            let head = head_of!(conn, chat.get())?;
             let in_chat = direct_messages::table.filter(direct_messages::chat_id.eq(chat.get()));
             let rows = match anchor {
                 PageAnchor::Newest => in_chat
@@ -150,6 +146,7 @@ impl MessageRepository for Database {
                     .select(message_columns!())
                     .load::<MessageRow>(conn)?,
             };
+            let head = head_of!(conn, chat.get())?;
             Ok((members, head, rows))
         })?;
         if !matches!(anchor, PageAnchor::After(_)) {
@@ -198,10 +195,14 @@ impl MessageRepository for Database {
     ) -> Result<CursorChange, RepositoryError> {
         // One transaction holding the participant's row from the read to
         // the write, so that concurrent moves apply one after the other and
-        // none leaves a smaller value behind.
+        // none leaves a smaller value behind. The head is read after the
+        // lock: a cursor stored by a move that held it before was clamped
+        // to a head no higher than this one, so the cursor never passes
+        // the head reported with it (on PostgreSQL, a head read first could
+        // be older than the cursor the lock then hands over).
         let (head, before, unread) = with_conn!(self, |conn| conn.write_transaction(|conn| {
-            let head = head_of!(conn, chat.get())?;
             let before = conn.lock_cursors(chat.get(), user.get())?;
+            let head = head_of!(conn, chat.get())?;
             let Some((read_before, delivered_before)) = before else {
                 return Ok((head, None, 0));
             };
@@ -221,17 +222,20 @@ impl MessageRepository for Database {
                         .filter(participants::user_id.eq(user.get())),
                 )
                 .set((
-                        participants::read_up_to.eq(after.read_up_to.get()),
-                        participants::delivered_up_to.eq(after.delivered_up_to.get()),
-                    ))
-                    .execute(conn)?;
+                    participants::read_up_to.eq(after.read_up_to.get()),
+                    participants::delivered_up_to.eq(after.delivered_up_to.get()),
+                ))
+                .execute(conn)?;
             }
             // The caller's unread count: the other participant's messages
-            // above the read cursor (the domain's `is_unread_for`).
+            // above the read cursor (the domain's `is_unread_for`), up to
+            // the head reported with it (later statements may see later
+            // messages on PostgreSQL).
             let unread = direct_messages::table
                 .filter(direct_messages::chat_id.eq(chat.get()))
                 .filter(direct_messages::sender_id.ne(user.get()))
                 .filter(direct_messages::seq.gt(after.read_up_to.get()))
+                .filter(direct_messages::seq.le(head))
                 .count()
                 .get_result::<i64>(conn)?;
             Ok((head, Some((read_before, delivered_before)), unread))
@@ -334,7 +338,11 @@ fn message_from_row(
         .iter()
         .find(|user| user.id.get() == sender_id)
         .cloned()
-        .ok_or_else(|| corrupt(format_args!("message {id}: its sender is not in chat {chat}")))?;
+        .ok_or_else(|| {
+            corrupt(format_args!(
+                "message {id}: its sender is not in chat {chat}"
+            ))
+        })?;
     MessageParts {
         id,
         chat_id: chat,
@@ -355,7 +363,11 @@ fn surroundings(anchor: PageAnchor, messages: &[DirectMessage], head: Seq) -> (b
     let first = messages.first().map(|m| m.seq.get());
     let last = messages.last().map(|m| m.seq.get());
     let (lo, hi) = match anchor {
-        PageAnchor::Newest => (first.unwrap_or(head.saturating_add(1)), head),
+        // The head is read after the page, so newer messages may follow it.
+        PageAnchor::Newest => (
+            first.unwrap_or(head.saturating_add(1)),
+            last.unwrap_or(head),
+        ),
         PageAnchor::Before(before) => (
             first.unwrap_or(before.get()),
             last.unwrap_or(before.get().saturating_sub(1)),
@@ -380,7 +392,9 @@ struct Plan {
 }
 
 enum Step {
-    New { seq: i64 },
+    New {
+        seq: i64,
+    },
     /// The same key as a message stored before: index into `existing`.
     Stored(usize),
     /// The same key as an earlier message of this batch: its index.
@@ -423,7 +437,10 @@ impl Plan {
     }
 
     /// The messages to insert, in batch order, each with its `seq`.
-    fn new_rows<'m>(&'m self, messages: &'m [NewMessage]) -> impl Iterator<Item = (&'m NewMessage, i64)> {
+    fn new_rows<'m>(
+        &'m self,
+        messages: &'m [NewMessage],
+    ) -> impl Iterator<Item = (&'m NewMessage, i64)> {
         messages
             .iter()
             .zip(&self.steps)
@@ -525,6 +542,11 @@ mod tests {
         assert_eq!(
             surroundings(PageAnchor::Newest, &page_of(1..=10), head),
             (false, false)
+        );
+        // Messages that committed between the page and the head.
+        assert_eq!(
+            surroundings(PageAnchor::Newest, &page_of(4..=8), head),
+            (true, true)
         );
         assert_eq!(
             surroundings(PageAnchor::After(seq(0)), &page_of(1..=5), head),

@@ -124,10 +124,7 @@ impl MessageParts {
 }
 
 /// A stored sequence number or cursor, which is never negative.
-pub(crate) fn seq_from_row(
-    raw: i64,
-    what: impl std::fmt::Display,
-) -> Result<Seq, RepositoryError> {
+pub(crate) fn seq_from_row(raw: i64, what: impl std::fmt::Display) -> Result<Seq, RepositoryError> {
     Seq::new(raw).ok_or_else(|| corrupt(format_args!("{what}: negative seq {raw}")))
 }
 

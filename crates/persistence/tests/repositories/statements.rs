@@ -1,0 +1,158 @@
+//! Statement-count guards (SQL only): the chat list, a page and a batch
+//! take a number of statements that does not grow with what they cover.
+
+use std::cell::Cell;
+
+use chat_domain::chat::{ChatRepository as _, MessageRepository as _, NewMessage, PageAnchor};
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+
+use chat_persistence::Backend;
+
+use crate::stores::{new_message, seq, EmptyDb, StoreExt as _};
+
+sql_tests!(
+    the_chat_list_takes_the_same_statements_for_one_chat_or_a_hundred,
+    a_batch_of_any_size_is_stored_with_the_same_statements,
+    a_page_takes_the_same_statements_however_long_the_chat,
+);
+
+thread_local! {
+    /// Statements started on this thread. Diesel reports each query on the
+    /// thread that runs it, so parallel tests do not see each other's.
+    static STATEMENTS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count_statements() -> Option<Box<dyn Instrumentation>> {
+    Some(Box::new(|event: InstrumentationEvent<'_>| {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            STATEMENTS.with(|n| n.set(n.get() + 1));
+        }
+    }))
+}
+
+/// Connections made from now on report their queries (process-wide, but
+/// counted per thread). Call before the pool opens its connections.
+fn counting(empty: EmptyDb) -> crate::stores::SqlStore {
+    diesel::connection::set_default_instrumentation(count_statements).unwrap();
+    empty.connect()
+}
+
+/// The `SELECT 1` r2d2 runs on every check-out of a PostgreSQL connection
+/// (`test_on_check_out`; SQLite's pool skips it).
+fn pool_check(backend: Backend) -> usize {
+    usize::from(backend == Backend::Postgres)
+}
+
+/// How many SQL statements `work` runs.
+fn statements_run_by<T>(work: impl FnOnce() -> T) -> (usize, T) {
+    STATEMENTS.with(|n| n.set(0));
+    let result = work();
+    (STATEMENTS.with(Cell::get), result)
+}
+
+fn the_chat_list_takes_the_same_statements_for_one_chat_or_a_hundred(empty: EmptyDb) {
+    let backend = empty.backend();
+    let db = counting(empty);
+    let viewer = db.user("viewer");
+    let first = db.user("first");
+    let chat = db.chat(&viewer, &first);
+    db.send(&chat, &first, "hello");
+
+    let (with_one, listed) = statements_run_by(|| db.chat_summaries(viewer.id).unwrap());
+    assert_eq!(listed.len(), 1);
+    for i in 0..99 {
+        let other = db.user(&format!("other{i}"));
+        let chat = db.chat(&viewer, &other);
+        db.send(&chat, &other, "hi");
+        db.send(&chat, &viewer, "hi back");
+        db.read_to(&chat, &viewer, 1);
+    }
+    let (with_hundred, listed) = statements_run_by(|| db.chat_summaries(viewer.id).unwrap());
+    assert_eq!(listed.len(), 100);
+
+    assert_eq!(
+        with_one, with_hundred,
+        "statements grow with the number of chats"
+    );
+    // One query.
+    assert_eq!(with_hundred, 1 + pool_check(backend));
+}
+
+fn a_batch_of_any_size_is_stored_with_the_same_statements(empty: EmptyDb) {
+    let backend = empty.backend();
+    let db = counting(empty);
+    let alice = db.user("alice");
+    let bob = db.user("bob");
+    let chat = db.chat(&alice, &bob);
+    let mut keys = 0;
+    let mut batch = |size: usize, keyed: bool| -> Vec<NewMessage> {
+        (0..size)
+            .map(|i| {
+                keys += 1;
+                let key = format!("key-{keys}");
+                new_message(
+                    &chat,
+                    &alice,
+                    &format!("m{i}"),
+                    keyed.then_some(key.as_str()),
+                )
+            })
+            .collect()
+    };
+    let store = |messages: Vec<NewMessage>| {
+        statements_run_by(|| {
+            let outcomes = db.insert_messages(&messages).unwrap();
+            assert_eq!(outcomes.len(), messages.len());
+            outcomes
+        })
+        .0
+    };
+
+    let plain_one = store(batch(1, false));
+    let plain_500 = store(batch(500, false));
+    let keyed_one = store(batch(1, true));
+    let keyed_batch = batch(500, true);
+    let keyed_500 = store(keyed_batch.clone());
+    // All 500 again: every one a resend, nothing to insert.
+    let resent_500 = store(keyed_batch);
+
+    // One multi-row INSERT whatever the size (Diesel falls back to one
+    // INSERT per row on SQLite unless told not to), and one lookup of the
+    // retry keys when the batch has any.
+    assert_eq!(plain_one, plain_500, "statements grow with the batch");
+    assert_eq!(keyed_one, keyed_500, "statements grow with the retry keys");
+    assert_eq!(keyed_500, plain_500 + 1, "one lookup for all retry keys");
+    // BEGIN, the heads, the INSERT, COMMIT; on PostgreSQL also the lock on
+    // the chat rows.
+    let chat_lock = usize::from(backend == Backend::Postgres);
+    assert_eq!(plain_500, 4 + chat_lock + pool_check(backend));
+    // Nothing new, so no INSERT: the lookup takes its place.
+    assert_eq!(resent_500, plain_500, "{resent_500} statements for resends");
+    assert_eq!(db.all_messages(&chat).len(), 1002);
+}
+
+fn a_page_takes_the_same_statements_however_long_the_chat(empty: EmptyDb) {
+    let backend = empty.backend();
+    let db = counting(empty);
+    let alice = db.user("alice");
+    let bob = db.user("bob");
+    let chat = db.chat(&alice, &bob);
+    db.send(&chat, &bob, "first");
+
+    let page = |anchor: PageAnchor| statements_run_by(|| db.page(&chat, anchor, 200)).0;
+    let short = page(PageAnchor::Newest);
+    let batch: Vec<_> = (0..1_000)
+        .map(|i| new_message(&chat, &bob, &format!("m{i}"), None))
+        .collect();
+    db.insert_messages(&batch).unwrap();
+
+    for anchor in [
+        PageAnchor::Newest,
+        PageAnchor::Before(seq(900)),
+        PageAnchor::After(seq(10)),
+    ] {
+        assert_eq!(page(anchor), short, "{anchor:?}");
+    }
+    // The participants, the head, the page.
+    assert_eq!(short, 3 + pool_check(backend));
+}

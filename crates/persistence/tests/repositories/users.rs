@@ -1,0 +1,68 @@
+//! Accounts (`UserRepository`). `last_seen` is read back through chat
+//! summaries; see `chats.rs`.
+
+use chat_domain::user::{CreateUserError, NewUser, PasswordHash, UserId, Username};
+
+use crate::stores::{Store, StoreExt as _};
+
+contract_tests!(
+    a_new_user_gets_an_id_and_keeps_its_username,
+    a_taken_username_is_a_duplicate,
+    credentials_are_found_by_exact_username,
+    an_unknown_user_is_not_found,
+    users_are_listed_by_id_without_the_viewer,
+);
+
+fn username(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+fn a_new_user_gets_an_id_and_keeps_its_username(store: &dyn Store) {
+    let alice = store.user("alice");
+    let bob = store.user("bob");
+
+    assert_eq!(alice.username.as_ref(), "alice");
+    assert!(bob.id > alice.id);
+    assert_eq!(store.find_user(alice.id).unwrap(), Some(alice));
+}
+
+fn a_taken_username_is_a_duplicate(store: &dyn Store) {
+    store.user("alice");
+
+    let again = store.create_user(&NewUser {
+        username: username("alice"),
+        password_hash: PasswordHash::new("$argon2id$other"),
+    });
+
+    assert!(
+        matches!(again, Err(CreateUserError::Duplicate)),
+        "{again:?}"
+    );
+}
+
+fn credentials_are_found_by_exact_username(store: &dyn Store) {
+    let alice = store.user("alice");
+
+    let found = store.find_credentials(&username("alice")).unwrap().unwrap();
+    assert_eq!(found.user, alice);
+    assert_eq!(
+        found.password_hash.as_ref(),
+        "$argon2id$v=19$fake-hash-of-alice"
+    );
+    assert_eq!(store.find_credentials(&username("Alice")).unwrap(), None);
+    assert_eq!(store.find_credentials(&username("ali")).unwrap(), None);
+}
+
+fn an_unknown_user_is_not_found(store: &dyn Store) {
+    assert_eq!(store.find_user(UserId::new(42)).unwrap(), None);
+}
+
+fn users_are_listed_by_id_without_the_viewer(store: &dyn Store) {
+    let zed = store.user("zed");
+    let amy = store.user("amy");
+    let max = store.user("max");
+
+    let listed = store.list_users_except(amy.id).unwrap();
+
+    assert_eq!(listed, vec![zed, max]);
+}
