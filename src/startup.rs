@@ -132,7 +132,11 @@ impl Application {
             .map_err(|e| StartupError::Setting(format!("cannot start the fan-out thread: {e}")))?;
         let broadcaster: Arc<dyn Broadcaster> = Arc::new(fan_out);
         let messages = MessageService::new(store.messages.clone(), broadcaster.clone(), limit);
-        let chats = ChatService::new(store.users.clone(), store.chats.clone(), broadcaster.clone());
+        let chats = ChatService::new(
+            store.users.clone(),
+            store.chats.clone(),
+            broadcaster.clone(),
+        );
         let (writer, writer_thread) =
             MessageWriter::start(messages.clone(), WRITE_QUEUE, WRITE_BATCH_MAX).map_err(|e| {
                 StartupError::Setting(format!("cannot start the message writer: {e}"))

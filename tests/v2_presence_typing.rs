@@ -68,7 +68,10 @@ async fn typing_expires_on_the_server_after_its_ttl() {
     assert_eq!(bob_v2.expect("typing").await["active"], true);
     assert_eq!(bob_v2.expect("typing").await["active"], false);
     let lasted = started.elapsed();
-    assert!(lasted >= Duration::from_millis(350), "ended after {lasted:?}");
+    assert!(
+        lasted >= Duration::from_millis(350),
+        "ended after {lasted:?}"
+    );
 }
 
 #[actix_web::test]
@@ -100,7 +103,10 @@ async fn a_stored_message_ends_its_senders_typing_after_the_message() {
     assert_eq!(bob_v2.expect("typing").await["active"], true);
     alice_v2.send_acked(chat, "m", "done typing").await;
 
-    assert_eq!(bob_v2.expect("message").await["message"]["body"], "done typing");
+    assert_eq!(
+        bob_v2.expect("message").await["message"]["body"],
+        "done typing"
+    );
     assert_eq!(
         bob_v2.expect("typing").await,
         json!({"type": "typing", "chat_id": chat, "user_id": alice.id, "active": false})
@@ -146,7 +152,10 @@ async fn coming_online_and_going_offline_after_the_grace_period_are_announced() 
     bob_v2.close().await;
     let closed = std::time::Instant::now();
     let offline = expect_presence(&mut alice_v2).await;
-    assert!(closed.elapsed() >= Duration::from_millis(350), "offline too early");
+    assert!(
+        closed.elapsed() >= Duration::from_millis(350),
+        "offline too early"
+    );
     assert_eq!(offline["user_id"], bob.id);
     assert_eq!(offline["online"], false);
     let last_seen = offline["last_seen"].as_str().unwrap();

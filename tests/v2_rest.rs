@@ -24,13 +24,19 @@ async fn a_page_is_the_newest_by_default_and_pages_both_ways() {
     let (alice, bob, chat) = app.two_users_and_a_chat().await;
     for i in 1..=60 {
         let sender = if i % 3 == 0 { &bob } else { &alice };
-        let reply = app.post_message(sender, chat, &format!("m{i}"), &format!("c{i}")).await;
+        let reply = app
+            .post_message(sender, chat, &format!("m{i}"), &format!("c{i}"))
+            .await;
         assert_eq!(reply.status, 201);
     }
 
     let newest = app.messages_page(&alice, chat, "").await;
     assert_eq!(newest.status, 200);
-    assert_eq!(seqs(&newest.body), (11..=60).collect::<Vec<_>>(), "default limit 50");
+    assert_eq!(
+        seqs(&newest.body),
+        (11..=60).collect::<Vec<_>>(),
+        "default limit 50"
+    );
     assert_eq!(newest.body["has_more_before"], true);
     assert_eq!(newest.body["has_more_after"], false);
     assert_eq!(newest.body["head_seq"], 60);
@@ -94,8 +100,16 @@ async fn the_v2_routes_answer_401_404_and_403_in_that_order() {
     let routes = |chat: String| {
         vec![
             ("GET", format!("/api/chats/{chat}/messages/"), Value::Null),
-            ("POST", format!("/api/chats/{chat}/messages/"), json!({"body": "x", "client_id": "c"})),
-            ("POST", format!("/api/chats/{chat}/read/"), json!({"up_to": 1})),
+            (
+                "POST",
+                format!("/api/chats/{chat}/messages/"),
+                json!({"body": "x", "client_id": "c"}),
+            ),
+            (
+                "POST",
+                format!("/api/chats/{chat}/read/"),
+                json!({"up_to": 1}),
+            ),
         ]
     };
     for (method, path, body) in routes(chat.to_string()) {
@@ -120,7 +134,11 @@ async fn the_v2_routes_answer_401_404_and_403_in_that_order() {
         }
     }
     let wrong_method = app
-        .post_json(&format!("/api/chats/{chat}/read/"), Some(&mallory.token), &Value::Null)
+        .post_json(
+            &format!("/api/chats/{chat}/read/"),
+            Some(&mallory.token),
+            &Value::Null,
+        )
         .await;
     assert_ne!(wrong_method.status, 500);
     let put = app
@@ -153,7 +171,10 @@ async fn a_send_is_201_its_repeat_200_with_the_original_and_another_body_409() {
     assert_eq!(conflict.status, 409);
     assert!(conflict.body["error"].as_str().is_some());
 
-    assert_eq!(app.messages_page(&alice, chat, "").await.body["head_seq"], 1);
+    assert_eq!(
+        app.messages_page(&alice, chat, "").await.body["head_seq"],
+        1
+    );
 }
 
 #[actix_web::test]
@@ -196,7 +217,10 @@ async fn a_bad_send_is_400_whatever_is_wrong_and_stores_nothing() {
     }
     let not_json = app.post_raw(&path, Some(&alice.token), None, "{").await;
     assert_eq!(not_json.status, 400);
-    assert_eq!(app.messages_page(&alice, chat, "").await.body["head_seq"], 0);
+    assert_eq!(
+        app.messages_page(&alice, chat, "").await.body["head_seq"],
+        0
+    );
 }
 
 #[actix_web::test]
@@ -228,19 +252,29 @@ async fn reading_moves_the_cursor_forward_only_clamped_and_counts_what_is_left()
     let app = spawn_app().await;
     let (alice, bob, chat) = app.two_users_and_a_chat().await;
     for i in 1..=4 {
-        app.post_message(&alice, chat, &format!("m{i}"), &format!("c{i}")).await;
+        app.post_message(&alice, chat, &format!("m{i}"), &format!("c{i}"))
+            .await;
     }
     app.post_message(&bob, chat, "mine", "b").await;
 
     let read = app.post_read(&bob, chat, 2).await;
     assert_eq!(read.status, 200);
-    assert_eq!(read.body, json!({"chat_id": chat, "read_up_to": 2, "unread_count": 2}));
+    assert_eq!(
+        read.body,
+        json!({"chat_id": chat, "read_up_to": 2, "unread_count": 2})
+    );
 
     let back = app.post_read(&bob, chat, 1).await;
-    assert_eq!(back.body, json!({"chat_id": chat, "read_up_to": 2, "unread_count": 2}));
+    assert_eq!(
+        back.body,
+        json!({"chat_id": chat, "read_up_to": 2, "unread_count": 2})
+    );
 
     let beyond = app.post_read(&bob, chat, 1_000).await;
-    assert_eq!(beyond.body, json!({"chat_id": chat, "read_up_to": 5, "unread_count": 0}));
+    assert_eq!(
+        beyond.body,
+        json!({"chat_id": chat, "read_up_to": 5, "unread_count": 0})
+    );
 
     // The seed chat list agrees.
     assert_eq!(app.chats_of(&bob).await[0]["unread_count"], 0);

@@ -25,11 +25,18 @@ async fn the_v2_handshake_refuses_missing_or_bad_tokens_with_401_and_a_json_body
         "/ws/v2/?token=garbage".to_owned(),
         format!("/ws/v2/?token={}x", alice.token),
     ] {
-        assert_eq!(app.try_connect(&path, None).await.err(), Some(401), "{path}");
+        assert_eq!(
+            app.try_connect(&path, None).await.err(),
+            Some(401),
+            "{path}"
+        );
     }
     // The header decides when present, even with a good query token.
     let path = format!("/ws/v2/?token={}", alice.token);
-    assert_eq!(app.try_connect(&path, Some("garbage")).await.err(), Some(401));
+    assert_eq!(
+        app.try_connect(&path, Some("garbage")).await.err(),
+        Some(401)
+    );
     assert!(app.try_connect("/ws/v2/", Some(&alice.token)).await.is_ok());
 
     let reply = app.get("/ws/v2/", None).await;
@@ -42,7 +49,9 @@ async fn only_the_exact_v2_path_is_a_socket() {
     let app = spawn_app().await;
     let alice = app.user("alice").await;
     for path in ["/ws/v2", "/ws/v2/x/", "/ws/v3/", "/ws/v2//"] {
-        let reply = app.get(&format!("{path}?token={}", alice.token), None).await;
+        let reply = app
+            .get(&format!("{path}?token={}", alice.token), None)
+            .await;
         assert_eq!(reply.status, 404, "{path}");
         assert!(reply.body["error"].as_str().is_some(), "{path}");
     }
@@ -96,8 +105,17 @@ async fn hello_is_the_first_frame_with_the_user_their_chats_and_the_limits() {
         hello["limits"],
         json!({"max_message_chars": 500, "max_frame_bytes": 65536})
     );
-    let ids: Vec<_> = hello["chats"].as_array().unwrap().iter().map(|c| c["id"].clone()).collect();
-    assert_eq!(ids, [json!(chat), json!(older)], "most recent activity first");
+    let ids: Vec<_> = hello["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [json!(chat), json!(older)],
+        "most recent activity first"
+    );
     let state = client.chat_in_hello(chat);
     assert_eq!(state["head_seq"], 3);
     assert_eq!(state["last_message"]["body"], "three");
@@ -244,20 +262,44 @@ async fn malformed_frames_are_bad_frames_echoing_ref_and_the_socket_stays_open()
     for (frame, reference) in [
         ("not json".to_owned(), None),
         ("[1, 2]".to_owned(), None),
-        (r#"{"no_type": 1, "ref": "r1"}"#.to_owned(), Some(json!("r1"))),
+        (
+            r#"{"no_type": 1, "ref": "r1"}"#.to_owned(),
+            Some(json!("r1")),
+        ),
         (r#"{"type": "shout", "ref": 7}"#.to_owned(), Some(json!(7))),
-        (json!({"type": "send", "chat_id": chat, "body": "x", "ref": "m"}).to_string(), Some(json!("m"))),
-        (json!({"type": "send", "chat_id": "one", "client_id": "c", "body": "x"}).to_string(), None),
-        (json!({"type": "read", "chat_id": chat, "up_to": -1, "ref": "neg"}).to_string(), Some(json!("neg"))),
-        (json!({"type": "typing", "chat_id": chat, "active": "yes"}).to_string(), None),
-        (json!({"type": "history", "chat_id": chat, "limit": 201, "ref": "l"}).to_string(), Some(json!("l"))),
-        (json!({"type": "history", "chat_id": chat, "before": 3, "after": 1}).to_string(), None),
+        (
+            json!({"type": "send", "chat_id": chat, "body": "x", "ref": "m"}).to_string(),
+            Some(json!("m")),
+        ),
+        (
+            json!({"type": "send", "chat_id": "one", "client_id": "c", "body": "x"}).to_string(),
+            None,
+        ),
+        (
+            json!({"type": "read", "chat_id": chat, "up_to": -1, "ref": "neg"}).to_string(),
+            Some(json!("neg")),
+        ),
+        (
+            json!({"type": "typing", "chat_id": chat, "active": "yes"}).to_string(),
+            None,
+        ),
+        (
+            json!({"type": "history", "chat_id": chat, "limit": 201, "ref": "l"}).to_string(),
+            Some(json!("l")),
+        ),
+        (
+            json!({"type": "history", "chat_id": chat, "before": 3, "after": 1}).to_string(),
+            None,
+        ),
     ] {
         client.socket.send_text(&frame).await;
         let error = client.expect_error("bad_frame").await;
         assert_eq!(error.get("ref"), reference.as_ref(), "{frame}: {error}");
     }
-    client.socket.send_message(Message::Binary("{}".into())).await;
+    client
+        .socket
+        .send_message(Message::Binary("{}".into()))
+        .await;
     client.expect_error("bad_frame").await;
 
     // Still open and serving.
@@ -312,7 +354,13 @@ async fn empty_and_too_long_bodies_are_refused_with_their_codes() {
     // Characters, not bytes.
     client.send_acked(chat, "ok", "😀😀😀😀😀").await;
     // The bad ones stored nothing.
-    assert_eq!(client.history(json!({"chat_id": chat})).await["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        client.history(json!({"chat_id": chat})).await["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[actix_web::test]
@@ -357,13 +405,17 @@ async fn sends_and_history_over_the_rate_are_refused_and_typing_dropped_silently
     client.send_acked(chat, "2", "two").await;
     client.send(chat, "3", "three").await;
     assert_eq!(client.expect_error("rate_limited").await["client_id"], "3");
-    client.send_frame(json!({"type": "history", "chat_id": chat, "ref": "h"})).await;
+    client
+        .send_frame(json!({"type": "history", "chat_id": chat, "ref": "h"}))
+        .await;
     assert_eq!(client.expect_error("rate_limited").await["ref"], "h");
     // Invalid frames do not count and are still answered as such.
     client.send(chat, "4", "").await;
     client.expect_error("empty").await;
     // A refused typing is dropped without a word, and bob hears nothing.
-    client.send_frame(json!({"type": "typing", "chat_id": chat, "active": true})).await;
+    client
+        .send_frame(json!({"type": "typing", "chat_id": chat, "active": true}))
+        .await;
     client.expect_quiet(Duration::from_millis(300)).await;
     bob_v2.expect("message").await;
     bob_v2.expect("message").await;
@@ -406,18 +458,24 @@ async fn history_pages_newest_before_and_after_with_has_more_in_their_direction(
     let (alice, _, chat) = chat_with_messages(&app, 12).await;
     let mut client = app.connect_v2(&alice).await;
 
-    let newest = client.history(json!({"chat_id": chat, "limit": 5, "ref": "n"})).await;
+    let newest = client
+        .history(json!({"chat_id": chat, "limit": 5, "ref": "n"}))
+        .await;
     assert_eq!(newest["ref"], "n");
     assert_eq!(newest["chat_id"], chat);
     assert_eq!(seqs(&newest), [8, 9, 10, 11, 12]);
     assert_eq!(newest["has_more"], true);
 
-    let before = client.history(json!({"chat_id": chat, "before": 4, "limit": 5})).await;
+    let before = client
+        .history(json!({"chat_id": chat, "before": 4, "limit": 5}))
+        .await;
     assert_eq!(seqs(&before), [1, 2, 3]);
     assert_eq!(before["has_more"], false);
     assert!(before.get("ref").is_none());
 
-    let after = client.history(json!({"chat_id": chat, "after": 2, "limit": 5})).await;
+    let after = client
+        .history(json!({"chat_id": chat, "after": 2, "limit": 5}))
+        .await;
     assert_eq!(seqs(&after), [3, 4, 5, 6, 7]);
     assert_eq!(after["has_more"], true);
     let last = client.history(json!({"chat_id": chat, "after": 7})).await;
@@ -443,7 +501,9 @@ async fn a_read_is_announced_to_every_socket_of_both_participants_with_its_deliv
     let mut bob_phone = app.connect_v2(&bob).await;
     let mut bob_laptop = app.connect_v2(&bob).await;
 
-    bob_phone.send_frame(json!({"type": "read", "chat_id": chat, "up_to": 3})).await;
+    bob_phone
+        .send_frame(json!({"type": "read", "chat_id": chat, "up_to": 3}))
+        .await;
 
     for socket in [&mut alice_v2, &mut bob_phone, &mut bob_laptop] {
         assert_eq!(
@@ -466,13 +526,21 @@ async fn cursors_never_go_back_and_are_clamped_to_the_head() {
     let mut bob_v2 = app.connect_v2(&bob).await;
     let mut alice_v2 = app.connect_v2(&alice).await;
 
-    bob_v2.send_frame(json!({"type": "delivered", "chat_id": chat, "up_to": 4})).await;
+    bob_v2
+        .send_frame(json!({"type": "delivered", "chat_id": chat, "up_to": 4}))
+        .await;
     assert_eq!(alice_v2.expect("delivered").await["up_to"], 4);
     // Back: nothing moves, nothing is announced.
-    bob_v2.send_frame(json!({"type": "delivered", "chat_id": chat, "up_to": 2})).await;
-    bob_v2.send_frame(json!({"type": "read", "chat_id": chat, "up_to": 0})).await;
+    bob_v2
+        .send_frame(json!({"type": "delivered", "chat_id": chat, "up_to": 2}))
+        .await;
+    bob_v2
+        .send_frame(json!({"type": "read", "chat_id": chat, "up_to": 0}))
+        .await;
     // Beyond the head: clamped to 5; delivery was at 4, so both move.
-    bob_v2.send_frame(json!({"type": "read", "chat_id": chat, "up_to": 1_000_000})).await;
+    bob_v2
+        .send_frame(json!({"type": "read", "chat_id": chat, "up_to": 1_000_000}))
+        .await;
     assert_eq!(alice_v2.expect("read").await["up_to"], 5);
     assert_eq!(alice_v2.expect("delivered").await["up_to"], 5);
     alice_v2.expect_quiet(Duration::from_millis(300)).await;
@@ -492,7 +560,9 @@ async fn delivery_does_not_imply_reading() {
     let app = spawn_app().await;
     let (alice, bob, chat) = chat_with_messages(&app, 3).await;
     let mut bob_v2 = app.connect_v2(&bob).await;
-    bob_v2.send_frame(json!({"type": "delivered", "chat_id": chat, "up_to": 3})).await;
+    bob_v2
+        .send_frame(json!({"type": "delivered", "chat_id": chat, "up_to": 3}))
+        .await;
     bob_v2.expect("delivered").await;
     bob_v2.expect_quiet(Duration::from_millis(200)).await;
 
@@ -510,10 +580,18 @@ async fn a_ping_is_answered_with_a_pong_echoing_its_ref() {
     let mut client = app.connect_v2(&alice).await;
     client.send_frame(json!({"type": "ping"})).await;
     assert_eq!(client.expect("pong").await, json!({"type": "pong"}));
-    client.send_frame(json!({"type": "ping", "ref": "p-1"})).await;
-    assert_eq!(client.expect("pong").await, json!({"type": "pong", "ref": "p-1"}));
+    client
+        .send_frame(json!({"type": "ping", "ref": "p-1"}))
+        .await;
+    assert_eq!(
+        client.expect("pong").await,
+        json!({"type": "pong", "ref": "p-1"})
+    );
     client.send_frame(json!({"type": "ping", "ref": 42})).await;
-    assert_eq!(client.expect("pong").await, json!({"type": "pong", "ref": 42}));
+    assert_eq!(
+        client.expect("pong").await,
+        json!({"type": "pong", "ref": 42})
+    );
 }
 
 #[actix_web::test]
@@ -595,12 +673,17 @@ async fn a_v2_read_shows_in_the_seed_sockets_is_read() {
     let app = spawn_app().await;
     let (alice, bob, chat) = chat_with_messages(&app, 4).await;
     let mut bob_v2 = app.connect_v2(&bob).await;
-    bob_v2.send_frame(json!({"type": "read", "chat_id": chat, "up_to": 2})).await;
+    bob_v2
+        .send_frame(json!({"type": "read", "chat_id": chat, "up_to": 2}))
+        .await;
     bob_v2.expect("read").await;
 
     let mut seed = app.connect(&alice, chat).await;
     let replay = seed.drain_messages(Duration::from_millis(300)).await;
-    let read: Vec<_> = replay.iter().map(|m| m["is_read"].as_bool().unwrap()).collect();
+    let read: Vec<_> = replay
+        .iter()
+        .map(|m| m["is_read"].as_bool().unwrap())
+        .collect();
     assert_eq!(read, [true, true, false, false]);
 }
 
@@ -611,7 +694,10 @@ async fn a_v2_socket_is_closed_with_4001_when_its_token_expires() {
     let app = spawn_app_with(&["--token-ttl", "2s"]).await;
     let alice = app.user("alice").await;
     let mut client = app.connect_v2(&alice).await;
-    assert_eq!(client.expect_close(Duration::from_secs(5)).await, Some(4001));
+    assert_eq!(
+        client.expect_close(Duration::from_secs(5)).await,
+        Some(4001)
+    );
 }
 
 #[actix_web::test]
@@ -630,7 +716,10 @@ async fn a_v2_socket_that_does_not_read_is_closed_with_1013_and_loses_nothing() 
         sent += 1;
     }
     assert!(app.hub.dropped_slow_count() >= 1, "bob was never dropped");
-    assert_eq!(stalled.expect_close(Duration::from_secs(30)).await, Some(1013));
+    assert_eq!(
+        stalled.expect_close(Duration::from_secs(30)).await,
+        Some(1013)
+    );
     // Catching up finds every message.
     let page = app.messages_page(&bob, chat, "limit=1").await;
     assert_eq!(page.body["head_seq"], sent);

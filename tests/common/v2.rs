@@ -68,8 +68,10 @@ impl V2Client {
 
     /// `send` in `chat`.
     pub async fn send(&mut self, chat: i64, client_id: &str, body: &str) {
-        self.send_frame(json!({"type": "send", "chat_id": chat, "client_id": client_id, "body": body}))
-            .await;
+        self.send_frame(
+            json!({"type": "send", "chat_id": chat, "client_id": client_id, "body": body}),
+        )
+        .await;
     }
 
     /// The next frame of any type; panics on close or after the timeout.
@@ -99,7 +101,10 @@ impl V2Client {
     pub async fn expect_error(&mut self, code: &str) -> Value {
         let frame = self.expect("error").await;
         assert_eq!(frame["code"], code, "{frame}");
-        assert!(frame["message"].as_str().is_some_and(|m| !m.is_empty()), "{frame}");
+        assert!(
+            frame["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{frame}"
+        );
         frame
     }
 

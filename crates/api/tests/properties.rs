@@ -385,18 +385,34 @@ fn client_frame() -> impl Strategy<Value = (ClientFrame, Value)> {
         (chat, cursor.clone(), any::<bool>()).prop_map(|(chat, up_to, read)| {
             let up_to_seq = Seq::new(up_to).unwrap();
             let frame = if read {
-                ClientFrame::Read { chat_id: ChatId::new(chat), up_to: up_to_seq }
+                ClientFrame::Read {
+                    chat_id: ChatId::new(chat),
+                    up_to: up_to_seq,
+                }
             } else {
-                ClientFrame::Delivered { chat_id: ChatId::new(chat), up_to: up_to_seq }
+                ClientFrame::Delivered {
+                    chat_id: ChatId::new(chat),
+                    up_to: up_to_seq,
+                }
             };
             let kind = if read { "read" } else { "delivered" };
-            (frame, json!({"type": kind, "chat_id": chat, "up_to": up_to}))
+            (
+                frame,
+                json!({"type": kind, "chat_id": chat, "up_to": up_to}),
+            )
         }),
         (chat, any::<bool>()).prop_map(|(chat, active)| (
-            ClientFrame::Typing { chat_id: ChatId::new(chat), active },
+            ClientFrame::Typing {
+                chat_id: ChatId::new(chat),
+                active
+            },
             json!({"type": "typing", "chat_id": chat, "active": active}),
         )),
-        (chat, prop::option::of((any::<bool>(), cursor)), prop::option::of(1usize..=200))
+        (
+            chat,
+            prop::option::of((any::<bool>(), cursor)),
+            prop::option::of(1usize..=200)
+        )
             .prop_map(|(chat, anchor, limit)| {
                 let mut json = json!({"type": "history", "chat_id": chat});
                 let anchor = match anchor {
@@ -414,7 +430,14 @@ fn client_frame() -> impl Strategy<Value = (ClientFrame, Value)> {
                     json["limit"] = json!(limit);
                 }
                 let limit = limit.map_or(PageLimit::DEFAULT, |l| PageLimit::new(l).unwrap());
-                (ClientFrame::History { chat_id: ChatId::new(chat), anchor, limit }, json)
+                (
+                    ClientFrame::History {
+                        chat_id: ChatId::new(chat),
+                        anchor,
+                        limit,
+                    },
+                    json,
+                )
             }),
         Just((ClientFrame::Ping, json!({"type": "ping"}))),
     ]

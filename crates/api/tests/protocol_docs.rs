@@ -93,9 +93,12 @@ fn server_frame(kind: &str) -> Value {
         "ack" => v2::ack_frame(&message, false),
         "chat" => v2::chat_frame(&state),
         "read" => v2::cursor_frame(CursorKind::Read, ChatId::new(1), UserId::new(1), Seq::ZERO),
-        "delivered" => {
-            v2::cursor_frame(CursorKind::Delivered, ChatId::new(1), UserId::new(1), Seq::ZERO)
-        }
+        "delivered" => v2::cursor_frame(
+            CursorKind::Delivered,
+            ChatId::new(1),
+            UserId::new(1),
+            Seq::ZERO,
+        ),
         "typing" => v2::typing_frame(ChatId::new(1), UserId::new(1), true),
         "presence" => v2::presence_frame(UserId::new(1), false, Some(&Utc::now())),
         "history" => v2::history_frame(Some(&reference), ChatId::new(1), &[message], true),
@@ -153,7 +156,11 @@ fn assert_same_shape(documented: &Value, actual: &Value, at: &str) {
 #[test]
 fn every_example_is_json() {
     let examples = examples();
-    assert!(examples.len() > 20, "only {} examples found", examples.len());
+    assert!(
+        examples.len() > 20,
+        "only {} examples found",
+        examples.len()
+    );
     for (tags, body) in &examples {
         serde_json::from_str::<Value>(body)
             .unwrap_or_else(|e| panic!("{tags:?} example is not JSON ({e}):\n{body}"));

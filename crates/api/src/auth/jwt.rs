@@ -118,7 +118,10 @@ mod tests {
         assert_eq!(verified.user, UserId::new(42));
         // The lifetime given, to the second.
         let lifetime = verified.expires_at - chrono::Utc::now();
-        assert!((3598..=3600).contains(&lifetime.num_seconds()), "{lifetime}");
+        assert!(
+            (3598..=3600).contains(&lifetime.num_seconds()),
+            "{lifetime}"
+        );
     }
 
     #[test]

@@ -42,7 +42,10 @@ pub struct Outbound {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum About {
     /// A copy of this message (not an acknowledgement).
-    Message { chat: ChatId, seq: Seq },
+    Message {
+        chat: ChatId,
+        seq: Seq,
+    },
     /// This chat was created.
     NewChat(ChatId),
     Other,
@@ -224,7 +227,13 @@ impl Hub {
                             },
                         };
                         for member in members {
-                            self.offer(member, &outbound, false, Subscription::Chat(message.chat_id), &mut too_slow);
+                            self.offer(
+                                member,
+                                &outbound,
+                                false,
+                                Subscription::Chat(message.chat_id),
+                                &mut too_slow,
+                            );
                         }
                     }
                     let mut copy: Option<Outbound> = None;
@@ -245,7 +254,13 @@ impl Hub {
                                 })
                                 .clone()
                             };
-                            self.offer(member, &outbound, false, Subscription::User(*user), &mut too_slow);
+                            self.offer(
+                                member,
+                                &outbound,
+                                false,
+                                Subscription::User(*user),
+                                &mut too_slow,
+                            );
                         }
                     }
                 }
@@ -266,7 +281,13 @@ impl Hub {
                             about: About::NewChat(view.chat.id),
                         };
                         for member in members {
-                            self.offer(member, &outbound, false, Subscription::User(view.viewer), &mut too_slow);
+                            self.offer(
+                                member,
+                                &outbound,
+                                false,
+                                Subscription::User(view.viewer),
+                                &mut too_slow,
+                            );
                         }
                     }
                 }
@@ -310,7 +331,11 @@ impl Hub {
             }
         }
         for (subscription, id) in too_slow {
-            tracing::warn!(?subscription, connection = id, "outbound queue full, dropping slow connection");
+            tracing::warn!(
+                ?subscription,
+                connection = id,
+                "outbound queue full, dropping slow connection"
+            );
             self.inner.dropped_slow.fetch_add(1, Ordering::Relaxed);
             self.leave(subscription, id);
         }
@@ -336,7 +361,13 @@ impl Hub {
     ) {
         for user in users {
             for member in sockets.by_user.get(user).into_iter().flatten() {
-                self.offer(member, outbound, ephemeral, Subscription::User(*user), too_slow);
+                self.offer(
+                    member,
+                    outbound,
+                    ephemeral,
+                    Subscription::User(*user),
+                    too_slow,
+                );
             }
         }
     }
@@ -479,7 +510,10 @@ pub(crate) mod tests {
         let ack = json(&sender.outbound.try_recv().unwrap());
         assert_eq!(ack["type"], "ack");
         assert_eq!(ack["duplicate"], false);
-        assert_eq!(json(&other_device.outbound.try_recv().unwrap())["type"], "message");
+        assert_eq!(
+            json(&other_device.outbound.try_recv().unwrap())["type"],
+            "message"
+        );
     }
 
     #[test]
@@ -492,8 +526,14 @@ pub(crate) mod tests {
 
         hub.deliver(&stored(1, 10, None));
 
-        let (fa, fb) = (a.outbound.try_recv().unwrap().frame, b.outbound.try_recv().unwrap().frame);
-        let (fc, fd) = (c.outbound.try_recv().unwrap().frame, d.outbound.try_recv().unwrap().frame);
+        let (fa, fb) = (
+            a.outbound.try_recv().unwrap().frame,
+            b.outbound.try_recv().unwrap().frame,
+        );
+        let (fc, fd) = (
+            c.outbound.try_recv().unwrap().frame,
+            d.outbound.try_recv().unwrap().frame,
+        );
         // Same allocation, not a re-encoding per recipient.
         assert_eq!(fa.as_bytes().as_ptr(), fb.as_bytes().as_ptr());
         assert_eq!(fc.as_bytes().as_ptr(), fd.as_bytes().as_ptr());

@@ -190,8 +190,13 @@ mod tests {
         let closed = Instant::now();
 
         assert!(presence.is_online(ALICE), "online during the grace period");
-        assert!(presence.expire(closed + Duration::from_millis(500)).is_empty());
-        assert_eq!(presence.expire(closed + Duration::from_millis(1001)), [ALICE]);
+        assert!(presence
+            .expire(closed + Duration::from_millis(500))
+            .is_empty());
+        assert_eq!(
+            presence.expire(closed + Duration::from_millis(1001)),
+            [ALICE]
+        );
         assert!(!presence.is_online(ALICE));
     }
 
@@ -202,7 +207,9 @@ mod tests {
         presence.socket_closed(ALICE);
         presence.socket_opened(ALICE);
 
-        assert!(presence.expire(Instant::now() + Duration::from_secs(5)).is_empty());
+        assert!(presence
+            .expire(Instant::now() + Duration::from_secs(5))
+            .is_empty());
         assert_eq!(changes.try_iter().count(), 1, "only the first online");
     }
 
@@ -213,7 +220,9 @@ mod tests {
         presence.socket_opened(ALICE);
         presence.socket_closed(ALICE);
 
-        assert!(presence.expire(Instant::now() + Duration::from_secs(1)).is_empty());
+        assert!(presence
+            .expire(Instant::now() + Duration::from_secs(1))
+            .is_empty());
         assert!(presence.is_online(ALICE));
     }
 
@@ -223,6 +232,9 @@ mod tests {
         let guard = PresenceGuard::new(presence.clone(), ALICE);
         assert!(presence.is_online(ALICE));
         drop(guard);
-        assert_eq!(presence.expire(Instant::now() + Duration::from_millis(1)), [ALICE]);
+        assert_eq!(
+            presence.expire(Instant::now() + Duration::from_millis(1)),
+            [ALICE]
+        );
     }
 }

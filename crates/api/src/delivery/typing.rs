@@ -214,7 +214,11 @@ mod tests {
             typing.message_stored(CHAT, ALICE),
             Some(stopped(CHAT, ALICE, BOB))
         );
-        assert_eq!(typing.expire(Instant::now()).len(), 0, "chat 2 still typing");
+        assert_eq!(
+            typing.expire(Instant::now()).len(),
+            0,
+            "chat 2 still typing"
+        );
     }
 
     #[test]

@@ -70,7 +70,10 @@ impl MessageWriter {
     /// Queues `message` and returns at once with where its outcome will
     /// arrive. Messages are stored in the order they were submitted, so a
     /// connection can submit several without waiting for each commit.
-    pub async fn submit(&self, message: Outgoing) -> Result<oneshot::Receiver<Stored>, StoreFailure> {
+    pub async fn submit(
+        &self,
+        message: Outgoing,
+    ) -> Result<oneshot::Receiver<Stored>, StoreFailure> {
         let (outcome, result) = oneshot::channel();
         self.queue
             .send(Submission { message, outcome })
@@ -298,19 +301,26 @@ mod tests {
         let order = Arc::new(Mutex::new(Vec::new()));
         let seen = order.clone();
         let mut repository = MockMessageRepository::new();
-        repository.expect_insert_messages().returning(move |messages| {
-            seen.lock()
-                .unwrap()
-                .extend(messages.iter().map(|m| m.body.as_ref().to_owned()));
-            Ok(stored(messages))
-        });
+        repository
+            .expect_insert_messages()
+            .returning(move |messages| {
+                seen.lock()
+                    .unwrap()
+                    .extend(messages.iter().map(|m| m.body.as_ref().to_owned()));
+                Ok(stored(messages))
+            });
         let service = service_with(repository);
         let (writer, _) = MessageWriter::start(service.clone(), 1000, 7).unwrap();
         let chat = open_chat();
 
         let mut pending = Vec::new();
         for i in 0..50 {
-            pending.push(writer.submit(outgoing(&service, &chat, &i.to_string())).await.unwrap());
+            pending.push(
+                writer
+                    .submit(outgoing(&service, &chat, &i.to_string()))
+                    .await
+                    .unwrap(),
+            );
         }
         for outcome in pending {
             assert!(outcome.await.unwrap().is_ok());

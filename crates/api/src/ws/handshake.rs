@@ -113,7 +113,14 @@ async fn upgrade(
     req: &HttpRequest,
     body: web::Payload,
     state: &AppState,
-) -> Result<(HttpResponse, actix_ws::Session, actix_ws::AggregatedMessageStream), ApiError> {
+) -> Result<
+    (
+        HttpResponse,
+        actix_ws::Session,
+        actix_ws::AggregatedMessageStream,
+    ),
+    ApiError,
+> {
     let body = guard_frame_sizes(req, body, state.config.max_frame_bytes).await?;
     let (response, socket, stream) = actix_ws::handle(req, body)
         .map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;

@@ -424,7 +424,11 @@ mod tests {
 
     #[test]
     fn creating_a_chat_with_yourself_is_rejected() {
-        let service = chat_service(MockUserRepository::new(), MockChatRepository::new(), quiet());
+        let service = chat_service(
+            MockUserRepository::new(),
+            MockChatRepository::new(),
+            quiet(),
+        );
         let result = service.create_chat(&alice(), alice().id);
         assert!(matches!(result, Err(CreateChatError::SameUser)));
     }
@@ -788,10 +792,7 @@ mod tests {
                     has_more_before: true,
                     has_more_after: false,
                     head_seq: seq(4),
-                    read_cursors: ReadCursors::new(
-                        (alice().id, Seq::ZERO),
-                        (bob().id, Seq::ZERO),
-                    ),
+                    read_cursors: ReadCursors::new((alice().id, Seq::ZERO), (bob().id, Seq::ZERO)),
                 })
             });
         let service = message_service(messages, quiet(), MessageLimit::DEFAULT);

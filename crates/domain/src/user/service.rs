@@ -139,7 +139,9 @@ impl AuthService {
 mod tests {
     use super::*;
     use crate::user::models::{PasswordHash, StoredCredentials};
-    use crate::user::ports::{MockPasswordHasher, MockTokenIssuer, MockUserRepository, VerifiedToken};
+    use crate::user::ports::{
+        MockPasswordHasher, MockTokenIssuer, MockUserRepository, VerifiedToken,
+    };
     use mockall::predicate::eq;
 
     fn alice() -> User {

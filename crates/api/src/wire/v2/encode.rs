@@ -402,7 +402,13 @@ pub fn pong_frame(reference: Option<&Value>) -> ByteString {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a Value>,
     }
-    to_frame(&Pong { kind: "pong", reference }, 48)
+    to_frame(
+        &Pong {
+            kind: "pong",
+            reference,
+        },
+        48,
+    )
 }
 
 #[cfg(test)]

@@ -69,9 +69,7 @@ pub fn parse_client_frame(text: &str) -> Parsed {
         Err(_) => return unanswerable(bad("frame is not valid JSON")),
     };
     let Value::Object(fields) = value else {
-        return unanswerable(bad(
-            "frame must be a JSON object like {\"type\": \"ping\"}",
-        ));
+        return unanswerable(bad("frame must be a JSON object like {\"type\": \"ping\"}"));
     };
     let client_id = match fields.get("client_id") {
         Some(Value::String(raw)) => Some(raw.clone()),
@@ -324,8 +322,12 @@ mod tests {
         let long = parse(json!({"type": "ping", "ref": "x".repeat(65)}));
         assert!(long.frame.is_err());
         assert_eq!(long.reference, None);
-        assert!(parse(json!({"type": "ping", "ref": {"a": 1}})).frame.is_err());
-        assert!(parse(json!({"type": "ping", "ref": "é".repeat(64)})).frame.is_ok());
+        assert!(parse(json!({"type": "ping", "ref": {"a": 1}}))
+            .frame
+            .is_err());
+        assert!(parse(json!({"type": "ping", "ref": "é".repeat(64)}))
+            .frame
+            .is_ok());
     }
 
     #[test]
@@ -359,7 +361,10 @@ mod tests {
             r#"{"type": "history", "chat_id": 1, "after": 18446744073709551615}"#,
             r#"{"type": "history"}"#,
         ] {
-            assert!(parse_client_frame(text).frame.is_err(), "{text} was accepted");
+            assert!(
+                parse_client_frame(text).frame.is_err(),
+                "{text} was accepted"
+            );
         }
     }
 

@@ -63,11 +63,10 @@ async fn replay_history(
     let mut last = Seq::ZERO;
     loop {
         let (messages, open) = (state.messages.clone(), chat.clone());
-        let page = run_blocking(move || {
-            messages.page(&open, PageAnchor::After(last), PageLimit::MAX)
-        })
-        .await
-        .map_err(|e| server_failure(&e))?;
+        let page =
+            run_blocking(move || messages.page(&open, PageAnchor::After(last), PageLimit::MAX))
+                .await
+                .map_err(|e| server_failure(&e))?;
         for message in &page.messages {
             let is_read = page.read_cursors.is_read(message.sender.id, message.seq);
             connection.text(message_frame(message, is_read)).await?;

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use actix_ws::{AggregatedMessageStream, CloseCode, Session};
 use chat_domain::chat::{
-    ChatId, ClientId, CursorKind, MessageBodyError, OpenChat, OpenChatError, Outgoing,
-    PageAnchor, PageLimit, SendOutcome, Seq,
+    ChatId, ClientId, CursorKind, MessageBodyError, OpenChat, OpenChatError, Outgoing, PageAnchor,
+    PageLimit, SendOutcome, Seq,
 };
 use chat_domain::user::User;
 use chrono::{DateTime, Utc};
@@ -34,8 +34,8 @@ use crate::delivery::{About, Membership, PresenceGuard, StoreFailure};
 use crate::error::error_chain;
 use crate::state::AppState;
 use crate::wire::v2::{
-    ack_frame, error_frame, history_frame, hello_frame, parse_client_frame, pong_frame,
-    ChatState, ClientFrame, ErrorCode,
+    ack_frame, error_frame, hello_frame, history_frame, parse_client_frame, pong_frame, ChatState,
+    ClientFrame, ErrorCode,
 };
 use crate::ws::connection::{close, incoming, server_failure, too_slow, Connection, End, Incoming};
 use crate::ws::limits::{ConnectionPermit, MessageRate};
@@ -148,12 +148,18 @@ struct V2Session<'a> {
 }
 
 impl V2Session<'_> {
-    async fn run(&mut self, stream: &mut AggregatedMessageStream, token_expires: DateTime<Utc>) -> End {
+    async fn run(
+        &mut self,
+        stream: &mut AggregatedMessageStream,
+        token_expires: DateTime<Utc>,
+    ) -> End {
         let interval = self.state.config.heartbeat_interval;
         let mut heartbeat =
             tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let mut shutdown = self.state.hub.shutdown_signal();
-        let until_expiry = (token_expires - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let until_expiry = (token_expires - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
         let expiry = tokio::time::sleep(until_expiry);
         tokio::pin!(expiry);
         let mut last_heard = Instant::now();
@@ -212,7 +218,9 @@ impl V2Session<'_> {
     /// queued between joining the hub and reading the snapshot are such.
     fn already_in_snapshot(&self, about: About) -> bool {
         match about {
-            About::Message { chat, seq } => self.snapshot.get(&chat).is_some_and(|head| seq <= *head),
+            About::Message { chat, seq } => {
+                self.snapshot.get(&chat).is_some_and(|head| seq <= *head)
+            }
             About::NewChat(chat) => self.snapshot.contains_key(&chat),
             About::Other => false,
         }
@@ -243,14 +251,19 @@ impl V2Session<'_> {
                 self.move_cursor(chat_id, CursorKind::Read, up_to).await
             }
             ClientFrame::Delivered { chat_id, up_to } => {
-                self.move_cursor(chat_id, CursorKind::Delivered, up_to).await
+                self.move_cursor(chat_id, CursorKind::Delivered, up_to)
+                    .await
             }
             ClientFrame::Typing { chat_id, active } => self.typing(chat_id, active).await,
             ClientFrame::History {
                 chat_id,
                 anchor,
                 limit,
-            } => return self.history(chat_id, anchor, limit, reference.as_ref()).await,
+            } => {
+                return self
+                    .history(chat_id, anchor, limit, reference.as_ref())
+                    .await
+            }
             ClientFrame::Ping => return self.connection.text(pong_frame(reference.as_ref())).await,
         };
         match served {
@@ -299,7 +312,12 @@ impl V2Session<'_> {
         }
     }
 
-    async fn send(&mut self, chat_id: ChatId, client_id: ClientId, body: &str) -> Result<(), Refusal> {
+    async fn send(
+        &mut self,
+        chat_id: ChatId,
+        client_id: ClientId,
+        body: &str,
+    ) -> Result<(), Refusal> {
         let chat = self.open(chat_id).await?;
         let body = self.state.messages.validate(body).map_err(|invalid| {
             let code = match invalid {
@@ -311,7 +329,9 @@ impl V2Session<'_> {
             };
             (code, invalid.to_string())
         })?;
-        self.rate.take(Instant::now()).map_err(|wait| rate_limited(wait))?;
+        self.rate
+            .take(Instant::now())
+            .map_err(rate_limited)?;
         let message = Outgoing {
             chat,
             body,
@@ -325,7 +345,10 @@ impl V2Session<'_> {
             .await
             .map_err(|_| unavailable())?;
         self.pending.push(Box::pin(async move {
-            (client_id, outcome.await.unwrap_or(Err(StoreFailure::Failed)))
+            (
+                client_id,
+                outcome.await.unwrap_or(Err(StoreFailure::Failed)),
+            )
         }));
         Ok(())
     }
@@ -349,7 +372,12 @@ impl V2Session<'_> {
         self.connection.text(frame).await
     }
 
-    async fn move_cursor(&mut self, chat_id: ChatId, kind: CursorKind, up_to: Seq) -> Result<(), Refusal> {
+    async fn move_cursor(
+        &mut self,
+        chat_id: ChatId,
+        kind: CursorKind,
+        up_to: Seq,
+    ) -> Result<(), Refusal> {
         let chat = self.open(chat_id).await?;
         let messages = self.state.messages.clone();
         // The moves it makes are announced to every socket of both
@@ -376,10 +404,13 @@ impl V2Session<'_> {
         let Some(recipient) = chat.other().map(|other| other.id) else {
             return Ok(());
         };
-        let changed =
-            self.state
-                .typing
-                .set(chat_id, self.user.id, recipient, self.membership.id(), active);
+        let changed = self.state.typing.set(
+            chat_id,
+            self.user.id,
+            recipient,
+            self.membership.id(),
+            active,
+        );
         if let Some(event) = changed {
             self.state.broadcaster.publish(event);
         }
@@ -417,7 +448,9 @@ impl V2Session<'_> {
         limit: PageLimit,
     ) -> Result<chat_domain::chat::MessagePage, Refusal> {
         let chat = self.open(chat_id).await?;
-        self.rate.take(Instant::now()).map_err(|wait| rate_limited(wait))?;
+        self.rate
+            .take(Instant::now())
+            .map_err(rate_limited)?;
         let messages = self.state.messages.clone();
         actix_web::web::block(move || messages.page(&chat, anchor, limit))
             .await
