@@ -3,7 +3,9 @@
 
 use std::cell::Cell;
 
-use chat_domain::chat::{ChatRepository as _, MessageRepository as _, NewMessage, PageAnchor};
+use chat_domain::chat::{
+    ChatRepository as _, CursorKind, MessageRepository as _, NewMessage, PageAnchor,
+};
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 
 use chat_persistence::Backend;
@@ -14,6 +16,7 @@ sql_tests!(
     the_chat_list_takes_the_same_statements_for_one_chat_or_a_hundred,
     a_batch_of_any_size_is_stored_with_the_same_statements,
     a_page_takes_the_same_statements_however_long_the_chat,
+    a_cursor_move_takes_the_same_statements_however_far_it_moves,
 );
 
 thread_local! {
@@ -155,4 +158,36 @@ fn a_page_takes_the_same_statements_however_long_the_chat(empty: EmptyDb) {
     }
     // The participants, the head, the page.
     assert_eq!(short, 3 + pool_check(backend));
+}
+
+fn a_cursor_move_takes_the_same_statements_however_far_it_moves(empty: EmptyDb) {
+    let backend = empty.backend();
+    let db = counting(empty);
+    let alice = db.user("alice");
+    let bob = db.user("bob");
+    let chat = db.chat(&alice, &bob);
+    let batch: Vec<_> = (0..2_000)
+        .map(|i| new_message(&chat, &bob, &format!("m{i}"), None))
+        .collect();
+    db.insert_messages(&batch).unwrap();
+
+    let mut moves = Vec::new();
+    for (kind, to) in [
+        (CursorKind::Delivered, 1),
+        (CursorKind::Read, 2),
+        (CursorKind::Read, 1_999),
+        (CursorKind::Read, 5), // backwards: nothing moves
+    ] {
+        let (count, change) =
+            statements_run_by(|| db.move_cursor(chat.id, alice.id, kind, seq(to)).unwrap());
+        moves.push((count, change.moved().is_empty()));
+    }
+    // BEGIN, the cursor row, the head, the update, the unread count, COMMIT;
+    // without the update when nothing moves.
+    let moved = 6 + pool_check(backend);
+    assert_eq!(
+        moves,
+        [(moved, false), (moved, false), (moved, false), (moved - 1, true)],
+        "statements per move on {backend}"
+    );
 }
