@@ -236,23 +236,28 @@ impl Hub {
                             );
                         }
                     }
-                    let mut copy: Option<Outbound> = None;
+                    // Encoded once for the copies and the sender's ack.
+                    let mut encoded: Option<(v2::EncodedMessage, Outbound)> = None;
                     for user in participants {
                         for member in sockets.by_user.get(user).into_iter().flatten() {
-                            let outbound = if *origin == Some(Origin(member.id)) {
-                                Outbound {
-                                    frame: v2::ack_frame(message, false),
-                                    about: About::Other,
-                                }
-                            } else {
-                                copy.get_or_insert_with(|| Outbound {
-                                    frame: v2::message_frame(message),
+                            let (message_json, copy) = encoded.get_or_insert_with(|| {
+                                let message_json = v2::EncodedMessage::new(message);
+                                let copy = Outbound {
+                                    frame: message_json.message_frame(),
                                     about: About::Message {
                                         chat: message.chat_id,
                                         seq: message.seq,
                                     },
-                                })
-                                .clone()
+                                };
+                                (message_json, copy)
+                            });
+                            let outbound = if *origin == Some(Origin(member.id)) {
+                                Outbound {
+                                    frame: message_json.ack_frame(false),
+                                    about: About::Other,
+                                }
+                            } else {
+                                copy.clone()
                             };
                             self.offer(
                                 member,

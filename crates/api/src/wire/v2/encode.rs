@@ -253,6 +253,56 @@ pub fn ack_frame(message: &DirectMessage, duplicate: bool) -> ByteString {
     )
 }
 
+/// A message's v2 object, serialised once, from which the `message` frame
+/// (for every other socket) and the `ack` (for the sending one) are both
+/// made without serialising the message again.
+pub struct EncodedMessage {
+    object: String,
+    client_id: Option<String>,
+}
+
+impl EncodedMessage {
+    pub fn new(message: &DirectMessage) -> Self {
+        let mut object = Vec::with_capacity(message_capacity(message));
+        // A MessageObject holds only strings and integers, which always
+        // serialise.
+        let _ = serde_json::to_writer(&mut object, &MessageObject::from(message));
+        Self {
+            object: String::from_utf8(object).unwrap_or_default(),
+            // Printable ASCII, but `"` and `\` need escaping.
+            client_id: message
+                .client_id
+                .as_ref()
+                .and_then(|c| serde_json::to_string(c.as_ref()).ok()),
+        }
+    }
+
+    /// Exactly [`message_frame`]'s bytes.
+    pub fn message_frame(&self) -> ByteString {
+        let mut frame = String::with_capacity(self.object.len() + 32);
+        frame.push_str(r#"{"type":"message","message":"#);
+        frame.push_str(&self.object);
+        frame.push('}');
+        frame.into()
+    }
+
+    /// Exactly [`ack_frame`]'s bytes.
+    pub fn ack_frame(&self, duplicate: bool) -> ByteString {
+        let client_id = self.client_id.as_deref().unwrap_or("null");
+        let mut frame = String::with_capacity(self.object.len() + client_id.len() + 64);
+        frame.push_str(r#"{"type":"ack","client_id":"#);
+        frame.push_str(client_id);
+        frame.push_str(if duplicate {
+            r#","duplicate":true,"message":"#
+        } else {
+            r#","duplicate":false,"message":"#
+        });
+        frame.push_str(&self.object);
+        frame.push('}');
+        frame.into()
+    }
+}
+
 /// `{"type": "chat", "chat"}`: a chat with the user was created.
 pub fn chat_frame(chat: &ChatState<'_>) -> ByteString {
     #[derive(Serialize)]
@@ -447,6 +497,27 @@ mod tests {
                 "id": 123, "chat_id": 1, "seq": 57, "sender_id": 1, "sender": "alice",
                 "body": "Hello", "created": "2026-12-01T10:45:30.123Z", "client_id": "c-7f3a"}})
         );
+    }
+
+    #[test]
+    fn frames_made_from_the_encoded_object_are_the_serialised_frames_byte_for_byte() {
+        let mut odd = message();
+        odd.client_id = Some(ClientId::parse(r#"q"u\o~"#).unwrap());
+        odd.body = "line\n\"quoted\" 👋 \u{7}".into();
+        for message in [
+            message(),
+            odd,
+            DirectMessage {
+                client_id: None,
+                ..message()
+            },
+        ] {
+            let encoded = EncodedMessage::new(&message);
+            assert_eq!(encoded.message_frame(), message_frame(&message));
+            for duplicate in [false, true] {
+                assert_eq!(encoded.ack_frame(duplicate), ack_frame(&message, duplicate));
+            }
+        }
     }
 
     #[test]

@@ -329,9 +329,7 @@ impl V2Session<'_> {
             };
             (code, invalid.to_string())
         })?;
-        self.rate
-            .take(Instant::now())
-            .map_err(rate_limited)?;
+        self.rate.take(Instant::now()).map_err(rate_limited)?;
         let message = Outgoing {
             chat,
             body,
@@ -448,9 +446,7 @@ impl V2Session<'_> {
         limit: PageLimit,
     ) -> Result<chat_domain::chat::MessagePage, Refusal> {
         let chat = self.open(chat_id).await?;
-        self.rate
-            .take(Instant::now())
-            .map_err(rate_limited)?;
+        self.rate.take(Instant::now()).map_err(rate_limited)?;
         let messages = self.state.messages.clone();
         actix_web::web::block(move || messages.page(&chat, anchor, limit))
             .await
