@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# A short version of issue 3's performance table, for every backend this
-# machine offers: SQLite (always), PostgreSQL (when TEST_DATABASE_URL is set
-# to an admin URL) and the in-memory store (when the server has the `memory`
-# feature: the ceiling). Each scenario gets a fresh server on a free
-# loopback port and a fresh database, so no row depends on another.
+# A short version of issue 3's performance table, and protocol v2's rows, for
+# every backend this machine offers: SQLite (always), PostgreSQL (when
+# TEST_DATABASE_URL is set to an admin URL) and the in-memory store (when the
+# server has the `memory` feature: the ceiling). Each scenario gets a fresh
+# server on a free loopback port and a fresh database, so no row depends on
+# another (a relative target, e.g. v2's closed loop against the seed's, reads
+# the other row's figure from this run's results).
 #
-#   crates/bench/run.sh            the table (a few minutes per backend)
-#   crates/bench/run.sh --smoke    tiny scenarios on SQLite (seconds)
+# The seed scenarios also run against the server built at a baseline commit
+# (BENCH_BASELINE, by default the commit before protocol v2), labelled
+# `<backend>-before`, each right after the same scenario on this tree, so the
+# summary can show whether v2 made any of them worse.
+#
+#   crates/bench/run.sh            the table (about 17 minutes on SQLite with the
+#                                  baseline, 12 per other backend; the first run also
+#                                  builds the baseline server, a few minutes)
+#   crates/bench/run.sh --smoke    tiny scenarios of every mode on SQLite (under a minute)
 #
 # Environment:
-#   BENCH_BACKENDS    e.g. "sqlite memory" (default: every available one)
-#   BENCH_SCENARIOS   e.g. "closed-500 history-200" (default: all)
-#   BENCH_DURATION    measured seconds per traffic scenario (default 10)
-#   BENCH_THREADS     client runtime threads (default 2)
-#   BENCH_SKIP_BUILD  1: use the binaries already built
-#   CARGO_TARGET_DIR  where the release binaries are (default ./target)
+#   BENCH_BACKENDS           e.g. "sqlite memory" (default: every available one)
+#   BENCH_SCENARIOS          e.g. "closed-500 history-200" (default: all)
+#   BENCH_DURATION           measured seconds per traffic scenario (default 10)
+#   BENCH_THREADS            client runtime threads (default 2)
+#   BENCH_SKIP_BUILD         1: use the binaries already built (the baseline's
+#                            is built once per commit and kept)
+#   BENCH_BASELINE           the baseline commit (default 610ae2a; with --smoke
+#                            default none); none: no baseline runs
+#   BENCH_BASELINE_BACKENDS  backends run on the baseline too (default sqlite)
+#   CARGO_TARGET_DIR         where the release binaries are (default ./target)
 #
 # Every report line goes to $CARGO_TARGET_DIR/bench/results-<time>.jsonl,
 # and the summary at the end is `chat-bench --summarize` of that file.
@@ -29,7 +42,27 @@ SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
 DURATION="${BENCH_DURATION:-10}"
 THREADS="${BENCH_THREADS:-2}"
-# Upper bounds, so a wedged server or client cannot hang the run.
+BASELINE="${BENCH_BASELINE:-}"
+[ -z "$BASELINE" ] && { [ $SMOKE = 1 ] && BASELINE=none || BASELINE=610ae2a; }
+read -r -a BASELINE_BACKENDS <<<"${BENCH_BASELINE_BACKENDS:-sqlite}"
+# The rows, in the order they run (each backend runs them all).
+if [ $SMOKE = 1 ]; then
+    SEED_SCENARIOS=(closed-20 rate-50x10 history-10x100 chat-list-20)
+    V2_SCENARIOS=(v2-closed-20 v2-reconnect-20 v2-rate-20x10 v2-rate-20x10-typing v2-paging-5000)
+else
+    SEED_SCENARIOS=(closed-500 rate-1000x10 rate-5000x1 history-200 chat-list-1000)
+    V2_SCENARIOS=(v2-closed-500 v2-reconnect-2000 v2-catchup-100k v2-rate-1000x10
+        v2-rate-1000x10-typing v2-paging-1m)
+fi
+
+wanted() {
+    [ -z "${BENCH_SCENARIOS:-}" ] && return 0
+    [[ " $BENCH_SCENARIOS " == *" $1 "* ]]
+}
+
+# Upper bounds, so a wedged server or client cannot hang the run (the
+# scenarios that register thousands of users or fill a million messages
+# get more, per call).
 STEP_TIMEOUT=300
 START_TIMEOUT=30
 
@@ -39,6 +72,12 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/chat-bench.XXXXXX")"
 SERVER_PID=""
 SERVER_LOG=/dev/null
 PG_DATABASES=()
+# The baseline: its sources (exported for the build, removed at exit) and
+# its binary (kept per commit and features, so it is built once).
+BASE_DIR="$TARGET_DIR/bench/baseline"
+BASE_SRC=""
+BASE_SERVER=""
+BASE_LABELS=()
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
@@ -68,6 +107,8 @@ cleanup() {
         psql "$TEST_DATABASE_URL" -qAtc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
     done
     rm -rf "$WORK"
+    [ -n "$BASE_SRC" ] && rm -rf "$BASE_SRC"
+    return 0
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -117,6 +158,47 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 fi
 [ -x "$SERVER" ] && [ -x "$BENCH" ] || { echo "missing $SERVER or $BENCH" >&2; exit 2; }
 
+# --- the baseline server ----------------------------------------------------
+# The tree at the baseline commit is exported with `git archive` (a read of
+# the object store: no worktree is registered, no ref or index touched, so a
+# run killed half-way leaves nothing behind in .git), built with its own
+# CARGO_TARGET_DIR, and its binary kept under a name that holds the commit
+# and the features. `tar -m` dates the files now: cargo compares times, and a
+# commit's old dates could make it keep another commit's build.
+seed_wanted=0
+for name in "${SEED_SCENARIOS[@]}"; do wanted "$name" && seed_wanted=1; done
+if [ "$BASELINE" != none ] && [ $seed_wanted = 1 ]; then
+    for backend in "${BASELINE_BACKENDS[@]}"; do
+        [[ " ${BACKENDS[*]} " == *" $backend "* ]] && BASE_LABELS+=("$backend")
+    done
+fi
+if [ ${#BASE_LABELS[@]} -gt 0 ]; then
+    sha="$(git -C "$ROOT" rev-parse --verify --quiet "$BASELINE^{commit}")" \
+        || { echo "BENCH_BASELINE=$BASELINE is not a commit of $ROOT" >&2; exit 2; }
+    base_features=()
+    for backend in "${BASE_LABELS[@]}"; do
+        case "$backend" in
+            postgres) base_features+=(chat-server/postgres) ;;
+            memory) base_features+=(chat-server/memory) ;;
+        esac
+    done
+    features="$(IFS=,; echo "${base_features[*]+"${base_features[*]}"}")"
+    BASE_SERVER="$BASE_DIR/chat-server-${sha:0:12}${features:+-${features//[\/,]/_}}"
+    if [ ! -x "$BASE_SERVER" ]; then
+        say "building the baseline server at ${sha:0:12} (release, once per commit)"
+        BASE_SRC="$BASE_DIR/src"
+        rm -rf "$BASE_SRC" && mkdir -p "$BASE_SRC"
+        git -C "$ROOT" archive "$sha" | tar -x -m -C "$BASE_SRC"
+        (cd "$BASE_SRC" && CARGO_TARGET_DIR="$BASE_DIR/target" cargo build --release \
+            -p chat-server --bin chat-server ${features:+--features "$features"})
+        cp "$BASE_DIR/target/release/chat-server" "$BASE_SERVER.tmp"
+        mv "$BASE_SERVER.tmp" "$BASE_SERVER"
+        rm -rf "$BASE_SRC"
+        BASE_SRC=""
+    fi
+fi
+has_baseline() { [[ " ${BASE_LABELS[*]-} " == *" $1 "* ]]; }
+
 # Sockets are file descriptors: the server and the client inherit this.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -149,12 +231,12 @@ fresh_database() {
     esac
 }
 
-# Starts the server for `backend`; sets SERVER_PID and URL. The
-# per-connection message rate limit is lifted: filling 1,000 messages of
+# Starts the server binary `server` for `backend`; sets SERVER_PID and URL.
+# The per-connection message rate limit is lifted: filling 1,000 messages of
 # history per chat sends far faster than a person would, and the limit would
 # refuse most of them (every other setting is the default).
 start_server() {
-    local backend="$1" dir
+    local backend="$1" server="$2" dir
     dir="$(mktemp -d "$WORK/$backend.XXXX")"
     fresh_database "$backend" "$dir"
     SERVER_LOG="$dir/server.log"
@@ -169,7 +251,7 @@ start_server() {
     RUST_LOG="${RUST_LOG:-warn}" \
     CHAT_WS_RATE="${CHAT_WS_RATE:-1000000}" \
     CHAT_WS_BURST="${CHAT_WS_BURST:-1000000}" \
-        "$SERVER" >"$dir/server.log" 2>&1 &
+        "$server" >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 $((START_TIMEOUT * 10))); do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -186,73 +268,142 @@ start_server() {
     return 1
 }
 
-# run_scenario BACKEND NAME chat-bench-args...
+# run_scenario LABEL NAME chat-bench-args...: LABEL is a backend, or
+# BACKEND-before for the baseline server. SCENARIO_TIMEOUT overrides the
+# step timeout for one call.
 run_scenario() {
-    local backend="$1" name="$2"
+    local label="$1" name="$2"
     shift 2
-    say "$backend: $name"
-    if ! start_server "$backend"; then
-        printf '{"name":"%s","label":"%s","error":"server did not start"}\n' "$name" "$backend" >>"$RESULTS"
+    local backend="${label%-before}" server="$SERVER"
+    [ "$backend" != "$label" ] && server="$BASE_SERVER"
+    say "$label: $name"
+    if ! start_server "$backend" "$server"; then
+        printf '{"name":"%s","label":"%s","error":"server did not start"}\n' "$name" "$label" >>"$RESULTS"
         return 0
     fi
-    local out="$WORK/$backend-$name.out" status=0
-    timeout --kill-after=10 "$STEP_TIMEOUT" "$BENCH" --url "$URL" --server-pid "$SERVER_PID" \
-        --threads "$THREADS" --name "$name" --label "$backend" "$@" | tee "$out" || status=$?
+    local out="$WORK/$label-$name.out" status=0
+    timeout --kill-after=10 "${SCENARIO_TIMEOUT:-$STEP_TIMEOUT}" "$BENCH" --url "$URL" \
+        --server-pid "$SERVER_PID" --threads "$THREADS" --name "$name" --label "$label" \
+        --reference "$RESULTS" "$@" | tee "$out" || status=$?
     if [ "$status" = 0 ] && tail -1 "$out" | grep -q '^{'; then
         tail -1 "$out" >>"$RESULTS"
     else
         printf '{"name":"%s","label":"%s","error":"chat-bench exited with %s"}\n' \
-            "$name" "$backend" "$status" >>"$RESULTS"
+            "$name" "$label" "$status" >>"$RESULTS"
         echo "server log tail:" >&2
         tail -5 "$SERVER_LOG" >&2 || true
     fi
     stop_server
 }
 
-wanted() {
-    [ -z "${BENCH_SCENARIOS:-}" ] && return 0
-    [[ " $BENCH_SCENARIOS " == *" $1 "* ]]
+# --- the scenarios ------------------------------------------------------------
+D="${DURATION}s"
+
+# The seed socket's scenarios (issue 3's table); they run on the baseline
+# server too. Sets ARGS.
+seed_args() {
+    case "$1" in
+        # Users are paired into distinct pairs (101 users make 5,050): setup
+        # costs 202 password hashes instead of two per chat.
+        closed-500) ARGS=(--mode closed --chats 500 --users 101 --duration "$D" --warmup 2s
+            --expect 'delivered_per_s>=27000' --expect 'lost==0' --expect 'duplicated==0'
+            --expect 'out_of_order==0') ;;
+        rate-1000x10) ARGS=(--mode rate --rate 10 --chats 1000 --users 101 --duration "$D" --warmup 2s
+            --expect 'delivered_ratio>=0.99' --expect 'latency_p99_ms<=25' --expect 'lost==0') ;;
+        rate-5000x1) ARGS=(--mode rate --rate 1 --chats 5000 --users 101 --duration "$D" --warmup 2s
+            --connect-concurrency 1000
+            --expect 'connect_total_s<3' --expect 'latency_p99_ms<=10'
+            --expect 'server_rss_peak_mb<=200' --expect 'lost==0') ;;
+        history-200) ARGS=(--mode history --history 1000 --chats 200 --users 101
+            --expect 'replay_incomplete==0' --expect 'replay_p99_ms<=350' --expect 'lost==0') ;;
+        # 1,001 users: each chat needs its own partner (one chat per pair).
+        chat-list-1000) ARGS=(--mode chat-list --chats 1000 --requests 200
+            --expect 'list_p50_ms<=5' --expect 'list_errors==0') ;;
+        closed-20) ARGS=(--mode closed --chats 20 --duration 2s --warmup 500ms
+            --expect 'lost==0' --expect 'duplicated==0' --expect 'out_of_order==0' --expect 'delivered_per_s>0') ;;
+        rate-50x10) ARGS=(--mode rate --chats 50 --users 20 --rate 10 --duration 2s --warmup 500ms
+            --expect 'lost==0' --expect 'latency_p99_ms<=25') ;;
+        history-10x100) ARGS=(--mode history --chats 10 --history 100
+            --expect 'replay_incomplete==0' --expect 'lost==0') ;;
+        chat-list-20) ARGS=(--mode chat-list --chats 20 --requests 50 --expect 'list_errors==0') ;;
+        *) echo "no seed scenario $1" >&2; exit 2 ;;
+    esac
+}
+
+# Protocol v2's scenarios: one user per socket (a v2 socket carries all of
+# its user's chats), so setup registers two users per chat: the rows with
+# 1,000 chats hash 4,000 passwords first. Sets ARGS and TIMEOUT.
+v2_args() {
+    TIMEOUT="$STEP_TIMEOUT"
+    case "$1" in
+        # Against the seed closed loop of this run (same chats, same
+        # sockets; the ack in the echo's place).
+        v2-closed-500) ARGS=(--mode v2-closed --chats 500 --duration "$D" --warmup 2s
+            --expect 'delivered_per_s>=1x@closed-500' --expect 'lost==0' --expect 'duplicated==0'
+            --expect 'out_of_order==0' --expect 'seq_disorder==0') ;;
+        # Everyone reconnects at once after missing 20 messages per chat
+        # (10 per participant, stored over REST).
+        v2-reconnect-2000) TIMEOUT=600
+            ARGS=(--mode v2-reconnect --chats 1000 --missed 20 --connect-concurrency 2000
+            --expect 'catchup_s<3' --expect 'lost==0' --expect 'duplicated==0'
+            --expect 'catchup_incomplete==0' --show 'catchup_p99_ms' --show 'catchup_messages_max') ;;
+        # Catch-up costs what was missed, not the chat's length.
+        v2-catchup-100k) ARGS=(--mode v2-reconnect --chats 1 --history 100000 --missed 10
+            --expect 'catchup_messages_max==10' --show 'catchup_frames_max' --expect 'lost==0'
+            --expect 'duplicated==0' --expect 'catchup_incomplete==0') ;;
+        # The same load twice, without and with typing; the second is
+        # checked against the first.
+        v2-rate-1000x10) TIMEOUT=600
+            ARGS=(--mode v2-rate --rate 10 --chats 1000 --duration "$D" --warmup 2s
+            --show 'latency_p99_ms' --expect 'delivered_ratio>=0.99' --expect 'lost==0') ;;
+        v2-rate-1000x10-typing) TIMEOUT=600
+            ARGS=(--mode v2-rate --rate 10 --chats 1000 --duration "$D" --warmup 2s
+            --typing-interval 3s
+            --expect 'latency_p99_ms<=1.2x@v2-rate-1000x10' --expect 'delivered_ratio>=0.99'
+            --expect 'lost==0' --show 'typing_events') ;;
+        # Pages of 50 before a random seq deep in a chat of 1,000,000.
+        v2-paging-1m) TIMEOUT=600
+            ARGS=(--mode v2-paging --history 1000000 --requests 1000
+            --expect 'page_p50_ms<=2' --show 'page_p99_ms' --expect 'page_errors==0') ;;
+        v2-closed-20) ARGS=(--mode v2-closed --chats 20 --duration 2s --warmup 500ms
+            --expect 'delivered_per_s>=1x@closed-20' --expect 'lost==0' --expect 'duplicated==0'
+            --expect 'seq_disorder==0') ;;
+        v2-reconnect-20) ARGS=(--mode v2-reconnect --chats 20 --history 30 --missed 20
+            --expect 'catchup_incomplete==0' --expect 'lost==0' --expect 'duplicated==0'
+            --expect 'catchup_messages_max==20') ;;
+        v2-rate-20x10) ARGS=(--mode v2-rate --chats 20 --rate 10 --duration 2s --warmup 500ms
+            --show 'latency_p99_ms' --expect 'lost==0') ;;
+        v2-rate-20x10-typing) ARGS=(--mode v2-rate --chats 20 --rate 10 --duration 2s --warmup 500ms
+            --typing-interval 500ms --expect 'latency_p99_ms<=1.2x@v2-rate-20x10'
+            --expect 'lost==0' --show 'typing_events') ;;
+        v2-paging-5000) ARGS=(--mode v2-paging --history 5000 --requests 50
+            --expect 'page_errors==0' --show 'page_p50_ms') ;;
+        *) echo "no v2 scenario $1" >&2; exit 2 ;;
+    esac
 }
 
 {
     echo "# chat-bench $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" \
         "$(nproc) cores, $(uname -r), client threads $THREADS, server workers ${CHAT_WORKERS:-2}"
+    if [ ${#BASE_LABELS[@]} -gt 0 ]; then
+        echo "# baseline: $BASELINE (${sha:0:12}) as ${BASE_LABELS[*]/%/-before}"
+    fi
 } >>"$RESULTS"
 
-D="${DURATION}s"
 for backend in "${BACKENDS[@]}"; do
-    if [ $SMOKE = 1 ]; then
-        run_scenario "$backend" closed-20 --mode closed --chats 20 --duration 2s --warmup 500ms \
-            --expect 'lost==0' --expect 'duplicated==0' --expect 'out_of_order==0' --expect 'delivered_per_s>0'
-        run_scenario "$backend" rate-50x10 --mode rate --chats 50 --users 20 --rate 10 --duration 2s --warmup 500ms \
-            --expect 'lost==0' --expect 'latency_p99_ms<=25'
-        run_scenario "$backend" history-10x100 --mode history --chats 10 --history 100 \
-            --expect 'replay_incomplete==0' --expect 'lost==0'
-        run_scenario "$backend" chat-list-20 --mode chat-list --chats 20 --requests 50 \
-            --expect 'list_errors==0'
-        continue
-    fi
-    # Users are paired into distinct pairs (101 users make 5,050): setup
-    # costs 202 password hashes instead of two per chat.
-    wanted closed-500 && run_scenario "$backend" closed-500 \
-        --mode closed --chats 500 --users 101 --duration "$D" --warmup 2s \
-        --expect 'delivered_per_s>=27000' --expect 'lost==0' --expect 'duplicated==0' \
-        --expect 'out_of_order==0'
-    wanted rate-1000x10 && run_scenario "$backend" rate-1000x10 \
-        --mode rate --rate 10 --chats 1000 --users 101 --duration "$D" --warmup 2s \
-        --expect 'delivered_ratio>=0.99' --expect 'latency_p99_ms<=25' --expect 'lost==0'
-    wanted rate-5000x1 && run_scenario "$backend" rate-5000x1 \
-        --mode rate --rate 1 --chats 5000 --users 101 --duration "$D" --warmup 2s \
-        --connect-concurrency 1000 \
-        --expect 'connect_total_s<3' --expect 'latency_p99_ms<=10' \
-        --expect 'server_rss_peak_mb<=200' --expect 'lost==0'
-    wanted history-200 && run_scenario "$backend" history-200 \
-        --mode history --history 1000 --chats 200 --users 101 \
-        --expect 'replay_incomplete==0' --expect 'replay_p99_ms<=350' --expect 'lost==0'
-    # 1,001 users: each chat needs its own partner (one chat per pair).
-    wanted chat-list-1000 && run_scenario "$backend" chat-list-1000 \
-        --mode chat-list --chats 1000 --requests 200 \
-        --expect 'list_p50_ms<=5' --expect 'list_errors==0'
+    # Each seed scenario on this tree, then at once on the baseline: the
+    # machine drifts less between the two than over the whole run.
+    for name in "${SEED_SCENARIOS[@]}"; do
+        wanted "$name" || continue
+        seed_args "$name"
+        run_scenario "$backend" "$name" "${ARGS[@]}"
+        has_baseline "$backend" && run_scenario "$backend-before" "$name" "${ARGS[@]}"
+    done
+    for name in "${V2_SCENARIOS[@]}"; do
+        wanted "$name" || continue
+        v2_args "$name"
+        SCENARIO_TIMEOUT="$TIMEOUT" run_scenario "$backend" "$name" "${ARGS[@]}"
+    done
 done
 
 say "summary ($RESULTS)"

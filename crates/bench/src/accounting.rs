@@ -12,11 +12,17 @@
 //! Connections are numbered so that the two participants of a chat are
 //! `2k` and `2k + 1` (see [`crate::plan`]); a ledger only needs its own
 //! number and its peer's.
+//!
+//! Over protocol v2 the sender's copy is its `ack`, and the same rule holds;
+//! v2 also numbers each chat's messages (`seq`), and a socket must get its
+//! chat's messages and acks in that order, so a v2 ledger checks the order
+//! across both senders too ([`ConnLedger::on_v2_message`]).
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::tag::Tag;
+use crate::v2::Msg;
 
 /// Sequence numbers above this are treated as forged rather than grown
 /// into (a bitset of 2^28 bits is 32 MiB; no run sends that many per
@@ -168,6 +174,19 @@ pub struct ConnLedger {
     pub peer_latency_us: Vec<u32>,
     /// The same for this connection's own messages (send to own echo).
     pub echo_latency_us: Vec<u32>,
+    /// v2: the highest chat `seq` this socket has received.
+    last_seq: u64,
+    /// v2: first copies whose chat `seq` was not above one received before.
+    pub seq_disorder: u64,
+    /// v2: acks that call a new message a duplicate, or acknowledge a
+    /// message this socket did not send.
+    pub bad_acks: u64,
+    /// v2: this run's messages whose `client_id` is not the one they were
+    /// sent with.
+    pub bad_client_ids: u64,
+    /// v2: valid frames that are neither messages nor acks (typing,
+    /// presence, receipts, pongs).
+    pub events: u64,
 }
 
 impl ConnLedger {
@@ -186,7 +205,47 @@ impl ConnLedger {
             frames_in_window: 0,
             peer_latency_us: Vec::new(),
             echo_latency_us: Vec::new(),
+            last_seq: 0,
+            seq_disorder: 0,
+            bad_acks: 0,
+            bad_client_ids: 0,
+            events: 0,
         }
+    }
+
+    /// Records a v2 message received on a socket that carries this one chat:
+    /// [`ConnLedger::on_message`], then the v2 checks. `ack` is `Some(duplicate)`
+    /// when it came as this socket's `ack`.
+    pub fn on_v2_message(
+        &mut self,
+        msg: &Msg,
+        ack: Option<bool>,
+        received_ns: u64,
+        window: &Window,
+    ) -> Reception {
+        let reception = self.on_message(msg.tag, received_ns, window);
+        if let Reception::OwnFirst { .. } | Reception::PeerFirst { .. } = reception {
+            if msg.seq <= self.last_seq {
+                self.seq_disorder += 1;
+            } else {
+                self.last_seq = msg.seq;
+            }
+        }
+        let ours = msg.tag.is_some_and(|t| t.run == self.run);
+        if ours && !msg.client_id_ok {
+            self.bad_client_ids += 1;
+        }
+        if let Some(duplicate) = ack {
+            // Nothing is ever re-sent in a live run, so `duplicate` is wrong
+            // whenever it is set.
+            let own = msg
+                .tag
+                .is_some_and(|t| t.run == self.run && t.sender == self.conn);
+            if duplicate || !own {
+                self.bad_acks += 1;
+            }
+        }
+        reception
     }
 
     /// Records a received message frame: its body's tag (if any) and when
@@ -274,10 +333,19 @@ pub struct Tally {
     pub unexpected: u64,
     /// Message frames not from this run (e.g. another tool's messages).
     pub foreign: u64,
-    /// `{"error": ...}` frames.
+    /// `{"error": ...}` frames (v2: `{"type": "error"}`).
     pub error_frames: u64,
     pub peer_deliveries_in_window: u64,
     pub frames_in_window: u64,
+    /// v2: first copies out of their chat's `seq` order.
+    pub seq_disorder: u64,
+    /// v2: acks flagged `duplicate` for a new message, or of another's
+    /// message.
+    pub bad_acks: u64,
+    /// v2: messages carrying another message's `client_id`.
+    pub bad_client_ids: u64,
+    /// v2: typing, presence, receipt and pong frames (not faults).
+    pub events: u64,
 }
 
 /// Sets every ledger against what each connection sent. A ledger whose peer
@@ -312,6 +380,10 @@ pub fn tally(ledgers: &[ConnLedger]) -> Tally {
         t.error_frames += ledger.error_frames;
         t.peer_deliveries_in_window += ledger.peer_deliveries_in_window;
         t.frames_in_window += ledger.frames_in_window;
+        t.seq_disorder += ledger.seq_disorder;
+        t.bad_acks += ledger.bad_acks;
+        t.bad_client_ids += ledger.bad_client_ids;
+        t.events += ledger.events;
     }
     t
 }
@@ -517,6 +589,47 @@ mod tests {
         a.on_message(tag(0, 1), 1, &ALL);
         assert!(a.has_all(1));
         assert!(!a.has_all(2));
+    }
+
+    fn v2(sender: u32, seq: u64, chat_seq: u64) -> Msg {
+        let tag = tag(sender, seq);
+        Msg {
+            chat_id: 1,
+            seq: chat_seq,
+            tag,
+            client_id_ok: true,
+        }
+    }
+
+    #[test]
+    fn v2_messages_must_follow_their_chats_seq_across_senders() {
+        let mut a = ConnLedger::new(RUN, 0, 1);
+        a.sent = 2;
+        // seq 1 (own ack), 3 (peer) before 2 (peer), then a copy of 3.
+        a.on_v2_message(&v2(0, 0, 1), Some(false), 1, &ALL);
+        a.on_v2_message(&v2(1, 1, 3), None, 1, &ALL);
+        a.on_v2_message(&v2(1, 0, 2), None, 1, &ALL);
+        a.on_v2_message(&v2(1, 1, 3), None, 1, &ALL);
+        a.on_v2_message(&v2(0, 1, 4), Some(false), 1, &ALL);
+        assert_eq!(a.seq_disorder, 1);
+        let mut b = ConnLedger::new(RUN, 1, 0);
+        b.sent = 2;
+        let t = tally(&[a, b]);
+        // The per-sender check sees the same reordering; the copy is a
+        // duplicate, not a second disorder.
+        assert_eq!((t.seq_disorder, t.out_of_order, t.duplicated), (1, 1, 1));
+        assert_eq!(t.bad_acks, 0);
+    }
+
+    #[test]
+    fn v2_acks_must_be_new_and_of_this_sockets_own_messages() {
+        let mut a = ConnLedger::new(RUN, 0, 1);
+        a.on_v2_message(&v2(0, 0, 1), Some(true), 1, &ALL);
+        a.on_v2_message(&v2(1, 0, 2), Some(false), 1, &ALL);
+        let mut wrong_id = v2(0, 1, 3);
+        wrong_id.client_id_ok = false;
+        a.on_v2_message(&wrong_id, Some(false), 1, &ALL);
+        assert_eq!((a.bad_acks, a.bad_client_ids), (2, 1));
     }
 
     #[test]

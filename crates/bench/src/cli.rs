@@ -29,7 +29,8 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Mode::Closed)]
     pub mode: Mode,
 
-    /// Chats (two connections each); for chat-list, the user's chat count.
+    /// Chats (two connections each); for chat-list, the user's chat count;
+    /// v2-paging always uses one chat.
     #[arg(long, default_value_t = 10)]
     pub chats: usize,
 
@@ -55,11 +56,28 @@ pub struct Cli {
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
 
-    /// Messages per chat (history: default 1000; chat-list: default 1).
+    /// Messages per chat (history: default 1000; chat-list: default 1;
+    /// v2-reconnect: held before the disconnect, default 0; v2-paging:
+    /// default 1000000).
     #[arg(long)]
     pub history: Option<usize>,
 
-    /// Timed GET /api/chats/ requests (chat-list mode).
+    /// v2 live modes: every socket also sends `typing active:true` this
+    /// often (e.g. 3s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub typing_interval: Option<Duration>,
+
+    /// v2-reconnect: messages stored per chat over REST while its sockets
+    /// are away (split between the participants).
+    #[arg(long, default_value_t = 20)]
+    pub missed: usize,
+
+    /// Messages per page: v2-paging's GET (default 50), v2-reconnect's
+    /// history requests (default 200).
+    #[arg(long)]
+    pub page_limit: Option<usize>,
+
+    /// Timed GET requests (chat-list: /api/chats/; v2-paging: a page).
     #[arg(long, default_value_t = 200)]
     pub requests: usize,
 
@@ -106,8 +124,21 @@ pub struct Cli {
 
     /// A target to check, e.g. `delivered_per_s>=27000` or `lost==0`
     /// (repeatable). Reported, never fatal.
+    /// Also `METRIC OP FACTORx@SCENARIO`: relative to the same figure of
+    /// SCENARIO with the same --label in the --reference file, e.g.
+    /// `latency_p99_ms<=1.2x@v2-rate-1000x10`.
     #[arg(long = "expect", value_name = "METRIC OP N")]
     pub expect: Vec<Expectation>,
+
+    /// A figure to carry into the report's checks and the summary without
+    /// a target (repeatable).
+    #[arg(long = "show", value_name = "METRIC")]
+    pub show: Vec<String>,
+
+    /// Earlier report lines (a results file of `make bench`) for relative
+    /// targets.
+    #[arg(long, value_name = "FILE")]
+    pub reference: Option<PathBuf>,
 
     /// Print the summary table of a file of JSON report lines, and exit.
     #[arg(long, value_name = "FILE")]
@@ -119,13 +150,20 @@ impl Cli {
         Scenario {
             mode: self.mode,
             run_id: new_run_id(),
-            chats: self.chats,
+            chats: if self.mode == Mode::V2Paging {
+                1
+            } else {
+                self.chats
+            },
             users: self.users,
             duration: self.duration,
             warmup: self.warmup,
             drain: self.drain,
             rate: self.rate,
             history: self.history,
+            typing_interval: self.typing_interval,
+            missed: self.missed,
+            page_limit: self.page_limit,
             requests: self.requests,
             body_bytes: self.body_bytes,
             ack_timeout: self.ack_timeout,
@@ -136,6 +174,12 @@ impl Cli {
             server_pid: self.server_pid,
             threads: self.threads.max(1),
         }
+    }
+
+    /// The `--expect` targets, then the `--show` figures.
+    pub fn expectations(&self) -> Vec<Expectation> {
+        let shown = self.show.iter().map(|m| Expectation::show(m));
+        self.expect.iter().cloned().chain(shown).collect()
     }
 }
 
@@ -175,5 +219,68 @@ mod tests {
         assert_eq!(cli.expect.len(), 2);
         assert!(Cli::try_parse_from(["chat-bench", "--mode", "fast"]).is_err());
         assert!(Cli::try_parse_from(["chat-bench", "--expect", "p99"]).is_err());
+    }
+
+    #[test]
+    fn the_v2_modes_and_their_options_parse() {
+        let cli = Cli::try_parse_from([
+            "chat-bench",
+            "--mode",
+            "v2-rate",
+            "--chats",
+            "1000",
+            "--typing-interval",
+            "3s",
+            "--expect",
+            "latency_p99_ms<=1.2x@v2-rate-1000x10",
+            "--show",
+            "latency_p99_ms",
+            "--reference",
+            "results.jsonl",
+        ])
+        .unwrap();
+        let s = cli.scenario();
+        assert_eq!(
+            (s.mode, s.users(), s.connections()),
+            (Mode::V2Rate, 2000, 2000)
+        );
+        assert_eq!(s.typing_interval, Some(Duration::from_secs(3)));
+        let targets = cli.expectations();
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets[0].relative_to.as_deref(), Some("v2-rate-1000x10"));
+        assert!(targets[1].is_show());
+        for (mode, name) in [
+            (Mode::V2Closed, "v2-closed"),
+            (Mode::V2Reconnect, "v2-reconnect"),
+            (Mode::V2Paging, "v2-paging"),
+        ] {
+            let cli = Cli::try_parse_from(["chat-bench", "--mode", name]).unwrap();
+            assert_eq!(cli.mode, mode);
+            assert_eq!(mode.to_string(), name);
+            assert_eq!(serde_json::to_value(mode).unwrap(), name);
+        }
+        let paging = Cli::try_parse_from(["chat-bench", "--mode", "v2-paging"])
+            .unwrap()
+            .scenario();
+        assert_eq!(
+            (
+                paging.chats,
+                paging.users(),
+                paging.history(),
+                paging.page_limit()
+            ),
+            (1, 2, 1_000_000, 50)
+        );
+        let reconnect = Cli::try_parse_from(["chat-bench", "--mode", "v2-reconnect"])
+            .unwrap()
+            .scenario();
+        assert_eq!(
+            (
+                reconnect.missed,
+                reconnect.history(),
+                reconnect.page_limit()
+            ),
+            (20, 0, 200)
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Opening one chat socket: TCP (optionally from a chosen 127.0.0.x source
-//! address) and the WebSocket handshake, timed together until the `101`.
+//! address) and the WebSocket handshake, timed together until the `101`;
+//! and the seed protocol's server frames (v2's are in [`crate::v2`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -41,8 +42,10 @@ pub enum ConnectError {
     Refused(u16),
     #[error("handshake: {0}")]
     Handshake(Box<WsError>),
-    #[error("no 101 within {0:?}")]
+    #[error("no 101 (or, on a v2 socket, no hello) within {0:?}")]
     Timeout(Duration),
+    #[error("the first v2 frame was not a hello: {0}")]
+    NoHello(String),
 }
 
 /// Socket settings for many small-message connections: a small eager read

@@ -50,8 +50,8 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Hi
         let conn = fillers[k] as u32;
         let (run, body_bytes) = (scenario.run_id, scenario.body_bytes);
         match socket {
-            Ok(ws) => {
-                tasks.spawn(fill(ws, conn, run, per_chat, body_bytes, origin));
+            Ok(connected) => {
+                tasks.spawn(fill(connected.ws, conn, run, per_chat, body_bytes, origin));
             }
             Err(error) => eprintln!("history: filler {conn} could not connect: {error}"),
         }

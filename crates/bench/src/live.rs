@@ -1,6 +1,8 @@
 //! Live traffic: every chat's two participants connected, sending in a
 //! closed loop or at a fixed rate, then a drain until every owed delivery
-//! has arrived (or the drain time is up).
+//! has arrived (or the drain time is up). Either protocol: on a seed socket
+//! the sender's copy is its echo, on a v2 socket its `ack`; v2 sockets may
+//! also send `typing` on a schedule of their own.
 //!
 //! One task per connection owns its socket and its [`ConnLedger`], so the
 //! accounting needs no locks. The two tasks of a chat share a [`ChatLink`]
@@ -21,9 +23,10 @@ use crate::conn::{self, ConnectError, Incoming, Ws};
 use crate::plan::{peer_of, Plan};
 use crate::report::ConnectStats;
 use crate::resources::{CpuMark, RssSampler, ServerResources};
-use crate::scenario::{Mode, Scenario};
+use crate::scenario::{Protocol, Scenario};
 use crate::tag::Tag;
 use crate::target::Target;
+use crate::v2::{self, Frame, Hello};
 
 /// After everything owed has arrived, keep reading this long so that late
 /// duplicates are still counted.
@@ -33,39 +36,66 @@ const DUPLICATE_GRACE: Duration = Duration::from_millis(150);
 /// together.
 const START_DELAY: Duration = Duration::from_millis(50);
 
+/// An open socket; a v2 socket with its `hello`.
+pub(crate) struct Connected {
+    pub ws: Ws,
+    pub hello: Option<Hello>,
+}
+
 /// Opens the sockets of connections `conns` (indexes into the plan's
-/// connections), `connect_concurrency` handshakes at a time. Returns each
-/// socket (or why it failed), in the order of `conns`, and the timings.
+/// connections) over the scenario's protocol, `connect_concurrency`
+/// handshakes at a time. Returns each socket (or why it failed), in the
+/// order of `conns`, and the timings: until the `101` for seed sockets,
+/// until the `hello` for v2 sockets (only then has a v2 socket joined the
+/// fan-out).
 pub(crate) async fn connect_all(
     target: &Target,
     plan: &Plan,
     conns: &[usize],
     scenario: &Scenario,
-) -> (Vec<Result<Ws, ConnectError>>, ConnectStats) {
+) -> (Vec<Result<Connected, ConnectError>>, ConnectStats) {
     let permits = Arc::new(Semaphore::new(scenario.connect_concurrency.max(1)));
+    let protocol = scenario.mode.protocol();
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for (slot, &conn) in conns.iter().enumerate() {
         let Some((chat, participant)) = plan.participant(conn) else {
             continue;
         };
-        let url = target.ws_url(chat.id, &participant.token);
+        let url = match protocol {
+            Protocol::Seed => target.ws_url(chat.id, &participant.token),
+            Protocol::V2 => target.ws_v2_url(&participant.token),
+        };
         let addr = target.addr;
         let source = conn::source_for(conn, scenario.source_ips);
         let timeout = scenario.connect_timeout;
         let permits = permits.clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            (slot, conn::connect(addr, &url, source, timeout).await)
+            let result = match protocol {
+                Protocol::Seed => conn::connect(addr, &url, source, timeout)
+                    .await
+                    .map(|(ws, took)| (Connected { ws, hello: None }, took)),
+                Protocol::V2 => {
+                    v2::connect(addr, &url, source, timeout)
+                        .await
+                        .map(|(ws, took, hello)| {
+                            let hello = Some(hello);
+                            (Connected { ws, hello }, took)
+                        })
+                }
+            };
+            (slot, result)
         });
     }
-    let mut sockets: Vec<Option<Result<Ws, ConnectError>>> = conns.iter().map(|_| None).collect();
+    let mut sockets: Vec<Option<Result<Connected, ConnectError>>> =
+        conns.iter().map(|_| None).collect();
     let mut times_us = Vec::with_capacity(conns.len());
     while let Some(joined) = tasks.join_next().await {
         if let Ok((slot, result)) = joined {
-            sockets[slot] = Some(result.map(|(ws, took)| {
+            sockets[slot] = Some(result.map(|(connected, took)| {
                 times_us.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
-                ws
+                connected
             }));
         }
     }
@@ -92,6 +122,9 @@ pub(crate) struct LiveOutcome {
     /// From the end of sending until every delivery arrived (or the drain
     /// ran out).
     pub drain_seconds: f64,
+    /// v2 with typing: `typing` frames sent, and typing events received.
+    pub typing_sent: u64,
+    pub typing_received: u64,
 }
 
 /// State the two connections of a chat share.
@@ -111,6 +144,9 @@ enum Pacing {
 
 /// What every connection task needs to know.
 struct Shared {
+    protocol: Protocol,
+    /// v2: how often each socket sends `typing active:true`.
+    typing: Option<Duration>,
     run: u64,
     origin: Instant,
     window: Window,
@@ -135,6 +171,8 @@ struct ConnOutcome {
     send_lag_us: Vec<u32>,
     ack_timeouts: u64,
     disconnected: bool,
+    typing_sent: u64,
+    typing_received: u64,
 }
 
 /// Runs closed-loop or rate traffic over `plan`.
@@ -145,7 +183,7 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Li
 
     // A chat takes part only if both its sockets opened: otherwise nothing
     // sent in it could reach everyone it is owed to.
-    let mut sockets: Vec<Option<Ws>> = sockets.into_iter().map(Result::ok).collect();
+    let mut sockets: Vec<Option<Ws>> = sockets.into_iter().map(|s| s.ok().map(|c| c.ws)).collect();
     for chat in 0..plan.chats.len() {
         if sockets[2 * chat].is_none() || sockets[2 * chat + 1].is_none() {
             sockets[2 * chat] = None;
@@ -161,15 +199,18 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Li
         start_ns: scenario.warmup.as_nanos() as u64,
         end_ns: (scenario.warmup + scenario.duration).as_nanos() as u64,
     };
-    let pacing = match scenario.mode {
-        Mode::Rate => Pacing::Rate {
+    let pacing = if scenario.mode.is_rate() {
+        Pacing::Rate {
             period: Duration::from_secs_f64(1.0 / scenario.rate.max(0.001)),
-        },
-        _ => Pacing::Closed {
+        }
+    } else {
+        Pacing::Closed {
             ack_timeout: scenario.ack_timeout,
-        },
+        }
     };
     let shared = Arc::new(Shared {
+        protocol: scenario.mode.protocol(),
+        typing: scenario.typing_interval.filter(|d| !d.is_zero()),
         run: scenario.run_id,
         origin,
         window,
@@ -187,9 +228,11 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Li
             link = Arc::new(ChatLink::default());
         }
         if let Some(ws) = socket {
+            let chat_id = plan.chats[conn / 2].id;
             tasks.spawn(drive(
                 ws,
                 conn as u32,
+                chat_id,
                 link.clone(),
                 shared.clone(),
                 stop_rx.clone(),
@@ -224,6 +267,8 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Li
         server: None,
         client_cpu_percent: None,
         drain_seconds,
+        typing_sent: 0,
+        typing_received: 0,
     };
     while let Some(joined) = tasks.join_next().await {
         if let Ok(conn) = joined {
@@ -231,6 +276,8 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Li
             outcome.send_lag_us.extend(conn.send_lag_us);
             outcome.ack_timeouts += conn.ack_timeouts;
             outcome.disconnects += u64::from(conn.disconnected);
+            outcome.typing_sent += conn.typing_sent;
+            outcome.typing_received += conn.typing_received;
         }
     }
     outcome.client_cpu_percent = match marks_start.1.zip(marks_end.1) {
@@ -253,6 +300,7 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Li
 async fn drive(
     mut ws: Ws,
     conn: u32,
+    chat_id: i64,
     link: Arc<ChatLink>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
@@ -265,6 +313,8 @@ async fn drive(
         send_lag_us: Vec::new(),
         ack_timeouts: 0,
         disconnected: false,
+        typing_sent: 0,
+        typing_received: 0,
     };
     let window = shared.window;
     let mut sending = true;
@@ -284,6 +334,17 @@ async fn drive(
     };
     let timer = tokio::time::sleep_until(due.min(shared.send_end).into());
     tokio::pin!(timer);
+    // Typing, on its own schedule, spread over one interval like the sends.
+    let mut typing_due = shared.typing.map(|every| {
+        shared.origin + every.mul_f64(f64::from(conn) / shared.connections.max(1) as f64)
+    });
+    let typing_timer = tokio::time::sleep_until(
+        typing_due
+            .unwrap_or(shared.send_end)
+            .min(shared.send_end)
+            .into(),
+    );
+    tokio::pin!(typing_timer);
 
     loop {
         if !sending && !settled && link.done[other].load(Ordering::Acquire) {
@@ -298,6 +359,20 @@ async fn drive(
             _ = stop.changed() => break,
             // The peer finished sending: re-check whether all has arrived.
             _ = link.wake[me].notified(), if !settled => {}
+            _ = &mut typing_timer, if sending && typing_due.is_some() => {
+                if let (Some(at), Some(every)) = (typing_due, shared.typing) {
+                    if Instant::now() < shared.send_end {
+                        if !conn::send_text(&mut ws, v2::typing_frame(chat_id, true)).await {
+                            out.disconnected = true;
+                            break;
+                        }
+                        out.typing_sent += 1;
+                    }
+                    let next = at + every;
+                    typing_due = (next < shared.send_end).then_some(next);
+                    typing_timer.as_mut().reset(next.min(shared.send_end).into());
+                }
+            }
             _ = &mut timer, if sending => {
                 let now = Instant::now();
                 let sent_ok = match shared.pacing {
@@ -306,7 +381,7 @@ async fn drive(
                         if awaiting.is_some() {
                             out.ack_timeouts += 1;
                         }
-                        let ok = send(&mut ws, &mut ledger, &shared, now, &mut out).await;
+                        let ok = send(&mut ws, chat_id, &mut ledger, &shared, now, &mut out).await;
                         awaiting = Some(ledger.sent - 1);
                         due = now + ack_timeout;
                         ok
@@ -318,7 +393,7 @@ async fn drive(
                         // (even when the timer fires after the end).
                         let mut ok = true;
                         while ok && due <= now && due < shared.send_end {
-                            ok = send(&mut ws, &mut ledger, &shared, due, &mut out).await;
+                            ok = send(&mut ws, chat_id, &mut ledger, &shared, due, &mut out).await;
                             due += period;
                         }
                         ok
@@ -337,9 +412,20 @@ async fn drive(
             frame = ws.next() => {
                 let received_ns = shared.ns_since_origin(Instant::now());
                 match frame {
-                    Some(Ok(Message::Text(text))) => match Incoming::parse(&text) {
-                        Incoming::Message(tag) => {
-                            let reception = ledger.on_message(tag, received_ns, &window);
+                    Some(Ok(Message::Text(text))) => match Inbound::parse(shared.protocol, &text) {
+                        Inbound::Message { message, ack } => {
+                            let reception = match message {
+                                Carried::Seed(tag) => ledger.on_message(tag, received_ns, &window),
+                                Carried::V2(m) if m.chat_id == chat_id => {
+                                    ledger.on_v2_message(&m, ack, received_ns, &window)
+                                }
+                                // A socket of a user with one chat: a message
+                                // of another chat has no business here.
+                                Carried::V2(_) => {
+                                    ledger.misrouted += 1;
+                                    Reception::Misrouted
+                                }
+                            };
                             let acked = matches!(reception, Reception::OwnFirst { seq } if Some(seq) == awaiting);
                             if acked {
                                 awaiting = None;
@@ -351,7 +437,7 @@ async fn drive(
                                 }
                             }
                         }
-                        Incoming::Error => {
+                        Inbound::Error => {
                             ledger.on_error_frame();
                             // With one message in flight the error is its
                             // answer: move on rather than wait for the
@@ -361,7 +447,11 @@ async fn drive(
                                 timer.as_mut().reset(due.min(shared.send_end).into());
                             }
                         }
-                        Incoming::Other => ledger.foreign += 1,
+                        Inbound::Event { typing } => {
+                            ledger.events += 1;
+                            out.typing_received += u64::from(typing);
+                        }
+                        Inbound::Other => ledger.foreign += 1,
                     },
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
                         out.disconnected = true;
@@ -392,6 +482,7 @@ async fn drive(
 /// when the socket is gone.
 async fn send(
     ws: &mut Ws,
+    chat_id: i64,
     ledger: &mut ConnLedger,
     shared: &Shared,
     stamp: Instant,
@@ -403,7 +494,10 @@ async fn send(
         seq: ledger.sent,
         sent_at_ns: shared.ns_since_origin(stamp),
     };
-    let frame = tag.frame(shared.body_bytes);
+    let frame = match shared.protocol {
+        Protocol::Seed => tag.frame(shared.body_bytes),
+        Protocol::V2 => v2::send_frame(chat_id, &tag, shared.body_bytes),
+    };
     let now = Instant::now();
     if let Pacing::Rate { .. } = shared.pacing {
         if shared.window.contains(tag.sent_at_ns) {
@@ -430,4 +524,56 @@ fn finish_sending(
     link.sent[me].store(ledger.sent, Ordering::Release);
     link.done[me].store(true, Ordering::Release);
     link.wake[other].notify_one();
+}
+
+/// A received message, in either protocol's terms.
+enum Carried {
+    Seed(Option<Tag>),
+    V2(v2::Msg),
+}
+
+/// A server frame as the live loop reads it.
+enum Inbound {
+    /// A message (seed), or a v2 `message` or `ack` (`ack: Some(duplicate)`).
+    Message {
+        message: Carried,
+        ack: Option<bool>,
+    },
+    Error,
+    /// A valid v2 frame that carries no message (typing, presence, ...).
+    Event {
+        typing: bool,
+    },
+    Other,
+}
+
+impl Inbound {
+    fn parse(protocol: Protocol, text: &str) -> Self {
+        match protocol {
+            Protocol::Seed => match Incoming::parse(text) {
+                Incoming::Message(tag) => Inbound::Message {
+                    message: Carried::Seed(tag),
+                    ack: None,
+                },
+                Incoming::Error => Inbound::Error,
+                Incoming::Other => Inbound::Other,
+            },
+            Protocol::V2 => match Frame::parse(text) {
+                Frame::Message(m) => Inbound::Message {
+                    message: Carried::V2(m),
+                    ack: None,
+                },
+                Frame::Ack { message, duplicate } => Inbound::Message {
+                    message: Carried::V2(message),
+                    ack: Some(duplicate),
+                },
+                Frame::Error { .. } => Inbound::Error,
+                Frame::Typing => Inbound::Event { typing: true },
+                // A second hello, or a history this loop never asked for, is
+                // as unexpected as a frame outside the protocol.
+                Frame::Event => Inbound::Event { typing: false },
+                Frame::Hello(_) | Frame::History { .. } | Frame::Other => Inbound::Other,
+            },
+        }
+    }
 }

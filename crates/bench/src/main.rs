@@ -65,11 +65,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Read before the run, so that a missing file is told at once.
+    let references = match &cli.reference {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) => {
+                eprintln!("chat-bench: cannot read {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => String::new(),
+    };
     match runtime.block_on(chat_bench::execute(&target, &scenario)) {
         Ok(mut report) => {
             report.name = cli.name.clone();
             report.label = cli.label.clone();
-            report.check(&cli.expect);
+            let label = cli.label.as_deref().unwrap_or("-");
+            report.check_against(&cli.expectations(), |scenario, metric| {
+                chat_bench::summary::reference_metric(&references, scenario, label, metric)
+            });
             print!("{}", report.table());
             println!("{}", report.json());
             ExitCode::SUCCESS

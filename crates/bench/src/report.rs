@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::accounting::{Percentiles, Tally};
 use crate::conn::ConnectError;
 use crate::resources::ServerResources;
-use crate::scenario::{Mode, Scenario};
+use crate::scenario::{Mode, Protocol, Scenario};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ConnectStats {
@@ -81,12 +81,88 @@ pub struct ChatListStats {
     pub latency_ms: Option<Percentiles>,
 }
 
-/// `metric OP value`, e.g. `delivered_per_s>=27000`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TypingStats {
+    /// How often each socket sent `typing active:true`.
+    pub interval_s: f64,
+    pub sent: u64,
+    /// `typing` events received (the server's start and stop of each).
+    pub received: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CatchupStats {
+    pub chats: usize,
+    /// Sockets that reconnected (two per chat).
+    pub sockets: usize,
+    /// Messages per chat before the disconnect (held by every socket).
+    pub held_per_chat: u64,
+    /// Messages per chat stored while the sockets were away.
+    pub missed_per_chat: u64,
+    pub fill_s: f64,
+    /// Storing the missed messages over REST.
+    pub post_s: f64,
+    /// Missed-message POSTs not answered `201`.
+    pub post_errors: usize,
+    /// Repeated POSTs (same `client_id`) not answered `200` with the
+    /// original message.
+    pub repost_errors: usize,
+    /// From the first reconnect to the last socket holding everything.
+    pub catchup_s: f64,
+    /// Per socket: start of its connect to holding everything.
+    pub catchup_ms: Option<Percentiles>,
+    pub complete: usize,
+    pub incomplete: usize,
+    /// Message objects received after `hello` (history and live), in all
+    /// and per socket.
+    pub messages: u64,
+    pub messages_max: u64,
+    pub messages_min: u64,
+    /// Frames received per socket, `hello` included.
+    pub frames: u64,
+    pub frames_max: u64,
+    pub history_requests: u64,
+    /// Messages at or below the head a socket held before: more than asked.
+    pub stale: u64,
+    /// Seqs never received by sockets that did not finish.
+    pub seq_gaps: u64,
+    /// Sockets whose `hello` gave another `head_seq` than held + stored.
+    pub head_mismatches: usize,
+    /// `error` answers to `history` requests.
+    pub error_answers: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PagingStats {
+    /// The chat's `head_seq` after the fill.
+    pub messages: u64,
+    pub fill_s: f64,
+    pub fill_per_s: f64,
+    pub limit: usize,
+    pub requests: usize,
+    /// `before` was drawn from this range.
+    pub lowest_before: u64,
+    pub highest_before: u64,
+    /// Replies that were not the exact page asked for.
+    pub errors: usize,
+    pub first_error: Option<String>,
+    pub response_bytes: usize,
+    pub latency_ms: Option<Percentiles>,
+}
+
+/// `metric OP value`, e.g. `delivered_per_s>=27000`; or relative to the same
+/// figure of another scenario of the same label in the same run,
+/// `metric OP FACTORx@SCENARIO`, e.g. `latency_p99_ms<=1.2x@v2-rate-1000x10`;
+/// or, with op `show`, a figure carried to the summary without a target.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Expectation {
     pub metric: String,
     pub op: String,
+    /// The bound, or for a relative target the factor.
     pub target: f64,
+    /// The scenario whose figure the target is relative to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relative_to: Option<String>,
 }
 
 impl std::str::FromStr for Expectation {
@@ -95,30 +171,55 @@ impl std::str::FromStr for Expectation {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         for op in [">=", "<=", "==", ">", "<"] {
             if let Some((metric, value)) = s.split_once(op) {
-                let target = value
+                let (factor, relative_to) = match value.split_once('@') {
+                    Some((factor, scenario)) if !scenario.trim().is_empty() => {
+                        let factor = factor.trim();
+                        let factor = factor.strip_suffix('x').unwrap_or(factor);
+                        (factor, Some(scenario.trim().to_owned()))
+                    }
+                    Some(_) => return Err(format!("{s:?}: no scenario after @")),
+                    None => (value, None),
+                };
+                let target = factor
                     .trim()
                     .parse()
-                    .map_err(|_| format!("{s:?}: {value:?} is not a number"))?;
+                    .map_err(|_| format!("{s:?}: {factor:?} is not a number"))?;
                 return Ok(Self {
                     metric: metric.trim().to_owned(),
                     op: op.to_owned(),
                     target,
+                    relative_to,
                 });
             }
         }
         Err(format!(
-            "{s:?}: expected METRIC>=N, METRIC<=N, METRIC==N, < or >"
+            "{s:?}: expected METRIC>=N, METRIC<=N, METRIC==N, < or >, or METRIC>=Fx@SCENARIO"
         ))
     }
 }
 
 impl Expectation {
+    /// A figure reported without a target (`--show`).
+    pub fn show(metric: &str) -> Self {
+        Self {
+            metric: metric.trim().to_owned(),
+            op: "show".to_owned(),
+            target: 0.0,
+            relative_to: None,
+        }
+    }
+
+    pub fn is_show(&self) -> bool {
+        self.op == "show"
+    }
+
     pub fn holds(&self, value: f64) -> bool {
         match self.op.as_str() {
             ">=" => value >= self.target,
             "<=" => value <= self.target,
             ">" => value > self.target,
             "<" => value < self.target,
+            "show" => true,
             _ => value == self.target,
         }
     }
@@ -131,11 +232,23 @@ impl Expectation {
             _ => None,
         }
     }
+
+    /// The target as the summary's target column shows it.
+    pub fn target_text(&self) -> String {
+        match (&self.relative_to, self.is_show()) {
+            (_, true) => "-".to_owned(),
+            (Some(scenario), _) => format!("{} {}x {scenario}", self.op, number(self.target)),
+            (None, _) => format!("{} {}", self.op, number(self.target)),
+        }
+    }
 }
 
 impl std::fmt::Display for Expectation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} {}", self.metric, self.op, number(self.target))
+        if self.is_show() {
+            return f.write_str(&self.metric);
+        }
+        write!(f, "{} {}", self.metric, self.target_text())
     }
 }
 
@@ -146,6 +259,11 @@ pub struct Check {
     pub expectation: Expectation,
     /// `None` when the run has no such figure.
     pub value: Option<f64>,
+    /// A relative target: the other scenario's figure, and value / it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
     pub met: bool,
 }
 
@@ -176,6 +294,9 @@ pub struct Report {
     pub send_lag_ms: Option<Percentiles>,
     pub history: Option<HistoryStats>,
     pub chat_list: Option<ChatListStats>,
+    pub typing: Option<TypingStats>,
+    pub catchup: Option<CatchupStats>,
+    pub paging: Option<PagingStats>,
     pub server: Option<ServerResources>,
     pub client_cpu_percent: Option<f64>,
     pub checks: Vec<Check>,
@@ -201,6 +322,9 @@ impl Report {
             send_lag_ms: None,
             history: None,
             chat_list: None,
+            typing: None,
+            catchup: None,
+            paging: None,
             server: None,
             client_cpu_percent: None,
             checks: Vec::new(),
@@ -233,6 +357,10 @@ impl Report {
                 ("out_of_order", d.out_of_order),
                 ("unexpected", d.unexpected),
                 ("error_frames", d.error_frames),
+                ("seq_disorder", d.seq_disorder),
+                ("bad_acks", d.bad_acks),
+                ("bad_client_ids", d.bad_client_ids),
+                ("events", d.events),
             ] {
                 put(name, Some(value as f64));
             }
@@ -276,6 +404,46 @@ impl Report {
                 put("list_max_ms", Some(p.max));
             }
         }
+        if let Some(t) = &self.typing {
+            put("typing_sent", Some(t.sent as f64));
+            put("typing_events", Some(t.received as f64));
+        }
+        if let Some(c) = &self.catchup {
+            put("catchup_s", Some(c.catchup_s));
+            if let Some(p) = &c.catchup_ms {
+                put("catchup_p50_ms", Some(p.p50));
+                put("catchup_p99_ms", Some(p.p99));
+                put("catchup_max_ms", Some(p.max));
+            }
+            for (name, value) in [
+                ("catchup_incomplete", c.incomplete as f64),
+                ("catchup_messages", c.messages as f64),
+                ("catchup_messages_max", c.messages_max as f64),
+                ("catchup_messages_min", c.messages_min as f64),
+                ("catchup_frames_max", c.frames_max as f64),
+                ("catchup_history_requests", c.history_requests as f64),
+                ("catchup_stale", c.stale as f64),
+                ("catchup_seq_gaps", c.seq_gaps as f64),
+                ("catchup_head_mismatches", c.head_mismatches as f64),
+                ("catchup_error_answers", c.error_answers as f64),
+                ("post_errors", c.post_errors as f64),
+                ("repost_errors", c.repost_errors as f64),
+                ("fill_s", c.fill_s),
+            ] {
+                put(name, Some(value));
+            }
+        }
+        if let Some(p) = &self.paging {
+            put("page_errors", Some(p.errors as f64));
+            put("fill_s", Some(p.fill_s));
+            put("fill_per_s", Some(p.fill_per_s));
+            if let Some(l) = &p.latency_ms {
+                put("page_p50_ms", Some(l.p50));
+                put("page_p90_ms", Some(l.p90));
+                put("page_p99_ms", Some(l.p99));
+                put("page_max_ms", Some(l.max));
+            }
+        }
         if let Some(s) = &self.server {
             put("server_rss_start_mb", Some(s.rss_start_mb));
             put("server_rss_peak_mb", Some(s.rss_peak_mb));
@@ -293,23 +461,69 @@ impl Report {
             .find_map(|(n, v)| (n == name).then_some(v))
     }
 
-    /// Evaluates the targets and records them in the report.
+    /// Evaluates the targets and records them in the report (relative
+    /// targets miss: there is nothing to compare with).
     pub fn check(&mut self, expectations: &[Expectation]) {
+        self.check_against(expectations, |_, _| None);
+    }
+
+    /// Evaluates the targets; `reference(scenario, metric)` gives the figure
+    /// a relative target is set against.
+    pub fn check_against(
+        &mut self,
+        expectations: &[Expectation],
+        reference: impl Fn(&str, &str) -> Option<f64>,
+    ) {
         self.checks = expectations
             .iter()
             .map(|e| {
                 let value = self.metric(&e.metric);
+                let Some(scenario) = &e.relative_to else {
+                    return Check {
+                        expectation: e.clone(),
+                        value,
+                        reference_value: None,
+                        ratio: None,
+                        met: value.is_some_and(|v| e.holds(v)),
+                    };
+                };
+                let reference_value = reference(scenario, &e.metric);
+                let ratio = value
+                    .zip(reference_value)
+                    .map(|(v, r)| v / r)
+                    .filter(|r| r.is_finite());
                 Check {
                     expectation: e.clone(),
                     value,
-                    met: value.is_some_and(|v| e.holds(v)),
+                    reference_value,
+                    ratio,
+                    met: ratio.is_some_and(|r| e.holds(r)),
                 }
             })
             .collect();
     }
 
+    /// The report as one JSON object, with every figure of
+    /// [`Report::metrics`] under `"metrics"` (what relative targets and
+    /// scripts read back).
     pub fn json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        let report = match serde_json::to_string(self) {
+            Ok(text) => text,
+            Err(e) => return format!("{{\"error\": \"{e}\"}}"),
+        };
+        let metrics: serde_json::Map<String, serde_json::Value> = self
+            .metrics()
+            .into_iter()
+            .map(|(name, value)| (name, serde_json::json!(value)))
+            .collect();
+        // The report's own fields first, in their order.
+        match report.strip_suffix('}') {
+            Some(fields) => format!(
+                "{fields},\"metrics\":{}}}",
+                serde_json::Value::Object(metrics)
+            ),
+            None => report,
+        }
     }
 
     /// The human-readable table.
@@ -339,6 +553,38 @@ impl Report {
             Mode::ChatList => format!(
                 "chat list: one user with {} chats, {} requests",
                 s.chats, s.requests
+            ),
+            Mode::V2Closed => format!(
+                "v2 closed loop: {} chats, {} sockets (a user each), {} s (+{} s warm-up)",
+                s.chats,
+                s.chats * 2,
+                number(s.duration.as_secs_f64()),
+                number(s.warmup.as_secs_f64())
+            ),
+            Mode::V2Rate => format!(
+                "v2 rate: {} chats, {} sockets (a user each) x {} msg/s{}, {} s (+{} s warm-up)",
+                s.chats,
+                s.chats * 2,
+                number(s.rate),
+                s.typing_interval.map_or_else(String::new, |t| format!(
+                    ", typing every {} s",
+                    number(t.as_secs_f64())
+                )),
+                number(s.duration.as_secs_f64()),
+                number(s.warmup.as_secs_f64())
+            ),
+            Mode::V2Reconnect => format!(
+                "v2 reconnect: {} chats, {} sockets; {} messages held, {} missed per chat",
+                s.chats,
+                s.chats * 2,
+                s.history(),
+                s.missed
+            ),
+            Mode::V2Paging => format!(
+                "v2 paging: one chat of {} messages, {} GETs of {} before a random seq",
+                s.history(),
+                s.requests,
+                s.page_limit()
             ),
         };
         let tags = [self.name.as_deref(), self.label.as_deref()]
@@ -385,6 +631,15 @@ impl Report {
                     self.disconnects, self.ack_timeouts
                 ),
             );
+            if s.mode.protocol() == Protocol::V2 && s.mode.is_live() {
+                line(
+                    "v2 checks",
+                    format!(
+                        "seq out of order {}, bad acks {}, bad client ids {}; {} other events",
+                        d.seq_disorder, d.bad_acks, d.bad_client_ids, d.events
+                    ),
+                );
+            }
         }
         if let Some(drain) = self.drain_s {
             line("drain", format!("{drain:.2} s until the last delivery"));
@@ -440,6 +695,66 @@ impl Report {
                 line("GET latency", percentiles(p));
             }
         }
+        if let Some(t) = &self.typing {
+            line(
+                "typing",
+                format!(
+                    "every {} s per socket: {} sent, {} typing events received",
+                    number(t.interval_s),
+                    t.sent,
+                    t.received
+                ),
+            );
+        }
+        if let Some(c) = &self.catchup {
+            line(
+                "before",
+                format!(
+                    "{} held per chat (filled in {:.1} s); {} missed per chat stored in {:.1} s, {} POSTs failed, {} retries not idempotent",
+                    c.held_per_chat, c.fill_s, c.missed_per_chat, c.post_s, c.post_errors, c.repost_errors
+                ),
+            );
+            line(
+                "caught up",
+                format!(
+                    "{} of {} sockets in {:.2} s; {} incomplete, {} head mismatches",
+                    c.complete, c.sockets, c.catchup_s, c.incomplete, c.head_mismatches
+                ),
+            );
+            if let Some(p) = &c.catchup_ms {
+                line("per socket", percentiles(p));
+            }
+            line(
+                "received",
+                format!(
+                    "{} messages ({}..{} per socket), at most {} frames per socket, {} history requests; {} stale, {} seq gaps, {} errors",
+                    c.messages, c.messages_min, c.messages_max, c.frames_max, c.history_requests,
+                    c.stale, c.seq_gaps, c.error_answers
+                ),
+            );
+        }
+        if let Some(p) = &self.paging {
+            line(
+                "fill",
+                format!(
+                    "{} messages in {:.1} s ({} msg/s)",
+                    p.messages,
+                    p.fill_s,
+                    number(p.fill_per_s)
+                ),
+            );
+            let mut text = format!(
+                "{} GETs of {} before {}..={}, {} bytes per reply, {} wrong",
+                p.requests, p.limit, p.lowest_before, p.highest_before, p.response_bytes, p.errors
+            );
+            if let Some(e) = &p.first_error {
+                let _ = write!(text, " (first: {e})");
+            }
+            line("pages", text);
+            if let Some(l) = &p.latency_ms {
+                line("GET latency", percentiles(l));
+            }
+        }
         if let Some(srv) = &self.server {
             line(
                 "server",
@@ -460,14 +775,21 @@ impl Report {
             );
         }
         for c in &self.checks {
+            let verdict = if c.expectation.is_show() {
+                ""
+            } else if c.met {
+                " ok"
+            } else {
+                " MISSED"
+            };
+            let against = match (&c.expectation.relative_to, c.reference_value) {
+                (Some(_), Some(r)) => format!(" against {} ({}x)", number(r), opt(c.ratio)),
+                (Some(_), None) => " (nothing to compare with)".to_owned(),
+                (None, _) => String::new(),
+            };
             line(
                 "check",
-                format!(
-                    "{}: {} {}",
-                    c.expectation,
-                    opt(c.value),
-                    if c.met { "ok" } else { "MISSED" }
-                ),
+                format!("{}: {}{against}{verdict}", c.expectation, opt(c.value)),
             );
         }
         format!("{header}\n{out}")
@@ -548,6 +870,48 @@ mod tests {
         assert_eq!(json["checks"][0]["metric"], "lost");
         assert_eq!(json["delivery"]["lost"], 1);
         assert!(report.table().contains("MISSED"));
+    }
+
+    #[test]
+    fn relative_targets_are_set_against_another_scenarios_figure() {
+        let e: Expectation = "latency_p99_ms<=1.2x@v2-rate-1000x10".parse().unwrap();
+        assert_eq!(
+            (
+                e.metric.as_str(),
+                e.op.as_str(),
+                e.target,
+                e.relative_to.as_deref()
+            ),
+            ("latency_p99_ms", "<=", 1.2, Some("v2-rate-1000x10"))
+        );
+        assert_eq!(e.to_string(), "latency_p99_ms <= 1.20x v2-rate-1000x10");
+        assert!("lost==1x@".parse::<Expectation>().is_err());
+        let mut report = Report::new(&Scenario::default(), "http://127.0.0.1:1");
+        report.delivery = Some(Tally {
+            sent: 30,
+            ..Tally::default()
+        });
+        let targets = [
+            "sent>=1x@closed-500".parse().unwrap(),
+            "sent>=1x@missing".parse().unwrap(),
+            Expectation::show("sent"),
+        ];
+        report.check_against(&targets, |scenario, metric| {
+            (scenario == "closed-500" && metric == "sent").then_some(20.0)
+        });
+        let c = &report.checks;
+        assert_eq!(
+            (c[0].reference_value, c[0].ratio, c[0].met),
+            (Some(20.0), Some(1.5), true)
+        );
+        assert_eq!((c[1].reference_value, c[1].met), (None, false));
+        assert_eq!((c[2].value, c[2].met), (Some(30.0), true));
+        let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(json["checks"][0]["relative_to"], "closed-500");
+        assert_eq!(json["checks"][0]["ratio"], 1.5);
+        assert_eq!(json["checks"][2]["op"], "show");
+        assert_eq!(json["metrics"]["sent"], 30.0);
+        assert!(json["checks"][2].get("relative_to").is_none());
     }
 
     #[test]

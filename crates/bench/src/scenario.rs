@@ -18,6 +18,28 @@ pub enum Mode {
     History,
     /// Time `GET /api/chats/` for one user with `chats` chats.
     ChatList,
+    /// Protocol v2 (`/ws/v2/`): the closed loop, the sender's `ack` in the
+    /// echo's place. One user per socket, so each socket carries one chat.
+    V2Closed,
+    /// Protocol v2: the open loop of `rate`, optionally with every socket
+    /// also sending `typing` every `typing_interval`.
+    V2Rate,
+    /// Protocol v2: connect every socket and note its chat's head, close,
+    /// store `missed` messages per chat over REST, reconnect every socket at
+    /// once and time until each has caught up (`hello` + `history after=`).
+    V2Reconnect,
+    /// Protocol v2: fill one chat with `history` messages, then time
+    /// `GET /api/chats/<id>/messages/?before=<seq>` at random depths.
+    V2Paging,
+}
+
+/// Which socket protocol a mode speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `/ws/chat/<id>/`: `{"body"}` in, `{"message"}` out, history on connect.
+    Seed,
+    /// `/ws/v2/`: typed frames, one socket for all of a user's chats.
+    V2,
 }
 
 impl std::fmt::Display for Mode {
@@ -27,6 +49,10 @@ impl std::fmt::Display for Mode {
             Mode::Rate => "rate",
             Mode::History => "history",
             Mode::ChatList => "chat-list",
+            Mode::V2Closed => "v2-closed",
+            Mode::V2Rate => "v2-rate",
+            Mode::V2Reconnect => "v2-reconnect",
+            Mode::V2Paging => "v2-paging",
         })
     }
 }
@@ -51,8 +77,20 @@ pub struct Scenario {
     /// Messages per second per connection (rate mode).
     pub rate: f64,
     /// Messages per chat: filled before the replay (history mode, default
-    /// 1000), or sent before listing (chat-list mode, default 1).
+    /// 1000), sent before listing (chat-list mode, default 1), held before
+    /// the disconnect (v2-reconnect, default 0), or filled before paging
+    /// (v2-paging, default 1,000,000).
     pub history: Option<usize>,
+    /// v2 live modes: each socket also sends `typing active:true` this
+    /// often (`None`: never).
+    #[serde(serialize_with = "opt_seconds")]
+    pub typing_interval: Option<Duration>,
+    /// v2-reconnect: messages stored per chat over REST while its sockets
+    /// are away, split between the two participants.
+    pub missed: usize,
+    /// Messages per page: v2-paging's `GET` (default 50), v2-reconnect's
+    /// `history` requests (default 200, the most the API serves).
+    pub page_limit: Option<usize>,
     /// `GET /api/chats/` requests timed (chat-list mode).
     pub requests: usize,
     /// Minimum message body length (padding after the tag).
@@ -89,6 +127,9 @@ impl Default for Scenario {
             drain: Duration::from_secs(3),
             rate: 10.0,
             history: None,
+            typing_interval: None,
+            missed: 20,
+            page_limit: None,
             requests: 200,
             body_bytes: 64,
             ack_timeout: Duration::from_secs(2),
@@ -102,10 +143,34 @@ impl Default for Scenario {
     }
 }
 
+impl Mode {
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Mode::V2Closed | Mode::V2Rate | Mode::V2Reconnect | Mode::V2Paging => Protocol::V2,
+            Mode::Closed | Mode::Rate | Mode::History | Mode::ChatList => Protocol::Seed,
+        }
+    }
+
+    /// Closed loop or open loop over either protocol.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            Mode::Closed | Mode::Rate | Mode::V2Closed | Mode::V2Rate
+        )
+    }
+
+    /// Sending on a fixed schedule (open loop).
+    pub fn is_rate(self) -> bool {
+        matches!(self, Mode::Rate | Mode::V2Rate)
+    }
+}
+
 impl Scenario {
     pub fn connections(&self) -> usize {
         match self.mode {
             Mode::ChatList => 0,
+            // The filler's socket; the GETs use one HTTP connection.
+            Mode::V2Paging => 1,
             _ => self.chats * 2,
         }
     }
@@ -113,7 +178,16 @@ impl Scenario {
     pub fn history(&self) -> usize {
         self.history.unwrap_or(match self.mode {
             Mode::ChatList => 1,
+            Mode::V2Reconnect => 0,
+            Mode::V2Paging => 1_000_000,
             _ => 1000,
+        })
+    }
+
+    pub fn page_limit(&self) -> usize {
+        self.page_limit.unwrap_or(match self.mode {
+            Mode::V2Paging => 50,
+            _ => 200,
         })
     }
 
@@ -138,6 +212,13 @@ pub fn new_run_id() -> u64 {
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+fn opt_seconds<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
 }
 
 fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {

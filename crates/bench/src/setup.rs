@@ -82,6 +82,16 @@ impl Api {
         Self::finish("GET", path, request.call())
     }
 
+    /// A GET whose reply is not parsed: the status and the body's text (for
+    /// timing the request alone).
+    pub fn get_text(&self, path: &str, token: Option<&str>) -> Result<(u16, String), SetupError> {
+        let mut request = self.agent.get(self.target.http_url(path));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        Self::read("GET", path, request.call())
+    }
+
     pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Result<Reply, SetupError> {
         let mut request = self
             .agent
@@ -93,11 +103,11 @@ impl Api {
         Self::finish("POST", path, request.send(body.to_string()))
     }
 
-    fn finish(
+    fn read(
         method: &'static str,
         path: &str,
         response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Reply, SetupError> {
+    ) -> Result<(u16, String), SetupError> {
         let transport = |source| SetupError::Transport {
             method,
             path: path.to_owned(),
@@ -111,6 +121,15 @@ impl Api {
             .limit(64 << 20)
             .read_to_string()
             .map_err(transport)?;
+        Ok((status, text))
+    }
+
+    fn finish(
+        method: &'static str,
+        path: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Reply, SetupError> {
+        let (status, text) = Self::read(method, path, response)?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Ok(Reply {
             status,

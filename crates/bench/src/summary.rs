@@ -2,6 +2,11 @@
 //! row per (scenario, checked figure), one column per label (backend), each
 //! value beside its target, and each label after the first compared with
 //! the first (e.g. PostgreSQL against SQLite, the target being "within 2x").
+//!
+//! A label ending in [`BASELINE_SUFFIX`] is the same backend on an older
+//! server (`sqlite-before`): its column comes right after its backend's,
+//! followed by a column of how many times worse the new server is than the
+//! old, the target being "no worse".
 
 use std::fmt::Write as _;
 
@@ -12,16 +17,40 @@ use crate::report::{number, Expectation};
 /// Labels are compared with the first label within this factor.
 const WITHIN: f64 = 2.0;
 
+/// `sqlite-before` is `sqlite` on the baseline server.
+pub const BASELINE_SUFFIX: &str = "-before";
+
+/// How much worse than the baseline still counts as run-to-run noise on
+/// this machine: three runs of the same closed loop spread 26,757-27,935
+/// (4 %), see docs/performance.md.
+const NOISE: f64 = 1.05;
+
+#[derive(Debug, Clone)]
+struct CheckResult {
+    expectation: Expectation,
+    value: Option<f64>,
+    ratio: Option<f64>,
+    met: bool,
+}
+
 #[derive(Debug, Clone)]
 struct Run {
     name: String,
     label: String,
     error: Option<String>,
-    checks: Vec<(Expectation, Option<f64>, bool)>,
+    checks: Vec<CheckResult>,
+}
+
+fn parse_line(line: &str) -> Option<Value> {
+    let line = line.trim();
+    if !line.starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(line).ok()
 }
 
 fn parse_run(line: &str) -> Option<Run> {
-    let v: Value = serde_json::from_str(line.trim()).ok()?;
+    let v = parse_line(line)?;
     let text = |key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
     let name = text("name").unwrap_or_else(|| {
         v.pointer("/scenario/mode")
@@ -36,13 +65,21 @@ fn parse_run(line: &str) -> Option<Run> {
             checks
                 .iter()
                 .filter_map(|c| {
-                    let e = Expectation {
+                    let expectation = Expectation {
                         metric: c.get("metric")?.as_str()?.to_owned(),
                         op: c.get("op")?.as_str()?.to_owned(),
                         target: c.get("target")?.as_f64()?,
+                        relative_to: c
+                            .get("relative_to")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
                     };
-                    let met = c.get("met").and_then(Value::as_bool).unwrap_or(false);
-                    Some((e, c.get("value").and_then(Value::as_f64), met))
+                    Some(CheckResult {
+                        expectation,
+                        value: c.get("value").and_then(Value::as_f64),
+                        ratio: c.get("ratio").and_then(Value::as_f64),
+                        met: c.get("met").and_then(Value::as_bool).unwrap_or(false),
+                    })
                 })
                 .collect()
         })
@@ -53,6 +90,47 @@ fn parse_run(line: &str) -> Option<Run> {
         error: text("error"),
         checks,
     })
+}
+
+/// Figure `metric` of the last report of `scenario` with `label` in the
+/// report lines `text` (for relative targets).
+pub fn reference_metric(text: &str, scenario: &str, label: &str, metric: &str) -> Option<f64> {
+    text.lines()
+        .rev()
+        .filter_map(parse_line)
+        .find(|v| {
+            v.get("name").and_then(Value::as_str) == Some(scenario)
+                && v.get("label").and_then(Value::as_str).unwrap_or("-") == label
+        })?
+        .get("metrics")?
+        .get(metric)?
+        .as_f64()
+}
+
+/// How many times worse `value` is than `base` (below 1: better), for a
+/// figure with a direction.
+fn times_worse(e: &Expectation, base: f64, value: f64) -> Option<f64> {
+    let higher = e.higher_is_better()?;
+    let worse = if higher { base / value } else { value / base };
+    worse.is_finite().then_some(worse)
+}
+
+/// One column of the table.
+enum Column<'a> {
+    Label(&'a str),
+    /// `base` against `before`: how many times worse the new server is.
+    VersusBefore {
+        base: &'a str,
+        before: &'a str,
+    },
+}
+
+/// The baseline comparison's tally for one backend.
+#[derive(Default)]
+struct Versus {
+    no_worse: usize,
+    noise: usize,
+    worse: Vec<String>,
 }
 
 /// The summary of the report lines in `text` (other lines are skipped).
@@ -68,6 +146,29 @@ pub fn summarize(text: &str) -> String {
             names.push(&run.name);
         }
     }
+    let base_of = |label: &str| {
+        label
+            .strip_suffix(BASELINE_SUFFIX)
+            .filter(|base| labels.contains(base))
+            .map(str::to_owned)
+    };
+    let is_baseline = |label: &str| base_of(label).is_some();
+    let mut columns: Vec<Column<'_>> = Vec::new();
+    for &label in &labels {
+        if is_baseline(label) {
+            continue;
+        }
+        columns.push(Column::Label(label));
+        if let Some(&before) = labels.iter().find(|l| base_of(l).as_deref() == Some(label)) {
+            columns.push(Column::Label(before));
+            columns.push(Column::VersusBefore {
+                base: label,
+                before,
+            });
+        }
+    }
+    // The label every other (non-baseline) label is compared with.
+    let first = labels.iter().copied().find(|l| !is_baseline(l));
     let find = |name: &str, label: &str| runs.iter().find(|r| r.name == name && r.label == label);
 
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -76,29 +177,36 @@ pub fn summarize(text: &str) -> String {
         "figure".to_owned(),
         "target".to_owned(),
     ];
-    header.extend(labels.iter().map(|l| (*l).to_owned()));
+    header.extend(columns.iter().map(|c| match c {
+        Column::Label(l) => (*l).to_owned(),
+        Column::VersusBefore { base, .. } => format!("{base} vs before"),
+    }));
     rows.push(header);
-    // Per label after the first: (within WITHIN of the first, compared).
-    let mut within: Vec<(usize, usize)> = vec![(0, 0); labels.len()];
+    // Per label: (within WITHIN of the first, compared).
+    let mut within: Vec<(&str, usize, usize)> = Vec::new();
+    let mut versus: Vec<(&str, &str, Versus)> = Vec::new();
     for name in &names {
         // Every figure checked in any label's run of this scenario.
         let mut expectations: Vec<&Expectation> = Vec::new();
         for label in &labels {
             if let Some(run) = find(name, label) {
-                for (e, _, _) in &run.checks {
-                    if !expectations.contains(&e) {
-                        expectations.push(e);
+                for c in &run.checks {
+                    if !expectations.contains(&&c.expectation) {
+                        expectations.push(&c.expectation);
                     }
                 }
             }
         }
         if expectations.is_empty() {
             let mut row = vec![(*name).to_owned(), "-".to_owned(), "-".to_owned()];
-            for label in &labels {
-                row.push(match find(name, label) {
-                    Some(Run { error: Some(e), .. }) => format!("failed: {e}"),
-                    Some(_) => "ran".to_owned(),
-                    None => "-".to_owned(),
+            for column in &columns {
+                row.push(match column {
+                    Column::Label(label) => match find(name, label) {
+                        Some(Run { error: Some(e), .. }) => format!("failed: {e}"),
+                        Some(_) => "ran".to_owned(),
+                        None => "-".to_owned(),
+                    },
+                    Column::VersusBefore { .. } => String::new(),
                 });
             }
             rows.push(row);
@@ -112,47 +220,86 @@ pub fn summarize(text: &str) -> String {
                     String::new()
                 },
                 e.metric.clone(),
-                format!("{} {}", e.op, number(e.target)),
+                e.target_text(),
             ];
-            let value_of = |label: &str| {
-                find(name, label).and_then(|r| {
-                    r.checks
-                        .iter()
-                        .find(|(x, _, _)| x == *e)
-                        .map(|(_, value, met)| (*value, *met))
-                })
+            let check_of = |label: &str| {
+                find(name, label).and_then(|r| r.checks.iter().find(|c| &c.expectation == *e))
             };
-            let baseline = labels
-                .first()
-                .and_then(|l| value_of(l))
-                .and_then(|(v, _)| v);
-            for (col, label) in labels.iter().enumerate() {
-                let cell = match (find(name, label), value_of(label)) {
-                    (
-                        Some(Run {
-                            error: Some(err), ..
-                        }),
-                        _,
-                    ) => format!("failed: {err}"),
-                    (_, Some((Some(value), met))) => {
-                        let mut cell =
-                            format!("{} {}", number(value), if met { "ok" } else { "MISSED" });
-                        if col > 0 {
-                            if let (Some(base), Some(higher)) = (baseline, e.higher_is_better()) {
-                                let worse = if higher { base / value } else { value / base };
-                                if worse.is_finite() {
+            let value_of = |label: &str| check_of(label).and_then(|c| c.value);
+            let baseline = first.and_then(value_of);
+            for column in &columns {
+                let cell = match column {
+                    Column::Label(label) => {
+                        let compare = Some(*label) != first && !is_baseline(label);
+                        match (find(name, label), check_of(label)) {
+                            (
+                                Some(Run {
+                                    error: Some(err), ..
+                                }),
+                                _,
+                            ) => format!("failed: {err}"),
+                            (_, Some(c)) if c.value.is_some() => {
+                                let value = c.value.unwrap_or_default();
+                                let mut cell = number(value);
+                                if let Some(ratio) = c.ratio {
+                                    let _ = write!(cell, " ({}x)", number(ratio));
+                                }
+                                if !e.is_show() {
+                                    cell.push_str(if c.met { " ok" } else { " MISSED" });
+                                }
+                                let worse = baseline.and_then(|b| times_worse(e, b, value));
+                                if let (true, Some(worse)) = (compare, worse) {
                                     let _ = write!(cell, " ({worse:.2}x)");
-                                    within[col].1 += 1;
+                                    let entry = match within.iter().position(|w| w.0 == *label) {
+                                        Some(at) => &mut within[at],
+                                        None => {
+                                            within.push((label, 0, 0));
+                                            let last = within.len() - 1;
+                                            &mut within[last]
+                                        }
+                                    };
+                                    entry.2 += 1;
                                     if worse <= WITHIN {
-                                        within[col].0 += 1;
+                                        entry.1 += 1;
                                     }
                                 }
+                                cell
                             }
+                            (Some(_), _) => "n/a".to_owned(),
+                            (None, _) => "-".to_owned(),
                         }
-                        cell
                     }
-                    (Some(_), _) => "n/a".to_owned(),
-                    (None, _) => "-".to_owned(),
+                    Column::VersusBefore { base, before } => {
+                        match value_of(base).zip(value_of(before)) {
+                            Some((new, old)) => match times_worse(e, old, new) {
+                                Some(worse) => {
+                                    let entry = match versus.iter().position(|v| v.0 == *base) {
+                                        Some(at) => &mut versus[at].2,
+                                        None => {
+                                            versus.push((base, before, Versus::default()));
+                                            let last = versus.len() - 1;
+                                            &mut versus[last].2
+                                        }
+                                    };
+                                    let verdict = if worse <= 1.0 {
+                                        entry.no_worse += 1;
+                                        "ok"
+                                    } else if worse <= NOISE {
+                                        entry.noise += 1;
+                                        "noise"
+                                    } else {
+                                        entry
+                                            .worse
+                                            .push(format!("{name} {} {worse:.2}x", e.metric));
+                                        "WORSE"
+                                    };
+                                    format!("{worse:.2}x {verdict}")
+                                }
+                                None => String::new(),
+                            },
+                            None => String::new(),
+                        }
+                    }
                 };
                 row.push(cell);
             }
@@ -181,10 +328,9 @@ pub fn summarize(text: &str) -> String {
             let _ = writeln!(out, "{}", rule.join("  "));
         }
     }
-    if let Some(first) = labels.first() {
-        for (col, label) in labels.iter().enumerate().skip(1) {
-            let (ok, of) = within[col];
-            if of > 0 {
+    if let Some(first) = first {
+        for (label, ok, of) in &within {
+            if *of > 0 {
                 let _ = writeln!(
                     out,
                     "{label} vs {first}: {ok} of {of} figures within {WITHIN}x \
@@ -192,6 +338,23 @@ pub fn summarize(text: &str) -> String {
                 );
             }
         }
+    }
+    for (base, before, v) in &versus {
+        let of = v.no_worse + v.noise + v.worse.len();
+        let mut text = format!(
+            "{base} vs {before}: {} of {of} figures no worse, {} within {:.0} % (run-to-run noise), {} worse",
+            v.no_worse,
+            v.noise,
+            (NOISE - 1.0) * 100.0,
+            v.worse.len()
+        );
+        if !v.worse.is_empty() {
+            let _ = write!(text, ": {}", v.worse.join(", "));
+        }
+        let _ = writeln!(
+            out,
+            "{text} ((Nx) = how many times worse than {before}; 1 or below is no worse)"
+        );
     }
     out
 }
@@ -228,6 +391,74 @@ mod tests {
         assert!(
             table.contains("postgres vs sqlite: 0 of 1 figures within 2x"),
             "{table}"
+        );
+    }
+
+    #[test]
+    fn a_baseline_label_sits_beside_its_backend_with_how_much_worse_the_new_one_is() {
+        let text = [
+            line("closed-500", "sqlite", 27000.0, true),
+            line("closed-500", "memory", 54000.0, true),
+            line("closed-500", "sqlite-before", 30000.0, true),
+            line("rate", "sqlite", 10.0, false),
+            line("rate", "sqlite-before", 10.2, false),
+        ]
+        .join("\n");
+        let table = summarize(&text);
+        let header = table.lines().next().unwrap();
+        let at = |word: &str| header.find(word).unwrap();
+        assert!(
+            at("sqlite ") < at("sqlite-before") && at("sqlite-before") < at("sqlite vs before")
+        );
+        assert!(at("sqlite vs before") < at("memory"), "{table}");
+        // 30,000 before, 27,000 now: 1.11x worse. 10.2 before, 10 now: noise.
+        assert!(table.contains("1.11x WORSE"), "{table}");
+        assert!(table.contains("1.02x noise"), "{table}");
+        // The baseline is not compared with the first label.
+        assert!(table.contains("memory vs sqlite: 1 of 1"), "{table}");
+        assert!(!table.contains("sqlite-before vs sqlite:"), "{table}");
+        assert!(
+            table.contains("sqlite vs sqlite-before: 0 of 2 figures no worse, 1 within 5 % (run-to-run noise), 1 worse: closed-500 delivered_per_s 1.11x"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn relative_and_shown_figures_read_well_and_references_are_found() {
+        let run = serde_json::json!({
+            "name": "v2-rate-typing", "label": "sqlite",
+            "checks": [
+                {"metric": "latency_p99_ms", "op": "<=", "target": 1.2, "relative_to": "v2-rate",
+                 "value": 13.0, "reference_value": 12.0, "ratio": 1.0833, "met": true},
+                {"metric": "typing_events", "op": "show", "target": 0.0, "value": 2000.0, "met": true},
+            ],
+            "metrics": {"latency_p99_ms": 13.0}
+        })
+        .to_string();
+        let table = summarize(&run);
+        assert!(table.contains("<= 1.20x v2-rate"), "{table}");
+        assert!(table.contains("13 (1.08x) ok"), "{table}");
+        let shown: Vec<&str> = table
+            .lines()
+            .find(|l| l.contains("typing_events"))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        // No target, no verdict.
+        assert_eq!(shown, ["typing_events", "-", "2000"], "{table}");
+        let older = run.replace("13.0}", "11.0}");
+        let text = format!("# a comment\n{older}\nnot json\n{run}\n");
+        assert_eq!(
+            reference_metric(&text, "v2-rate-typing", "sqlite", "latency_p99_ms"),
+            Some(13.0)
+        );
+        assert_eq!(
+            reference_metric(&text, "v2-rate-typing", "memory", "latency_p99_ms"),
+            None
+        );
+        assert_eq!(
+            reference_metric(&text, "v2-rate-typing", "sqlite", "nope"),
+            None
         );
     }
 }

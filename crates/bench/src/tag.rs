@@ -49,6 +49,23 @@ impl Tag {
         frame
     }
 
+    /// The protocol-v2 `client_id` of this message: `<run, hex>.<sender>.<seq>`,
+    /// unique per (chat, sender) as the API requires, and readable back, so
+    /// an `ack` can be checked against the message it carries.
+    pub fn client_id(&self) -> String {
+        format!("{:x}.{}.{}", self.run, self.sender, self.seq)
+    }
+
+    /// Whether `client_id` is [`Tag::client_id`] of this tag (without
+    /// building the string: this runs for every v2 message received).
+    pub fn has_client_id(&self, client_id: &str) -> bool {
+        let mut parts = client_id.splitn(3, '.');
+        let run = parts.next().and_then(|p| u64::from_str_radix(p, 16).ok());
+        let sender = parts.next().and_then(|p| p.parse::<u32>().ok());
+        let seq = parts.next().and_then(|p| p.parse::<u64>().ok());
+        run == Some(self.run) && sender == Some(self.sender) && seq == Some(self.seq)
+    }
+
     /// Reads a tag back from a body; `None` for bodies this tool did not
     /// write.
     pub fn parse(body: &str) -> Option<Tag> {
@@ -99,6 +116,33 @@ mod tests {
     fn the_frame_is_the_documented_json_object() {
         let frame: serde_json::Value = serde_json::from_str(&TAG.frame(30)).unwrap();
         assert_eq!(frame["body"].as_str().map(Tag::parse), Some(Some(TAG)));
+    }
+
+    #[test]
+    fn the_client_id_is_valid_for_the_api_and_reads_back() {
+        let id = TAG.client_id();
+        assert_eq!(id, "beef.17.42");
+        assert!((1..=64).contains(&id.len()));
+        assert!(id.bytes().all(|b| (b'!'..=b'~').contains(&b)));
+        assert!(TAG.has_client_id(&id));
+        for other in [
+            "beef.17.43",
+            "beef.18.42",
+            "beee.17.42",
+            "beef.17",
+            "",
+            "beef.17.42.1",
+        ] {
+            assert!(!TAG.has_client_id(other), "{other:?}");
+        }
+        // The longest possible one still fits the API's 64 characters.
+        let max = Tag {
+            run: u64::MAX,
+            sender: u32::MAX,
+            seq: u64::MAX,
+            sent_at_ns: 0,
+        };
+        assert!(max.client_id().len() <= 64);
     }
 
     #[test]

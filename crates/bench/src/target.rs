@@ -83,6 +83,11 @@ impl Target {
     pub fn ws_url(&self, chat_id: i64, token: &str) -> String {
         format!("ws://{}/ws/chat/{chat_id}/?token={token}", self.authority)
     }
+
+    /// The protocol-v2 socket's URL: one per user, whatever the chat.
+    pub fn ws_v2_url(&self, token: &str) -> String {
+        format!("ws://{}/ws/v2/?token={token}", self.authority)
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +106,7 @@ mod tests {
             t.ws_url(5, "abc"),
             "ws://127.0.0.1:8000/ws/chat/5/?token=abc"
         );
+        assert_eq!(t.ws_v2_url("abc"), "ws://127.0.0.1:8000/ws/v2/?token=abc");
         let t = Target::parse("http://localhost/", false).unwrap();
         assert_eq!(t.addr.port(), 80);
         assert!(t.addr.ip().is_loopback());

@@ -3,6 +3,7 @@
 //! database each (SQLite, or PostgreSQL when built with `postgres` and
 //! `TEST_DATABASE_URL` is set): tiny scenarios of every mode must run
 //! through the public API and account for every message. Not a timing test.
+//! The v2 modes need a server that speaks protocol v2 (`/ws/v2/`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -165,5 +166,130 @@ async fn the_chat_list_is_timed_for_a_user_with_many_chats() {
     let list = report.chat_list.clone().expect("chat-list figures");
     assert_eq!((list.chats, list.errors), (3, 0), "{}", report.table());
     assert_eq!(list.latency_ms.expect("latencies").count, 5);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_v2_closed_loop_against_the_real_server_loses_nothing() {
+    let server = TestServer::start();
+    let scenario = Scenario {
+        mode: Mode::V2Closed,
+        chats: 3,
+        duration: Duration::from_secs(1),
+        warmup: Duration::from_millis(200),
+        drain: Duration::from_secs(5),
+        ..Scenario::default()
+    };
+    let report = chat_bench::execute(&Target::local(server.addr), &scenario)
+        .await
+        .expect("the run completes");
+    let table = report.table();
+    eprintln!("{table}");
+    let d = report.delivery.expect("delivery figures");
+    assert!(d.delivered > 0, "{table}");
+    assert_eq!(d.delivered, d.expected, "{table}");
+    assert_eq!((d.lost, d.duplicated, d.out_of_order), (0, 0, 0), "{table}");
+    assert_eq!(
+        (d.unexpected, d.foreign, d.error_frames),
+        (0, 0, 0),
+        "{table}"
+    );
+    assert_eq!(
+        (d.seq_disorder, d.bad_acks, d.bad_client_ids),
+        (0, 0, 0),
+        "{table}"
+    );
+    assert_eq!((report.disconnects, report.ack_timeouts), (0, 0), "{table}");
+    assert_eq!(
+        report.connect.expect("connect figures").failed,
+        0,
+        "{table}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_v2_rate_with_typing_delivers_everything_and_the_typing() {
+    let server = TestServer::start();
+    let scenario = Scenario {
+        mode: Mode::V2Rate,
+        chats: 2,
+        rate: 20.0,
+        typing_interval: Some(Duration::from_millis(300)),
+        duration: Duration::from_secs(1),
+        warmup: Duration::from_millis(200),
+        drain: Duration::from_secs(5),
+        ..Scenario::default()
+    };
+    let report = chat_bench::execute(&Target::local(server.addr), &scenario)
+        .await
+        .expect("the run completes");
+    let table = report.table();
+    eprintln!("{table}");
+    let d = report.delivery.expect("delivery figures");
+    assert_eq!(d.delivered, d.expected, "{table}");
+    assert_eq!(
+        (d.lost, d.duplicated, d.seq_disorder, d.foreign),
+        (0, 0, 0, 0),
+        "{table}"
+    );
+    let typing = report.typing.expect("typing figures");
+    assert!(typing.sent > 0 && typing.received > 0, "{table}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_v2_reconnect_catches_up_with_exactly_the_missed_messages() {
+    let server = TestServer::start();
+    let scenario = Scenario {
+        mode: Mode::V2Reconnect,
+        chats: 3,
+        history: Some(250),
+        missed: 10,
+        ..Scenario::default()
+    };
+    let report = chat_bench::execute(&Target::local(server.addr), &scenario)
+        .await
+        .expect("the run completes");
+    let table = report.table();
+    eprintln!("{table}");
+    let d = report.delivery.expect("delivery figures");
+    assert_eq!((d.sent, d.expected, d.delivered), (30, 60, 60), "{table}");
+    assert_eq!(
+        (d.lost, d.duplicated, d.out_of_order, d.foreign),
+        (0, 0, 0, 0),
+        "{table}"
+    );
+    let c = report.catchup.expect("catch-up figures");
+    assert_eq!((c.complete, c.incomplete), (6, 0), "{table}");
+    // 10 messages each, not the 260 of the chat.
+    assert_eq!((c.messages_min, c.messages_max), (10, 10), "{table}");
+    assert_eq!(
+        (c.stale, c.seq_gaps, c.head_mismatches),
+        (0, 0, 0),
+        "{table}"
+    );
+    assert_eq!((c.post_errors, c.repost_errors), (0, 0), "{table}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_pages_of_a_chat_are_exact() {
+    let server = TestServer::start();
+    let scenario = Scenario {
+        mode: Mode::V2Paging,
+        chats: 1,
+        history: Some(600),
+        requests: 20,
+        ..Scenario::default()
+    };
+    let report = chat_bench::execute(&Target::local(server.addr), &scenario)
+        .await
+        .expect("the run completes");
+    let table = report.table();
+    eprintln!("{table}");
+    let p = report.paging.expect("paging figures");
+    assert_eq!((p.messages, p.errors), (600, 0), "{table}");
+    assert_eq!(p.latency_ms.expect("latencies").count, 20);
     server.stop().await;
 }
