@@ -43,7 +43,8 @@ pub trait ChatRepository: Send + Sync + 'static {
         chat: ChatId,
     ) -> Result<Option<ChatSummary>, RepositoryError>;
 
-    /// Every user who shares a chat with `user` (whom presence concerns).
+    /// Every user who shares a chat with `user` (whom presence concerns),
+    /// each once, in no particular order.
     fn chat_partners(&self, user: UserId) -> Result<Vec<UserId>, RepositoryError>;
 }
 
@@ -91,6 +92,7 @@ impl PageLimit {
 }
 
 /// A page of a chat's messages, oldest first, and what lies around it.
+/// Every `seq` on the page is at most `head_seq`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessagePage {
     pub messages: Vec<DirectMessage>,
@@ -117,7 +119,8 @@ pub trait MessageRepository: Send + Sync + 'static {
     fn insert_messages(&self, messages: &[NewMessage]) -> Result<Vec<Inserted>, RepositoryError>;
 
     /// Up to `limit` messages of `chat` around `anchor`, oldest first, in
-    /// a number of statements that does not grow with the chat.
+    /// a number of statements that does not grow with the chat. A chat
+    /// that does not exist is an error (callers hold an `OpenChat`).
     fn messages_page(
         &self,
         chat: ChatId,
@@ -127,7 +130,9 @@ pub trait MessageRepository: Send + Sync + 'static {
 
     /// Moves `user`'s cursor `kind` in `chat` toward `requested` by the
     /// rule of [`Cursors::advanced`], atomically: concurrent moves never
-    /// leave a smaller value behind.
+    /// leave a smaller value behind. The cursors returned are at most the
+    /// `head_seq` returned with them. A user who is not a participant is an
+    /// error (callers hold an `OpenChat`).
     fn move_cursor(
         &self,
         chat: ChatId,
