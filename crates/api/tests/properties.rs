@@ -13,6 +13,7 @@ use chat_api::rest::dto::{CreateChatRequest, CredentialsRequest, UserDto};
 use chat_api::wire::seed::{
     error_frame, message_frame, parse_send_frame, FrameError, GENERIC_ERROR, WS_TIME_FORMAT,
 };
+use chat_api::wire::v2::parse::parse_any_frame;
 use chat_api::wire::v2::{parse_client_frame, ClientFrame};
 use chat_domain::chat::{ChatId, ClientId, DirectMessage, MessageId, PageAnchor, PageLimit, Seq};
 use chat_domain::user::{TokenError, TokenIssuer, User, UserId, Username};
@@ -484,6 +485,27 @@ proptest! {
         let parsed = parse_client_frame(&json.to_string());
         prop_assert_eq!(parsed.frame, Ok(frame));
         prop_assert_eq!(parsed.reference, reference);
+    }
+
+    #[test]
+    fn the_fast_path_for_sends_reads_every_frame_as_the_general_parser_does(
+        text in prop_oneof![
+            jsonish_text(),
+            (client_frame(), prop::option::of(json_value()), prop::option::of(json_value()))
+                .prop_map(|((_, mut json), reference, extra)| {
+                    if let Some(reference) = reference {
+                        json["ref"] = reference;
+                    }
+                    if let Some(extra) = extra {
+                        json["chat_id"] = extra;
+                    }
+                    json.to_string()
+                }),
+            // Keys twice, escapes in the type.
+            "\\{\"type\": ?\"(send|se\\\\u006ed)\", \"chat_id\": [0-9]{1,3}, \"client_id\": \"[a-c ]{0,3}\", \"body\": \"x\"(, \"body\": \"y\")?(, \"ref\": (1|\"r\"|null|\\[\\]))?\\}",
+        ],
+    ) {
+        prop_assert_eq!(parse_client_frame(&text), parse_any_frame(&text), "{}", text);
     }
 
     #[test]

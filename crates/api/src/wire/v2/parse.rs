@@ -64,6 +64,56 @@ fn bad(message: impl Into<String>) -> BadFrame {
 
 /// Reads one text frame. Never panics, whatever the input.
 pub fn parse_client_frame(text: &str) -> Parsed {
+    if let Some(parsed) = parse_plain_send(text) {
+        return parsed;
+    }
+    parse_any_frame(text)
+}
+
+/// The frame nearly every client frame is, a `send`, read straight into
+/// its fields without building a JSON tree first (a tenth of a v2 send's
+/// cost on the server). Anything unusual (another type, a field of the
+/// wrong type, a key twice) returns `None` and is read by
+/// [`parse_any_frame`], which has the precise errors; both read the same
+/// frames the same way (a property test says so).
+fn parse_plain_send(text: &str) -> Option<Parsed> {
+    #[derive(serde::Deserialize)]
+    struct PlainSend<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+        chat_id: i64,
+        #[serde(borrow)]
+        client_id: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        body: std::borrow::Cow<'a, str>,
+        #[serde(rename = "ref", default)]
+        reference: Option<Value>,
+    }
+    let send: PlainSend<'_> = serde_json::from_str(text).ok()?;
+    if send.kind != "send" {
+        return None;
+    }
+    let mut fields = Map::new();
+    if let Some(reference) = send.reference {
+        fields.insert("ref".to_owned(), reference);
+    }
+    let reference = reference(&fields).ok()?;
+    let client_id = send.client_id.into_owned();
+    Some(Parsed {
+        frame: ClientId::parse(&client_id)
+            .map(|parsed| ClientFrame::Send {
+                chat_id: ChatId::new(send.chat_id),
+                client_id: parsed,
+                body: send.body.into_owned(),
+            })
+            .map_err(|e| bad(e.to_string())),
+        reference,
+        client_id: Some(client_id),
+    })
+}
+
+/// Reads any frame through a JSON tree, saying exactly what is wrong.
+pub fn parse_any_frame(text: &str) -> Parsed {
     let value: Value = match serde_json::from_str(text) {
         Ok(value) => value,
         Err(_) => return unanswerable(bad("frame is not valid JSON")),
