@@ -55,9 +55,12 @@ impl MessageRepository for Database {
         let mut chats: Vec<i64> = messages.iter().map(|m| m.chat_id.get()).collect();
         chats.sort_unstable();
         chats.dedup();
-        let client_ids: Vec<&str> = messages
+        let keys: Vec<(i64, &str, i64)> = messages
             .iter()
-            .filter_map(|m| m.client_id.as_ref().map(AsRef::as_ref))
+            .filter_map(|m| {
+                let client_id = m.client_id.as_ref()?;
+                Some((m.chat_id.get(), client_id.as_ref(), m.sender.id.get()))
+            })
             .collect();
 
         // A constant number of statements whatever the batch: the heads of
@@ -70,14 +73,10 @@ impl MessageRepository for Database {
                     .into_iter()
                     .map(|row| (row.chat_id, row.head.unwrap_or(0)))
                     .collect::<HashMap<i64, i64>>();
-                let existing: Vec<(i64, MessageRow)> = if client_ids.is_empty() {
+                let existing: Vec<(i64, MessageRow)> = if keys.is_empty() {
                     Vec::new()
                 } else {
-                    direct_messages::table
-                        .filter(direct_messages::chat_id.eq_any(&chats))
-                        .filter(direct_messages::client_id.eq_any(&client_ids))
-                        .select((direct_messages::chat_id, message_columns!()))
-                        .load(conn)?
+                    conn.stored_with_keys(&keys)?
                 };
                 let plan = Plan::new(messages, &heads, &existing);
                 // The time is taken under the lock, so times never run
@@ -296,6 +295,127 @@ macro_rules! head_of {
     };
 }
 use head_of;
+
+/// The messages already stored under any of `keys` (chat, client_id,
+/// sender), as `(chat_id, row)`: one statement, one index seek per key on
+/// `(chat_id, client_id, sender_id)`. (Filtering on `chat_id IN (..)` and
+/// `client_id IN (..)` instead would seek every pair of the two lists: a
+/// quarter of a million seeks for a batch of 500.)
+trait FindRetryKeys {
+    fn stored_with_keys(
+        &mut self,
+        keys: &[(i64, &str, i64)],
+    ) -> QueryResult<Vec<(i64, MessageRow)>>;
+}
+
+const STORED_WITH_KEYS: &str =
+    "SELECT m.chat_id, m.id, m.sender_id, m.body, m.created, m.seq, m.client_id
+  FROM direct_messages m";
+
+#[derive(QueryableByName)]
+struct KeyedRow {
+    #[diesel(sql_type = BigInt)]
+    chat_id: i64,
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    sender_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    body: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    created: NaiveDateTime,
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Text>)]
+    client_id: Option<String>,
+}
+
+impl KeyedRow {
+    fn into_row(self) -> (i64, MessageRow) {
+        (
+            self.chat_id,
+            (
+                self.id,
+                self.sender_id,
+                self.body,
+                self.created,
+                self.seq,
+                self.client_id,
+            ),
+        )
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl FindRetryKeys for diesel::SqliteConnection {
+    /// The keys as a `VALUES` list, one triple of parameters per key,
+    /// joined first (`CROSS JOIN` fixes the order) so that each is one seek;
+    /// a row-value `IN (VALUES ...)` scans the whole index instead.
+    /// `client_id IS NOT NULL` lets the planner use the partial index.
+    fn stored_with_keys(
+        &mut self,
+        keys: &[(i64, &str, i64)],
+    ) -> QueryResult<Vec<(i64, MessageRow)>> {
+        let mut query =
+            diesel::sql_query(sqlite_keys_sql(keys.len())).into_boxed::<diesel::sqlite::Sqlite>();
+        for (chat, client_id, sender) in keys {
+            query = query
+                .bind::<BigInt, _>(*chat)
+                .bind::<diesel::sql_types::Text, _>(*client_id)
+                .bind::<BigInt, _>(*sender);
+        }
+        Ok(query
+            .load::<KeyedRow>(self)?
+            .into_iter()
+            .map(KeyedRow::into_row)
+            .collect())
+    }
+}
+
+/// [`STORED_WITH_KEYS`] for `count` keys on SQLite.
+#[cfg(feature = "sqlite")]
+fn sqlite_keys_sql(count: usize) -> String {
+    let values = vec!["(?, ?, ?)"; count].join(", ");
+    STORED_WITH_KEYS.replacen(
+        "FROM direct_messages m",
+        &format!(
+            "FROM (VALUES {values}) AS k
+ CROSS JOIN direct_messages m
+    ON m.chat_id = k.column1 AND m.client_id = k.column2 AND m.sender_id = k.column3
+ WHERE m.client_id IS NOT NULL"
+        ),
+        1,
+    )
+}
+
+#[cfg(feature = "postgres")]
+impl FindRetryKeys for diesel::PgConnection {
+    /// The keys as three arrays, joined as a table: the same statement
+    /// text whatever the batch.
+    fn stored_with_keys(
+        &mut self,
+        keys: &[(i64, &str, i64)],
+    ) -> QueryResult<Vec<(i64, MessageRow)>> {
+        use diesel::sql_types::{Array, Text};
+        let sql = format!(
+            "{STORED_WITH_KEYS}
+  JOIN unnest($1, $2, $3) AS k(chat_id, client_id, sender_id)
+    ON m.chat_id = k.chat_id AND m.client_id = k.client_id AND m.sender_id = k.sender_id
+ WHERE m.client_id IS NOT NULL"
+        );
+        let chats: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let client_ids: Vec<&str> = keys.iter().map(|k| k.1).collect();
+        let senders: Vec<i64> = keys.iter().map(|k| k.2).collect();
+        Ok(diesel::sql_query(sql)
+            .bind::<Array<BigInt>, _>(chats)
+            .bind::<Array<Text>, _>(client_ids)
+            .bind::<Array<BigInt>, _>(senders)
+            .load::<KeyedRow>(self)?
+            .into_iter()
+            .map(KeyedRow::into_row)
+            .collect())
+    }
+}
 
 /// The participant's `(read_up_to, delivered_up_to)`, locked until the
 /// transaction ends on PostgreSQL (SQLite's write transaction already
@@ -530,6 +650,39 @@ mod tests {
 
     fn seq(n: i64) -> Seq {
         Seq::new(n).unwrap()
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn the_retry_key_lookup_seeks_each_key_instead_of_scanning() {
+        #[derive(diesel::QueryableByName)]
+        struct Plan {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            detail: String,
+        }
+        use diesel::Connection as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.db");
+        let url = format!("sqlite://{}", path.display());
+        // Migrated, then read on a connection of its own.
+        drop(Database::connect(&url, &crate::DatabaseOptions::default()).unwrap());
+        let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+        let sql = format!("EXPLAIN QUERY PLAN {}", sqlite_keys_sql(3));
+        let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+        for n in 0..3_i64 {
+            query = query
+                .bind::<BigInt, _>(n)
+                .bind::<diesel::sql_types::Text, _>("c")
+                .bind::<BigInt, _>(n);
+        }
+        let plan: Vec<Plan> = query.load(&mut conn).unwrap();
+        let steps: Vec<&str> = plan.iter().map(|p| p.detail.as_str()).collect();
+        assert!(
+            steps.iter().any(|s| s.starts_with("SEARCH m USING")
+                && s.contains("chat_id=? AND client_id=? AND sender_id=?")),
+            "{steps:?}"
+        );
+        assert!(!steps.iter().any(|s| s.starts_with("SCAN m")), "{steps:?}");
     }
 
     #[test]

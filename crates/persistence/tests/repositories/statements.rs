@@ -187,7 +187,12 @@ fn a_cursor_move_takes_the_same_statements_however_far_it_moves(empty: EmptyDb) 
     let moved = 6 + pool_check(backend);
     assert_eq!(
         moves,
-        [(moved, false), (moved, false), (moved, false), (moved - 1, true)],
+        [
+            (moved, false),
+            (moved, false),
+            (moved, false),
+            (moved - 1, true)
+        ],
         "statements per move on {backend}"
     );
 }
