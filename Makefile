@@ -58,7 +58,7 @@ test-memory: ## The end-to-end suites against the in-memory store (the benchmark
 	@mkdir -p target/test-logs
 	TEST_STORE=memory $(CARGO) test --features memory --test rest_api --test websocket \
 		--test hostile_input --test authorization \
-		--test v2_socket --test v2_rest --test v2_presence_typing 2>&1 \
+		--test v2_socket --test v2_rest --test v2_presence_typing --test v2_hostile_input 2>&1 \
 		| tee target/test-logs/memory.log; exit $${PIPESTATUS[0]}
 
 test-slow: ## The long tests (tests/slow.rs, a minute or more each): SQLite, and PostgreSQL when TEST_DATABASE_URL is set
@@ -86,7 +86,7 @@ bench-smoke: ## A few seconds of every benchmark mode against a release server o
 .PHONY: fuzz
 
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := frame_parser token_extractor
+FUZZ_TARGETS := frame_parser token_extractor v2_frame_parser
 
 # cargo-fuzz passes nightly-only rustc flags (sanitizer, coverage
 # instrumentation); RUSTC_BOOTSTRAP=1 lets the pinned stable toolchain take

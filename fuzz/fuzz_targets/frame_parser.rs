@@ -1,11 +1,11 @@
-//! Arbitrary bytes as a WebSocket text frame: what `ws/session.rs` does with
-//! one, minus the socket. Parsing must never panic, a body it returns must
+//! Arbitrary bytes as a seed WebSocket text frame: what `ws/seed/session.rs`
+//! does with one, minus the socket. Parsing must never panic, a body it returns must
 //! survive validation and the message frame, and the error frame must be
 //! valid JSON whatever detail it carries.
 #![no_main]
 
-use chat_api::ws::frames::{error_frame, message_frame, parse_send_frame, GENERIC_ERROR};
-use chat_domain::chat::{ChatId, DirectMessage, MessageBody, MessageId, MessageLimit};
+use chat_api::wire::seed::{error_frame, message_frame, parse_send_frame, GENERIC_ERROR};
+use chat_domain::chat::{ChatId, DirectMessage, MessageBody, MessageId, MessageLimit, Seq};
 use chat_domain::user::{User, UserId, Username};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -29,16 +29,17 @@ fuzz_target!(|data: &[u8]| {
                 let message = DirectMessage {
                     id: MessageId::new(1),
                     chat_id: ChatId::new(1),
+                    seq: Seq::new(1).expect("1 is a seq"),
                     sender: User {
                         id: UserId::new(1),
                         username: Username::parse("fuzz").expect("a valid username"),
                     },
                     body: valid.as_ref().to_owned(),
                     created: chrono::DateTime::UNIX_EPOCH,
-                    is_read: false,
+                    client_id: None,
                 };
-                let frame: Value =
-                    serde_json::from_str(&message_frame(&message)).expect("message frame is JSON");
+                let frame: Value = serde_json::from_str(&message_frame(&message, false))
+                    .expect("message frame is JSON");
                 assert_eq!(frame["message"]["body"], body.as_str());
             }
         }

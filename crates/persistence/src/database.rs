@@ -409,13 +409,18 @@ impl diesel::r2d2::CustomizeConnection<SqliteConnection, diesel::r2d2::Error> fo
 fn connect_postgres(url: &str, options: &DatabaseOptions) -> Result<Database, DatabaseError> {
     let backend = Backend::Postgres;
     let connect_error = |cause: String| DatabaseError::Connect { backend, cause };
-    let url = with_connect_timeout(url, options.connect_timeout);
+    let url = with_url_parameter(
+        &with_connect_timeout(url, options.connect_timeout),
+        "application_name",
+        APPLICATION_NAME,
+    );
 
     // One connection first, outside the pool: libpq's own message ("connection
     // refused", "password authentication failed") reaches the caller at once,
     // and migrations run before the pool opens.
     let mut conn = PgConnection::establish(&url).map_err(|e| connect_error(e.to_string()))?;
     migrate(&mut conn, POSTGRES_MIGRATIONS, backend)?;
+    wait_for_earlier_transactions(&mut conn, options.connect_timeout);
     drop(conn);
 
     let pool = Pool::builder()
@@ -429,16 +434,79 @@ fn connect_postgres(url: &str, options: &DatabaseOptions) -> Result<Database, Da
     })
 }
 
+/// How this server's sessions name themselves to PostgreSQL.
+#[cfg(feature = "postgres")]
+const APPLICATION_NAME: &str = "chat-server";
+
+/// Waits (at most `timeout`) until no transaction of this server's name
+/// that began before now is still open. A server killed while its COMMIT
+/// was on the wire leaves PostgreSQL to finish that commit after the
+/// process is gone: were this server to take a socket's snapshot before it
+/// landed, the message would be above the snapshot's head, yet nobody would
+/// announce it (its announcement died with the old process). Waiting for
+/// such transactions to end before serving closes that window. Others'
+/// transactions (a live instance's, which are milliseconds long) end at
+/// once.
+#[cfg(feature = "postgres")]
+fn wait_for_earlier_transactions(conn: &mut PgConnection, timeout: Duration) {
+    use diesel::sql_types::{BigInt, Text, Timestamptz};
+    use diesel::RunQueryDsl as _;
+
+    #[derive(diesel::QueryableByName)]
+    struct Now {
+        #[diesel(sql_type = Timestamptz)]
+        now: chrono::DateTime<chrono::Utc>,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Open {
+        #[diesel(sql_type = BigInt)]
+        open: i64,
+    }
+    let Ok(started) = diesel::sql_query("SELECT clock_timestamp() AS now").get_result::<Now>(conn)
+    else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let open = diesel::sql_query(
+            "SELECT COUNT(*) AS open FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()
+                AND application_name = $1 AND xact_start < $2",
+        )
+        .bind::<Text, _>(APPLICATION_NAME)
+        .bind::<Timestamptz, _>(started.now)
+        .get_result::<Open>(conn)
+        .map_or(0, |row| row.open);
+        if open == 0 {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(
+                open,
+                "transactions of an earlier run are still open; serving anyway"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `url` with `name=value` added unless the URL sets `name` already.
+#[cfg(any(feature = "postgres", test))]
+fn with_url_parameter(url: &str, name: &str, value: &str) -> String {
+    if url.contains(&format!("{name}=")) {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{name}={value}")
+}
+
 /// Adds libpq's `connect_timeout` (whole seconds) unless the URL sets one, so
 /// an unreachable host fails within the configured time instead of TCP's.
 #[cfg(any(feature = "postgres", test))]
 fn with_connect_timeout(url: &str, timeout: Duration) -> String {
-    if url.contains("connect_timeout=") {
-        return url.to_owned();
-    }
-    let separator = if url.contains('?') { '&' } else { '?' };
     let seconds = timeout.as_secs().max(1);
-    format!("{url}{separator}connect_timeout={seconds}")
+    with_url_parameter(url, "connect_timeout", &seconds.to_string())
 }
 
 fn migrate<C>(
@@ -556,6 +624,22 @@ mod tests {
         assert_eq!(
             with_connect_timeout("postgres://h/db?connect_timeout=1", five),
             "postgres://h/db?connect_timeout=1"
+        );
+    }
+
+    #[test]
+    fn a_url_parameter_is_added_unless_present() {
+        assert_eq!(
+            with_url_parameter("postgres://h/db", "application_name", "chat-server"),
+            "postgres://h/db?application_name=chat-server"
+        );
+        assert_eq!(
+            with_url_parameter(
+                "postgres://h/db?application_name=x",
+                "application_name",
+                "y"
+            ),
+            "postgres://h/db?application_name=x"
         );
     }
 

@@ -51,8 +51,9 @@ fn max_sends_in_flight(outbound_queue: usize) -> usize {
 /// The close code for a socket whose token expired: log in again.
 const TOKEN_EXPIRED: u16 = 4001;
 
-/// The answer to one send, once its batch is stored.
-type PendingSend = Pin<Box<dyn Future<Output = (ClientId, Stored)>>>;
+/// The answer to one send, once its batch is stored, with what its answer
+/// must echo: the `client_id` and the frame's `ref`.
+type PendingSend = Pin<Box<dyn Future<Output = (ClientId, Option<Value>, Stored)>>>;
 
 pub async fn run(
     socket: Session,
@@ -189,8 +190,8 @@ impl V2Session<'_> {
                     // The hub dropped this socket: its queue overflowed.
                     None => Err(too_slow()),
                 },
-                Some((client_id, outcome)) = self.pending.next(), if !self.pending.is_empty() => {
-                    self.on_stored(&client_id, outcome).await
+                Some((client_id, reference, outcome)) = self.pending.next(), if !self.pending.is_empty() => {
+                    self.on_stored(&client_id, reference.as_ref(), outcome).await
                 }
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > interval * 2 {
@@ -246,7 +247,10 @@ impl V2Session<'_> {
                 chat_id,
                 client_id,
                 body,
-            } => self.send(chat_id, client_id, &body).await,
+            } => {
+                self.send(chat_id, client_id, &body, reference.clone())
+                    .await
+            }
             ClientFrame::Read { chat_id, up_to } => {
                 self.move_cursor(chat_id, CursorKind::Read, up_to).await
             }
@@ -317,6 +321,7 @@ impl V2Session<'_> {
         chat_id: ChatId,
         client_id: ClientId,
         body: &str,
+        reference: Option<Value>,
     ) -> Result<(), Refusal> {
         let chat = self.open(chat_id).await?;
         let body = self.state.messages.validate(body).map_err(|invalid| {
@@ -343,16 +348,19 @@ impl V2Session<'_> {
             .await
             .map_err(|_| unavailable())?;
         self.pending.push(Box::pin(async move {
-            (
-                client_id,
-                outcome.await.unwrap_or(Err(StoreFailure::Failed)),
-            )
+            let outcome = outcome.await.unwrap_or(Err(StoreFailure::Failed));
+            (client_id, reference, outcome)
         }));
         Ok(())
     }
 
     /// A send's outcome. A new message's `ack` came through the hub.
-    async fn on_stored(&mut self, client_id: &ClientId, outcome: Stored) -> Result<(), End> {
+    async fn on_stored(
+        &mut self,
+        client_id: &ClientId,
+        reference: Option<&Value>,
+        outcome: Stored,
+    ) -> Result<(), End> {
         let frame = match outcome {
             Ok(SendOutcome::Stored(_)) => return Ok(()),
             Ok(SendOutcome::Duplicate(original)) => ack_frame(&original, true),
@@ -360,11 +368,11 @@ impl V2Session<'_> {
                 ErrorCode::Conflict,
                 "this client_id was already used for a message with another body",
                 Some(client_id.as_ref()),
-                None,
+                reference,
             ),
             Err(_) => {
                 let (code, message) = unavailable();
-                error_frame(code, &message, Some(client_id.as_ref()), None)
+                error_frame(code, &message, Some(client_id.as_ref()), reference)
             }
         };
         self.connection.text(frame).await
