@@ -18,41 +18,9 @@ use std::time::{Duration, Instant};
 
 use chat_persistence::testing::TestDatabase;
 use chat_persistence::Backend;
-use common::process::{ServerProcess, TEST_JWT_SECRET};
+use common::deployment::{assert_no_panic_in_logs, Deployment};
+use common::process::ServerProcess;
 use common::{Api, Received, TestUser};
-
-/// A database and data directory that outlive server processes, so the
-/// server can be killed and started again on them.
-struct Deployment {
-    data_dir: tempfile::TempDir,
-    database: TestDatabase,
-}
-
-impl Deployment {
-    fn new() -> Self {
-        Self {
-            data_dir: tempfile::tempdir().unwrap(),
-            database: TestDatabase::create().unwrap(),
-        }
-    }
-
-    fn start(&self) -> ServerProcess {
-        self.start_on(self.database.url())
-    }
-
-    fn start_on(&self, database_url: &str) -> ServerProcess {
-        ServerProcess::start(&[
-            ("CHAT_DATA_DIR", self.data_dir.path().to_str().unwrap()),
-            ("DATABASE_URL", database_url),
-            ("CHAT_JWT_SECRET", TEST_JWT_SECRET),
-            // The load below is a test's, not a person's.
-            ("CHAT_WS_RATE", "100000"),
-            ("CHAT_WS_BURST", "100000"),
-            ("CHAT_DB_POOL_SIZE", "4"),
-        ])
-        .unwrap()
-    }
-}
 
 #[derive(Clone)]
 struct Chat {
@@ -209,7 +177,7 @@ async fn signal_under_load(
     after_stop: impl FnOnce(&mut ServerProcess, &[Sent]),
 ) -> String {
     let deployment = Deployment::new();
-    let mut server = deployment.start();
+    let mut server = deployment.start(&[]);
     let api = Api::new(server.port);
     let chats = set_up_chats(&api, 8).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -225,7 +193,7 @@ async fn signal_under_load(
     drop(server);
 
     deployment.database.check_integrity().unwrap();
-    let server = deployment.start();
+    let server = deployment.start(&[]);
     let api = Api::new(server.port);
     let (acked, stored) = check_history(&api, &chats, &sent).await;
     assert!(
@@ -289,7 +257,7 @@ async fn sqlite_locked_from_outside_is_waited_out_then_answered_503_never_a_cras
         eprintln!("SKIPPED here: SQLite-only (runs in the SQLite suite)");
         return;
     }
-    let mut server = deployment.start();
+    let mut server = deployment.start(&[]);
     let api = Api::new(server.port);
     let chats = set_up_chats(&api, 1).await;
     let chat = &chats[0];
@@ -336,7 +304,7 @@ async fn sqlite_locked_from_outside_is_waited_out_then_answered_503_never_a_cras
         201
     );
     assert!(server.child_is_running());
-    assert!(!server.logs().contains("panicked"), "{}", server.logs());
+    assert_no_panic_in_logs(&server);
     deployment.database.check_integrity().unwrap();
 }
 
@@ -458,7 +426,7 @@ async fn postgres_dropping_connections_and_going_away_is_survived_without_a_rest
     let (upstream, before, after) = split_authority(deployment.database.url());
     let link = FaultyLink::to(upstream);
     let through_link = format!("{before}{}{after}", link.addr);
-    let server = deployment.start_on(&through_link);
+    let server = deployment.start(&[("DATABASE_URL", &through_link)]);
     let api = Api::new(server.port);
     let chats = set_up_chats(&api, 4).await;
     let stop = Arc::new(AtomicBool::new(false));

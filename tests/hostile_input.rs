@@ -11,88 +11,23 @@ mod common;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::sync::{Mutex, Once, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
-use awc::ws::{Codec, Frame, Message};
-use common::{spawn_app_with, Received, TestApp, TestUser, GENERIC_ERROR};
-use futures_util::{SinkExt as _, StreamExt as _};
+use awc::ws::{Frame, Message};
+use common::hostile::{
+    client_frame, frame_with_length, hostile_app, nested_arrays, nested_objects, open_raw,
+    server_panics, watch_for_server_panics, write_raw, HostileApp, Junk, RawSocket, BINARY, CLOSE,
+    CONTINUATION, PING, SELF_CHECK, TEXT,
+};
+use common::{Received, Rng, TestApp, TestUser, GENERIC_ERROR};
+use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 
 // ---- panics ---------------------------------------------------------------------
 //
-// The server runs in this process. A panic in a handler or a session kills
-// only that task (the client sees a dropped connection or a 500, which the
-// tests below would also catch), but it is a bug either way: this hook
-// records every panic on a server thread, and each test asserts that none
-// happened while it ran. (Server threads are not told apart by test, so a
-// panic can also fail a test that overlapped the one that caused it; the
-// message names the panic's place in the code.)
-
-static SERVER_PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static PANIC_HOOK: Once = Once::new();
-/// Marks the self-check's deliberate panic, which the other tests skip.
-const SELF_CHECK: &str = "hostile_input panic-watch self-check";
-
-/// Threads the server runs code on: actix's workers and acceptor, the
-/// blocking pool (Diesel, Argon2) and the message writer. Test threads are
-/// named after their test, and the raw HTTP client's after itself.
-fn is_server_thread(name: &str) -> bool {
-    name.starts_with("actix-") || name.starts_with("tokio-") || name == "message-writer"
-}
-
-fn watch_for_server_panics() {
-    PANIC_HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let thread = std::thread::current();
-            let name = thread.name().unwrap_or("<unnamed>");
-            if is_server_thread(name) {
-                server_panics().push(format!("thread '{name}': {info}"));
-            }
-            previous(info);
-        }));
-    });
-}
-
-fn server_panics() -> std::sync::MutexGuard<'static, Vec<String>> {
-    SERVER_PANICS.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A test server, and the server panics recorded before it started.
-struct HostileApp {
-    app: TestApp,
-    panics_before: usize,
-}
-
-impl std::ops::Deref for HostileApp {
-    type Target = TestApp;
-
-    fn deref(&self) -> &TestApp {
-        &self.app
-    }
-}
-
-impl HostileApp {
-    fn assert_no_server_panics(&self) {
-        let panics = server_panics();
-        let new: Vec<_> = panics[self.panics_before.min(panics.len())..]
-            .iter()
-            .filter(|p| !p.contains(SELF_CHECK))
-            .collect();
-        assert!(new.is_empty(), "the server panicked: {new:#?}");
-    }
-}
-
-async fn hostile_app(extra_args: &[&str]) -> HostileApp {
-    watch_for_server_panics();
-    let panics_before = server_panics().len();
-    HostileApp {
-        app: spawn_app_with(extra_args).await,
-        panics_before,
-    }
-}
+// The watch is in `common::hostile`, shared with `v2_hostile_input.rs`; its
+// one self-check is here.
 
 #[test]
 fn the_panic_watch_sees_a_panic_on_a_server_thread() {
@@ -115,12 +50,6 @@ fn the_panic_watch_sees_a_panic_on_a_server_thread() {
 /// The defaults of CONTRACT.md, which the barrage runs against.
 const MAX_CHARS: usize = 4096;
 const MAX_FRAME_BYTES: usize = 65_536;
-
-#[derive(Debug)]
-enum Junk {
-    Text(String),
-    Binary(Vec<u8>),
-}
 
 /// One malformed frame, with where it came from for failure messages.
 struct Case {
@@ -163,14 +92,6 @@ fn as_body(value: &str) -> [String; 4] {
         format!(r#"{{"extra":[1,2],"body":{value}}}"#),
         format!(r#"{{"body":"fine","body":{value}}}"#),
     ]
-}
-
-fn nested_arrays(depth: usize) -> String {
-    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
-}
-
-fn nested_objects(depth: usize) -> String {
-    format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth))
 }
 
 /// Each category of malformed frame with hand-picked variants, then
@@ -533,22 +454,6 @@ fn catalogue() -> Vec<Case> {
     cases
 }
 
-/// A deterministic xorshift generator: the same frames on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        usize::try_from(self.0 % n as u64).unwrap()
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
-
 const GENERATED_TOKEN_SOUP: usize = 2_000;
 const GENERATED_MUTANTS: usize = 2_000;
 
@@ -710,67 +615,6 @@ async fn thousands_of_malformed_frames_on_one_connection_each_get_one_error_fram
 
 // ---- WebSocket: protocol violations that close by design -------------------------
 
-type RawSocket = actix_codec::Framed<awc::BoxedSocket, Codec>;
-
-/// A socket on which any bytes can be written, not only what the client's
-/// encoder would produce.
-async fn open_raw(app: &TestApp, user: &TestUser, chat: i64) -> RawSocket {
-    let url = app.ws_url(&format!("/ws/chat/{chat}/?token={}", user.token));
-    let (_, framed) = app
-        .client
-        .ws(url)
-        .max_frame_size(1 << 20)
-        .connect()
-        .await
-        .expect("handshake");
-    framed
-}
-
-/// Writes `bytes` as they are, then goes back to the WebSocket codec (the
-/// read buffer is kept across the swap).
-async fn write_raw(socket: RawSocket, bytes: &[u8]) -> RawSocket {
-    let codec = socket.codec_ref().clone();
-    let mut raw = socket.replace_codec(actix_codec::BytesCodec);
-    // The server may close before it has read everything; that is allowed.
-    let _ = raw.send(Bytes::copy_from_slice(bytes)).await;
-    raw.replace_codec(codec)
-}
-
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-const CONTINUATION: u8 = 0x0;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-
-/// A client frame, masked as RFC 6455 requires.
-fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    frame_with_length(fin, opcode, payload, payload.len() as u64, true)
-}
-
-/// A frame whose header may claim another length than the payload has,
-/// and may be unmasked.
-fn frame_with_length(fin: bool, opcode: u8, payload: &[u8], claimed: u64, masked: bool) -> Vec<u8> {
-    let mask_bit = if masked { 0x80 } else { 0 };
-    let mut out = vec![(u8::from(fin) << 7) | opcode];
-    if claimed < 126 {
-        out.push(mask_bit | u8::try_from(claimed).unwrap());
-    } else if let Ok(short) = u16::try_from(claimed) {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&short.to_be_bytes());
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&claimed.to_be_bytes());
-    }
-    if masked {
-        let key = [0x37, 0xfa, 0x21, 0x3d];
-        out.extend_from_slice(&key);
-        out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
-}
-
 /// Reads `history` message frames (replayed on connect), then expects the
 /// server's close and returns its code.
 async fn expect_close(socket: &mut RawSocket, history: usize, what: &str) -> Option<u16> {
@@ -824,7 +668,7 @@ async fn each_closes_with(app: &HostileApp, violations: Vec<(&str, Vec<u8>, u16)
     let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut history = 0;
     for (what, bytes, code) in violations {
-        let socket = open_raw(app, &alice, chat).await;
+        let socket = open_raw(app, &format!("/ws/chat/{chat}/?token={}", alice.token)).await;
         let mut socket = write_raw(socket, &bytes).await;
         assert_eq!(
             expect_close(&mut socket, history, what).await,
@@ -868,7 +712,7 @@ async fn a_character_split_across_fragments_is_put_back_together() {
     let app = hostile_app(&[]).await;
     let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut bob_socket = app.connect(&bob, chat).await;
-    let socket = open_raw(&app, &alice, chat).await;
+    let socket = open_raw(&app, &format!("/ws/chat/{chat}/?token={}", alice.token)).await;
     let whole = "{\"body\":\"👋 split\"}".as_bytes();
     let cut = whole.iter().position(|&b| b == 0xf0).unwrap() + 2; // inside 👋
     let mut bytes = client_frame(false, TEXT, &whole[..cut]);
@@ -949,7 +793,7 @@ fn resident_kib() -> u64 {
 async fn a_frame_header_claiming_more_than_the_limit_closes_before_its_payload_is_buffered() {
     let app = hostile_app(&[]).await;
     let (alice, bob, chat) = app.two_users_and_a_chat().await;
-    let socket = open_raw(&app, &alice, chat).await;
+    let socket = open_raw(&app, &format!("/ws/chat/{chat}/?token={}", alice.token)).await;
     let header = frame_with_length(true, TEXT, b"", 1 << 40, true);
     let mut socket = write_raw(socket, &header).await;
     let before = resident_kib();

@@ -22,15 +22,14 @@
 //! with `TEST_DATABASE_URL`; the last one is PostgreSQL-only.
 
 mod common;
-mod deployment;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use chat_persistence::Backend;
+use common::deployment::{assert_no_panic_in_logs, kill_9, Deployment};
 use common::v2::V2Client;
 use common::{spawn_app, Api, Received, TestUser};
-use deployment::{assert_no_panic_in_logs, kill_9, Deployment};
 use serde_json::{json, Value};
 
 /// Frames on `socket` up to the answer (`ack` or `error`) naming

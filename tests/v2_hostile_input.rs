@@ -16,78 +16,24 @@
 //!   use up the message rate;
 //! - the v2 REST routes answer malformed input with a 4xx and a JSON
 //!   `{"error"}`, never a 5xx;
-//! - nothing a client sends panics the server (watched as in
-//!   `hostile_input.rs`: the server runs in this process).
+//! - nothing a client sends panics the server (watched by
+//!   `common::hostile`, as in `hostile_input.rs`: the server runs in this
+//!   process).
 
 mod common;
 
-use std::sync::{Mutex, Once, PoisonError};
 use std::time::Instant;
 
 use actix_web::web::Bytes;
-use awc::ws::{Codec, Frame, Message};
+use awc::ws::{Frame, Message};
+use common::hostile::{
+    client_frame, frame_with_length, hostile_app, nested_arrays, nested_objects, open_raw,
+    write_raw, HostileApp, Junk, RawSocket, BINARY, CONTINUATION, TEXT,
+};
 use common::v2::V2Client;
-use common::{spawn_app_with, TestApp, TestUser};
+use common::{Rng, TestApp, TestUser};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
-
-// ---- panics (as in hostile_input.rs) -------------------------------------------
-
-static SERVER_PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static PANIC_HOOK: Once = Once::new();
-
-/// Threads the server runs code on: actix's workers and acceptor, the
-/// blocking pool, the message writer and the delivery threads.
-fn is_server_thread(name: &str) -> bool {
-    name.starts_with("actix-")
-        || name.starts_with("tokio-")
-        || matches!(name, "message-writer" | "fan-out")
-}
-
-fn server_panics() -> std::sync::MutexGuard<'static, Vec<String>> {
-    SERVER_PANICS.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A test server, and the server panics recorded before it started.
-struct HostileApp {
-    app: TestApp,
-    panics_before: usize,
-}
-
-impl std::ops::Deref for HostileApp {
-    type Target = TestApp;
-
-    fn deref(&self) -> &TestApp {
-        &self.app
-    }
-}
-
-impl HostileApp {
-    fn assert_no_server_panics(&self) {
-        let panics = server_panics();
-        let new = &panics[self.panics_before.min(panics.len())..];
-        assert!(new.is_empty(), "the server panicked: {new:#?}");
-    }
-}
-
-async fn hostile_app(extra_args: &[&str]) -> HostileApp {
-    PANIC_HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let thread = std::thread::current();
-            let name = thread.name().unwrap_or("<unnamed>");
-            if is_server_thread(name) {
-                server_panics().push(format!("thread '{name}': {info}"));
-            }
-            previous(info);
-        }));
-    });
-    let panics_before = server_panics().len();
-    HostileApp {
-        app: spawn_app_with(extra_args).await,
-        panics_before,
-    }
-}
 
 /// Alice and Bob in a chat, and a chat between Carol and Dave that Alice
 /// is not in.
@@ -191,12 +137,6 @@ fn echoed_client_id(text: &str) -> Option<String> {
 
 // ---- the catalogue of frames the server cannot serve ----------------------------
 
-#[derive(Debug)]
-enum Junk {
-    Text(String),
-    Binary(Vec<u8>),
-}
-
 /// One frame and the error code it must get.
 struct Case {
     category: &'static str,
@@ -234,14 +174,6 @@ fn object(fields: &[(&str, String)]) -> String {
 
 fn quoted(text: &str) -> String {
     Value::from(text).to_string()
-}
-
-fn nested_arrays(depth: usize) -> String {
-    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
-}
-
-fn nested_objects(depth: usize) -> String {
-    format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth))
 }
 
 /// A well-formed frame of each type in `chat`, as raw fields.
@@ -906,22 +838,6 @@ fn catalogue(own: i64, others: i64) -> Vec<Case> {
     cases
 }
 
-/// A deterministic xorshift generator: the same frames on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        usize::try_from(self.0 % n as u64).unwrap()
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
-
 const GENERATED_TOKEN_SOUP: usize = 1_500;
 const GENERATED_MUTANTS: usize = 1_500;
 
@@ -1325,56 +1241,6 @@ async fn bad_frames_do_not_use_up_the_message_rate() {
 
 // ---- the v2 socket: what the WebSocket layer closes ------------------------------
 
-type RawSocket = actix_codec::Framed<awc::BoxedSocket, Codec>;
-
-async fn open_raw(app: &TestApp, user: &TestUser) -> RawSocket {
-    let url = app.ws_url(&format!("/ws/v2/?token={}", user.token));
-    let (_, framed) = app
-        .client
-        .ws(url)
-        .max_frame_size(1 << 20)
-        .connect()
-        .await
-        .expect("handshake");
-    framed
-}
-
-/// Writes `bytes` as they are, then goes back to the WebSocket codec.
-async fn write_raw(socket: RawSocket, bytes: &[u8]) -> RawSocket {
-    let codec = socket.codec_ref().clone();
-    let mut raw = socket.replace_codec(actix_codec::BytesCodec);
-    // The server may close before it has read everything; that is allowed.
-    let _ = raw.send(Bytes::copy_from_slice(bytes)).await;
-    raw.replace_codec(codec)
-}
-
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-const CONTINUATION: u8 = 0x0;
-
-/// A client frame, masked as RFC 6455 requires, whose header may claim
-/// another length than the payload has.
-fn frame_with_length(fin: bool, opcode: u8, payload: &[u8], claimed: u64) -> Vec<u8> {
-    let mut out = vec![(u8::from(fin) << 7) | opcode];
-    if claimed < 126 {
-        out.push(0x80 | u8::try_from(claimed).unwrap());
-    } else if let Ok(short) = u16::try_from(claimed) {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&short.to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&claimed.to_be_bytes());
-    }
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
-    out
-}
-
-fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    frame_with_length(fin, opcode, payload, payload.len() as u64)
-}
-
 /// Reads the hello, then expects the server's close and returns its code.
 async fn expect_close(socket: &mut RawSocket, what: &str) -> Option<u16> {
     let mut hello = false;
@@ -1409,7 +1275,7 @@ async fn each_closes_with(app: &HostileApp, violations: Vec<(&str, Vec<u8>, u16)
     socket.close().await;
     // ...and each violation closes its socket, not the server.
     for (index, (what, bytes, code)) in violations.into_iter().enumerate() {
-        let socket = open_raw(app, &alice).await;
+        let socket = open_raw(app, &format!("/ws/v2/?token={}", alice.token)).await;
         let mut socket = write_raw(socket, &bytes).await;
         assert_eq!(expect_close(&mut socket, what).await, Some(code), "{what}");
         let mut fresh = app.connect_v2(&alice).await;
@@ -1495,12 +1361,12 @@ async fn a_v2_frame_over_the_frame_limit_closes_the_socket_with_1009() {
             ("fragments adding up to one byte over", fragmented, 1009),
             (
                 "a header claiming 2^40 bytes",
-                frame_with_length(true, TEXT, b"", 1 << 40),
+                frame_with_length(true, TEXT, b"", 1 << 40, true),
                 1009,
             ),
             (
                 "a 64-bit length with its top bit set",
-                frame_with_length(true, TEXT, b"", 1 << 63),
+                frame_with_length(true, TEXT, b"", 1 << 63, true),
                 1009,
             ),
         ],

@@ -4,17 +4,9 @@
 
 mod common;
 
+use common::v2::seqs;
 use common::{spawn_app, spawn_app_with};
 use serde_json::{json, Value};
-
-fn seqs(body: &Value) -> Vec<i64> {
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect()
-}
 
 // ---- GET /api/chats/<id>/messages/ ----------------------------------------------
 

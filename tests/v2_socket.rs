@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use awc::ws::Message;
+use common::v2::seqs;
 use common::{spawn_app, spawn_app_with};
 use serde_json::{json, Value};
 
@@ -441,15 +442,6 @@ async fn chat_with_messages(
     }
     client.close().await;
     (alice, bob, chat)
-}
-
-fn seqs(frame: &Value) -> Vec<i64> {
-    frame["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect()
 }
 
 #[actix_web::test]

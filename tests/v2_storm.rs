@@ -25,7 +25,6 @@
 //! SQLite, or PostgreSQL in the postgres build with `TEST_DATABASE_URL`.
 
 mod common;
-mod deployment;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -34,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::rt::time::{sleep, timeout};
 use awc::ws::{Codec, Frame, Message};
-use common::{Api, TestUser};
-use deployment::{assert_no_panic_in_logs, kill_9, Deployment};
+use common::deployment::{assert_no_panic_in_logs, kill_9, Deployment};
+use common::{Api, Rng, TestUser};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
@@ -498,18 +497,6 @@ async fn connect(storm: &Storm, user: &TestUser) -> (Socket, u64) {
                 sleep(Duration::from_millis(25)).await;
             }
         }
-    }
-}
-
-/// A deterministic xorshift generator: the same storm on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        usize::try_from(self.0 % n as u64).unwrap()
     }
 }
 

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod deployment;
+pub mod hostile;
 pub mod process;
 pub mod v2;
 
@@ -490,5 +492,22 @@ impl WsClient {
     pub async fn close(mut self) {
         let _ = self.framed.send(Message::Close(None)).await;
         let _ = self.framed.close().await;
+    }
+}
+
+/// A deterministic xorshift generator: the same frames, or the same storm,
+/// on every run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        usize::try_from(self.0 % n as u64).unwrap()
+    }
+
+    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
     }
 }

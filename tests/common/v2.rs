@@ -7,6 +7,17 @@ use serde_json::{json, Value};
 
 use super::{Api, Received, Reply, TestUser, WsClient};
 
+/// The seqs of the `messages` of a REST page or a `history` frame, in
+/// order.
+pub fn seqs(page: &Value) -> Vec<i64> {
+    page["messages"]
+        .as_array()
+        .expect("a messages array")
+        .iter()
+        .map(|m| m["seq"].as_i64().expect("a seq"))
+        .collect()
+}
+
 /// A v2 socket, its `hello` already read.
 pub struct V2Client {
     pub socket: WsClient,

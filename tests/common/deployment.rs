@@ -1,16 +1,14 @@
-//! A database and data directory that outlive server processes, for the v2
-//! fault and storm tests that `kill -9` the real binary and start it again
-//! on the same data. The database is SQLite in a temporary directory, or a
-//! fresh PostgreSQL database when the postgres build runs with
-//! `TEST_DATABASE_URL` (as in `tests/faults.rs`).
-
-#![allow(dead_code)] // each test binary uses a different subset
+//! A database and data directory that outlive server processes, for the
+//! fault and storm tests that `kill -9` the real binary (or signal it, or
+//! break its database) and start it again on the same data. The database is
+//! SQLite in a temporary directory, or a fresh PostgreSQL database when the
+//! postgres build runs with `TEST_DATABASE_URL`.
 
 use std::time::Duration;
 
 use chat_persistence::testing::TestDatabase;
 
-use crate::common::process::{ServerProcess, TEST_JWT_SECRET};
+use super::process::{ServerProcess, TEST_JWT_SECRET};
 
 pub struct Deployment {
     pub data_dir: tempfile::TempDir,
@@ -51,6 +49,7 @@ impl Deployment {
             ("CHAT_WS_BURST", "100000"),
             ("CHAT_DB_POOL_SIZE", "4"),
         ];
+        // Later entries win: `Command::envs` sets them in order.
         env.extend_from_slice(extra);
         env.into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
