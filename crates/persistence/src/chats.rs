@@ -168,12 +168,11 @@ SELECT c.id                  AS chat_id,
   JOIN users high ON high.id = c.user_high_id
   JOIN users other_user ON other_user.id = other.user_id
   LEFT JOIN direct_messages m
-    ON m.chat_id = c.id
-   AND m.seq = (SELECT newest.seq
-                  FROM direct_messages newest
-                 WHERE newest.chat_id = c.id
-                 ORDER BY newest.seq DESC
-                 LIMIT 1)
+    ON m.id = (SELECT newest.id
+                 FROM direct_messages newest
+                WHERE newest.chat_id = c.id
+                ORDER BY newest.seq DESC
+                LIMIT 1)
  WHERE me.user_id = $1";
 
 const SUMMARIES_ONE_CHAT: &str = "
