@@ -49,21 +49,29 @@ impl Tag {
         frame
     }
 
-    /// The protocol-v2 `client_id` of this message: `<run, hex>.<sender>.<seq>`,
-    /// unique per (chat, sender) as the API requires, and readable back, so
-    /// an `ack` can be checked against the message it carries.
+    /// The protocol-v2 `client_id` of this message: `<sent_at_ns>.<run>.<sender>.<seq>`,
+    /// all in hex, the time zero-padded so that ids sort in the order they
+    /// were made, as a UUIDv7 or ULID does (what `docs/protocol.md` advises
+    /// clients to use). Unique per (chat, sender) as the API requires, and
+    /// readable back, so an `ack` can be checked against the message it
+    /// carries.
     pub fn client_id(&self) -> String {
-        format!("{:x}.{}.{}", self.run, self.sender, self.seq)
+        format!(
+            "{:016x}.{:x}.{:x}.{:x}",
+            self.sent_at_ns, self.run, self.sender, self.seq
+        )
     }
 
     /// Whether `client_id` is [`Tag::client_id`] of this tag (without
     /// building the string: this runs for every v2 message received).
     pub fn has_client_id(&self, client_id: &str) -> bool {
-        let mut parts = client_id.splitn(3, '.');
-        let run = parts.next().and_then(|p| u64::from_str_radix(p, 16).ok());
-        let sender = parts.next().and_then(|p| p.parse::<u32>().ok());
-        let seq = parts.next().and_then(|p| p.parse::<u64>().ok());
-        run == Some(self.run) && sender == Some(self.sender) && seq == Some(self.seq)
+        let mut parts = client_id.splitn(4, '.');
+        let mut next = || parts.next().and_then(|p| u64::from_str_radix(p, 16).ok());
+        let (sent_at_ns, run, sender, seq) = (next(), next(), next(), next());
+        sent_at_ns == Some(self.sent_at_ns)
+            && run == Some(self.run)
+            && sender == Some(u64::from(self.sender))
+            && seq == Some(self.seq)
     }
 
     /// Reads a tag back from a body; `None` for bodies this tool did not
@@ -121,17 +129,18 @@ mod tests {
     #[test]
     fn the_client_id_is_valid_for_the_api_and_reads_back() {
         let id = TAG.client_id();
-        assert_eq!(id, "beef.17.42");
+        assert_eq!(id, "00000000075bcd15.beef.11.2a");
         assert!((1..=64).contains(&id.len()));
         assert!(id.bytes().all(|b| (b'!'..=b'~').contains(&b)));
         assert!(TAG.has_client_id(&id));
         for other in [
-            "beef.17.43",
-            "beef.18.42",
-            "beee.17.42",
-            "beef.17",
+            "00000000075bcd15.beef.11.2b",
+            "00000000075bcd15.beef.12.2a",
+            "00000000075bcd15.beee.11.2a",
+            "00000000075bcd16.beef.11.2a",
+            "00000000075bcd15.beef.11",
             "",
-            "beef.17.42.1",
+            "00000000075bcd15.beef.11.2a.1",
         ] {
             assert!(!TAG.has_client_id(other), "{other:?}");
         }
@@ -140,7 +149,7 @@ mod tests {
             run: u64::MAX,
             sender: u32::MAX,
             seq: u64::MAX,
-            sent_at_ns: 0,
+            sent_at_ns: u64::MAX,
         };
         assert!(max.client_id().len() <= 64);
     }

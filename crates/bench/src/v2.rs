@@ -385,7 +385,7 @@ mod tests {
         let frame: serde_json::Value = serde_json::from_str(&send_frame(5, &TAG, 40)).unwrap();
         assert_eq!(frame["type"], "send");
         assert_eq!(frame["chat_id"], 5);
-        assert_eq!(frame["client_id"], "ab.3.9");
+        assert_eq!(frame["client_id"], "00000000000003e8.ab.3.9");
         assert_eq!(frame["body"].as_str().and_then(Tag::parse), Some(TAG));
         let typing: serde_json::Value = serde_json::from_str(&typing_frame(5, true)).unwrap();
         assert_eq!(
@@ -402,7 +402,7 @@ mod tests {
 
     #[test]
     fn messages_and_acks_are_read_with_their_tag_and_seq() {
-        let m = message(&TAG, "ab.3.9");
+        let m = message(&TAG, "00000000000003e8.ab.3.9");
         let read = Msg {
             chat_id: 5,
             seq: 12,
@@ -411,7 +411,7 @@ mod tests {
         };
         let frame = serde_json::json!({"type": "message", "message": m}).to_string();
         assert_eq!(Frame::parse(&frame), Frame::Message(read));
-        let ack = serde_json::json!({"type": "ack", "client_id": "ab.3.9", "duplicate": false, "message": m});
+        let ack = serde_json::json!({"type": "ack", "client_id": "00000000000003e8.ab.3.9", "duplicate": false, "message": m});
         assert_eq!(
             Frame::parse(&ack.to_string()),
             Frame::Ack {
@@ -457,7 +457,7 @@ mod tests {
             (Some(57), Some(0), None)
         );
         let history = serde_json::json!({"type": "history", "ref": "h1", "chat_id": 5,
-            "messages": [message(&TAG, "ab.3.9")], "has_more": true});
+            "messages": [message(&TAG, "00000000000003e8.ab.3.9")], "has_more": true});
         let Frame::History {
             chat_id,
             reference,

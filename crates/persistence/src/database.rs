@@ -376,6 +376,14 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
     })
 }
 
+/// The most page cache one SQLite connection keeps, in KiB.
+#[cfg(feature = "sqlite")]
+const SQLITE_CACHE_KIB: u32 = 32 * 1024;
+
+/// WAL pages written between two automatic checkpoints.
+#[cfg(feature = "sqlite")]
+const SQLITE_CHECKPOINT_PAGES: u32 = 10_000;
+
 /// Settings SQLite keeps per connection, applied to every pooled one.
 #[cfg(feature = "sqlite")]
 fn configure_sqlite(
@@ -386,9 +394,22 @@ fn configure_sqlite(
         // busy_timeout first, so the rest waits for locks instead of failing.
         // foreign_keys is off by default in SQLite. temp_store keeps
         // statement journals in memory (see `append_to_chats`).
+        //
+        // cache_size: the writer's batches touch the newest index pages of
+        // every chat they append to; in SQLite's default 2 MiB cache those
+        // did not fit for a few hundred busy chats, and each commit read
+        // them back from the file. A reader's cache empties whenever the
+        // database changes, so only a busy connection ever fills this.
+        //
+        // wal_autocheckpoint: a checkpoint copies each page once however
+        // many commits rewrote it since the last one; checkpointing every
+        // 10,000 pages (40 MiB of WAL) instead of every 1,000 copies the
+        // hot pages a tenth as often. Both measured in docs/performance.md.
         "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -{SQLITE_CACHE_KIB};
+         PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES};
          PRAGMA synchronous = {};",
         synchronous.pragma()
     ))

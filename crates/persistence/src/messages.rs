@@ -64,8 +64,9 @@ impl MessageRepository for Database {
             .collect();
 
         // A constant number of statements whatever the batch: the heads of
-        // its chats, the retry keys it reuses (if it has any), one
-        // multi-row INSERT, one commit (one fsync) for all of it.
+        // its chats, the retry keys it reuses (if it has any; on SQLite only
+        // if the insert says some are), one multi-row INSERT, one commit
+        // (one fsync) for all of it.
         let (existing, plan, ids, created) =
             with_conn!(self, |conn| conn.append_to_chats(&chats, |conn| {
                 let heads = diesel::sql_query(heads_sql(&chats))
@@ -73,35 +74,54 @@ impl MessageRepository for Database {
                     .into_iter()
                     .map(|row| (row.chat_id, row.head.unwrap_or(0)))
                     .collect::<HashMap<i64, i64>>();
-                let existing: Vec<(i64, MessageRow)> = if keys.is_empty() {
-                    Vec::new()
+                // The stored messages the batch's keys name; `None` while
+                // not looked up.
+                let mut existing: Option<Vec<(i64, MessageRow)>> = if keys.is_empty() {
+                    Some(Vec::new())
+                } else if conn.inserts_before_looking_up() {
+                    None
                 } else {
-                    conn.stored_with_keys(&keys)?
+                    Some(conn.stored_with_keys(&keys)?)
                 };
-                let plan = Plan::new(messages, &heads, &existing);
-                // The time is taken under the lock, so times never run
-                // backwards against ids.
-                let created = now();
-                let rows: Vec<NewMessageRow> = plan
-                    .new_rows(messages)
-                    .map(|(message, seq)| NewMessageRow {
-                        chat_id: message.chat_id.get(),
-                        sender_id: message.sender.id.get(),
-                        body: message.body.as_ref(),
-                        created,
-                        seq,
-                        client_id: message.client_id.as_ref().map(AsRef::as_ref),
-                    })
-                    .collect();
-                let ids = if rows.is_empty() {
-                    Vec::new()
-                } else {
-                    diesel::insert_into(direct_messages::table)
-                        .values(&rows)
-                        .returning(direct_messages::id)
-                        .get_results::<i64>(conn)?
-                };
-                Ok((existing, plan, ids, created))
+                loop {
+                    let known = existing.as_deref().unwrap_or_default();
+                    let plan = Plan::new(messages, &heads, known);
+                    // The time is taken under the lock, so times never run
+                    // backwards against ids.
+                    let created = now();
+                    let rows: Vec<NewMessageRow> = plan
+                        .new_rows(messages)
+                        .map(|(message, seq)| NewMessageRow {
+                            chat_id: message.chat_id.get(),
+                            sender_id: message.sender.id.get(),
+                            body: message.body.as_ref(),
+                            created,
+                            seq,
+                            client_id: message.client_id.as_ref().map(AsRef::as_ref),
+                        })
+                        .collect();
+                    let inserted = if rows.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        diesel::insert_into(direct_messages::table)
+                            .values(&rows)
+                            .returning(direct_messages::id)
+                            .get_results::<i64>(conn)
+                    };
+                    match inserted {
+                        Ok(ids) => break Ok((existing.unwrap_or_default(), plan, ids, created)),
+                        // A key of the batch was stored before: the statement
+                        // is undone (the transaction goes on), so look them
+                        // up and plan again, once.
+                        Err(diesel::result::Error::DatabaseError(
+                            diesel::result::DatabaseErrorKind::UniqueViolation,
+                            _,
+                        )) if existing.is_none() => {
+                            existing = Some(conn.stored_with_keys(&keys)?);
+                        }
+                        Err(error) => break Err(error),
+                    }
+                }
             }))?;
         plan.outcomes(messages, ids, created, existing)
     }
@@ -298,10 +318,16 @@ use head_of;
 
 /// The messages already stored under any of `keys` (chat, client_id,
 /// sender), as `(chat_id, row)`: one statement, one index seek per key on
-/// `(chat_id, client_id, sender_id)`. (Filtering on `chat_id IN (..)` and
+/// `(client_id, chat_id, sender_id)`. (Filtering on `chat_id IN (..)` and
 /// `client_id IN (..)` instead would seek every pair of the two lists: a
 /// quarter of a million seeks for a batch of 500.)
 trait FindRetryKeys {
+    /// Whether to try the insert first and look the keys up only when it
+    /// fails on one: on SQLite a failed statement is undone alone and the
+    /// transaction goes on, so a batch without a reused key (nearly all)
+    /// saves the lookup; on PostgreSQL it would abort the transaction.
+    fn inserts_before_looking_up(&self) -> bool;
+
     fn stored_with_keys(
         &mut self,
         keys: &[(i64, &str, i64)],
@@ -348,6 +374,10 @@ impl KeyedRow {
 
 #[cfg(feature = "sqlite")]
 impl FindRetryKeys for diesel::SqliteConnection {
+    fn inserts_before_looking_up(&self) -> bool {
+        true
+    }
+
     /// The keys as a `VALUES` list, one triple of parameters per key,
     /// joined first (`CROSS JOIN` fixes the order) so that each is one seek;
     /// a row-value `IN (VALUES ...)` scans the whole index instead.
@@ -390,6 +420,10 @@ fn sqlite_keys_sql(count: usize) -> String {
 
 #[cfg(feature = "postgres")]
 impl FindRetryKeys for diesel::PgConnection {
+    fn inserts_before_looking_up(&self) -> bool {
+        false
+    }
+
     /// The keys as three arrays, joined as a table: the same statement
     /// text whatever the batch.
     fn stored_with_keys(
@@ -679,7 +713,7 @@ mod tests {
         let steps: Vec<&str> = plan.iter().map(|p| p.detail.as_str()).collect();
         assert!(
             steps.iter().any(|s| s.starts_with("SEARCH m USING")
-                && s.contains("chat_id=? AND client_id=? AND sender_id=?")),
+                && s.contains("client_id=? AND chat_id=? AND sender_id=?")),
             "{steps:?}"
         );
         assert!(!steps.iter().any(|s| s.starts_with("SCAN m")), "{steps:?}");

@@ -79,7 +79,13 @@ where
         .iter()
         .map(|m| m.name().to_string())
         .collect();
-    assert_eq!(pending, ["2026-12-01-000000_protocol_v2"]);
+    assert_eq!(
+        pending,
+        [
+            "2026-12-01-000000_protocol_v2",
+            "2026-12-02-000000_retry_key_order"
+        ]
+    );
     conn.batch_execute(AT_THE_PREVIOUS_SCHEMA).unwrap();
 }
 

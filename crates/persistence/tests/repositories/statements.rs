@@ -117,21 +117,52 @@ fn a_batch_of_any_size_is_stored_with_the_same_statements(empty: EmptyDb) {
     let keyed_batch = batch(500, true);
     let keyed_500 = store(keyed_batch.clone());
     // All 500 again: every one a resend, nothing to insert.
-    let resent_500 = store(keyed_batch);
+    let resent_500 = store(keyed_batch.clone());
+    // 250 resends and 250 new ones.
+    let mut mixed = keyed_batch[250..].to_vec();
+    mixed.extend(batch(250, true));
+    let mixed_500 = store(mixed);
 
     // One multi-row INSERT whatever the size (Diesel falls back to one
-    // INSERT per row on SQLite unless told not to), and one lookup of the
-    // retry keys when the batch has any.
+    // INSERT per row on SQLite unless told not to), and at most one lookup
+    // of the retry keys: PostgreSQL looks them up first; SQLite inserts
+    // first and looks up only when the insert hits a stored key (the failed
+    // statement is undone, the transaction goes on), then inserts the rest.
     assert_eq!(plain_one, plain_500, "statements grow with the batch");
     assert_eq!(keyed_one, keyed_500, "statements grow with the retry keys");
-    assert_eq!(keyed_500, plain_500 + 1, "one lookup for all retry keys");
     // BEGIN, the heads, the INSERT, COMMIT; on PostgreSQL also the lock on
     // the chat rows.
     let chat_lock = usize::from(backend == Backend::Postgres);
     assert_eq!(plain_500, 4 + chat_lock + pool_check(backend));
-    // Nothing new, so no INSERT: the lookup takes its place.
-    assert_eq!(resent_500, plain_500, "{resent_500} statements for resends");
-    assert_eq!(db.all_messages(&chat).len(), 1002);
+    match backend {
+        Backend::Sqlite => {
+            assert_eq!(keyed_500, plain_500, "no lookup without a reused key");
+            // The failed INSERT, then the lookup; nothing left to insert.
+            assert_eq!(
+                resent_500,
+                plain_500 + 1,
+                "{resent_500} statements for resends"
+            );
+            assert_eq!(
+                mixed_500,
+                plain_500 + 2,
+                "{mixed_500} statements for a mixed batch"
+            );
+        }
+        _ => {
+            assert_eq!(keyed_500, plain_500 + 1, "one lookup for all retry keys");
+            // Nothing new, so no INSERT: the lookup takes its place.
+            assert_eq!(resent_500, plain_500, "{resent_500} statements for resends");
+            assert_eq!(
+                mixed_500,
+                plain_500 + 1,
+                "{mixed_500} statements for a mixed batch"
+            );
+        }
+    }
+    // Each key stored once, and the retried inserts left no gap in `seq`.
+    let seqs: Vec<i64> = db.all_messages(&chat).iter().map(|m| m.seq.get()).collect();
+    assert_eq!(seqs, (1..=1252).collect::<Vec<i64>>());
 }
 
 fn a_page_takes_the_same_statements_however_long_the_chat(empty: EmptyDb) {
