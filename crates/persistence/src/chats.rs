@@ -136,7 +136,10 @@ impl ChatRepository for Database {
 /// viewer's read cursor (the domain's `is_unread_for`). `$1` is the viewer;
 /// `SUMMARIES_ONE_CHAT` narrows it to chat `$2`.
 ///
-/// `me` is the viewer's participant row, `other` the other participant's.
+/// `me` is the viewer's participant row, `other` the other participant's;
+/// `low` and `high` are the chat's two users, so the other user's
+/// `last_seen` is read from whichever of them is `other`, not from a third
+/// join of `users` per chat.
 const SUMMARIES_SELECT: &str = "
 SELECT c.id                  AS chat_id,
        c.created             AS chat_created,
@@ -148,7 +151,8 @@ SELECT c.id                  AS chat_id,
        me.delivered_up_to    AS my_delivered,
        other.read_up_to      AS other_read,
        other.delivered_up_to AS other_delivered,
-       other_user.last_seen  AS other_last_seen,
+       CASE WHEN other.user_id = low.id
+            THEN low.last_seen ELSE high.last_seen END AS other_last_seen,
        m.id                  AS last_id,
        m.sender_id           AS last_sender_id,
        m.body                AS last_body,
@@ -166,7 +170,6 @@ SELECT c.id                  AS chat_id,
     ON other.chat_id = c.id AND other.user_id <> me.user_id
   JOIN users low ON low.id = c.user_low_id
   JOIN users high ON high.id = c.user_high_id
-  JOIN users other_user ON other_user.id = other.user_id
   LEFT JOIN direct_messages m
     ON m.id = (SELECT newest.id
                  FROM direct_messages newest
