@@ -118,12 +118,6 @@ pub(crate) enum Pools {
 #[derive(Clone)]
 pub struct Database {
     pub(crate) pools: Pools,
-    /// Where message batches are stored (`insert_messages`). On SQLite a
-    /// pool of one connection of its own, with a page cache that holds the
-    /// newest index pages of the busy chats: the one writer always finds
-    /// them warm, and the other connections keep SQLite's small default
-    /// cache. On PostgreSQL the same pool as `pools`.
-    pub(crate) message_writes: Pools,
 }
 
 impl fmt::Debug for Database {
@@ -225,10 +219,7 @@ impl<'a> Target<'a> {
 /// backend built in, without a generic bound in sight.
 macro_rules! with_conn {
     ($db:expr, |$conn:ident| $body:expr) => {
-        $crate::database::with_conn!(pools: $db.pools, |$conn| $body)
-    };
-    (pools: $pools:expr, |$conn:ident| $body:expr) => {
-        match &$pools {
+        match &$db.pools {
             #[cfg(feature = "sqlite")]
             $crate::database::Pools::Sqlite(pool) => match pool.get() {
                 Ok(mut pooled) => {
@@ -371,29 +362,23 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
     migrate(&mut conn, SQLITE_MIGRATIONS, backend)?;
     drop(conn);
 
-    let pool = |size: u32, cache_kib: Option<u32>| {
-        Pool::builder()
-            .max_size(size)
-            .connection_timeout(options.connect_timeout)
-            // A connection to a local file does not drop; skip the `SELECT 1`.
-            .test_on_check_out(false)
-            .connection_customizer(Box::new(SqliteSetup {
-                synchronous: options.sqlite_synchronous,
-                cache_kib,
-            }))
-            .error_handler(Box::new(LogConnectionErrors))
-            .build(ConnectionManager::<SqliteConnection>::new(path))
-            .map_err(|e| connect_error(e.to_string()))
-    };
+    let pool = Pool::builder()
+        .max_size(options.max_connections)
+        .connection_timeout(options.connect_timeout)
+        // A connection to a local file does not drop; skip the `SELECT 1`.
+        .test_on_check_out(false)
+        .connection_customizer(Box::new(SqliteSetup(options.sqlite_synchronous)))
+        .error_handler(Box::new(LogConnectionErrors))
+        .build(ConnectionManager::<SqliteConnection>::new(path))
+        .map_err(|e| connect_error(e.to_string()))?;
     Ok(Database {
-        pools: Pools::Sqlite(pool(options.max_connections, None)?),
-        message_writes: Pools::Sqlite(pool(1, Some(SQLITE_WRITER_CACHE_KIB))?),
+        pools: Pools::Sqlite(pool),
     })
 }
 
-/// The page cache of the connection that stores message batches, in KiB.
+/// The most page cache one SQLite connection keeps, in KiB.
 #[cfg(feature = "sqlite")]
-const SQLITE_WRITER_CACHE_KIB: u32 = 8 * 1024;
+const SQLITE_CACHE_KIB: u32 = 8 * 1024;
 
 /// Settings SQLite keeps per connection, applied to every pooled one.
 #[cfg(feature = "sqlite")]
@@ -405,9 +390,22 @@ fn configure_sqlite(
         // busy_timeout first, so the rest waits for locks instead of failing.
         // foreign_keys is off by default in SQLite. temp_store keeps
         // statement journals in memory (see `append_to_chats`).
+        //
+        // cache_size: the writer's batches touch the newest index pages of
+        // every chat they append to; in SQLite's default 2 MiB cache those
+        // did not fit for a few hundred busy chats, and each commit read
+        // them back from the file (a sixth of the writer's time under the
+        // v2 closed loop). A reader's cache empties whenever the database
+        // changes, so mostly the writer's connection fills it. (Giving the
+        // writer a connection of its own, the only one with this cache,
+        // measured no better.) Checkpoints stay at SQLite's default, every
+        // 1,000 WAL pages: every 10,000 made the closed loop faster, but
+        // each checkpoint a longer stall of the writer, and the p99 of
+        // 10,000 sockets at 1 msg/s went from 8 to 49 ms.
         "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -{SQLITE_CACHE_KIB};
          PRAGMA synchronous = {};",
         synchronous.pragma()
     ))
@@ -415,31 +413,12 @@ fn configure_sqlite(
 
 #[cfg(feature = "sqlite")]
 #[derive(Debug)]
-struct SqliteSetup {
-    synchronous: SqliteSynchronous,
-    /// A page cache other than SQLite's default 2 MiB, in KiB.
-    ///
-    /// The writer's batches touch the newest index pages of every chat they
-    /// append to; in the default cache those did not fit for a few hundred
-    /// busy chats, and each commit read them back from the file (a sixth of
-    /// the writer's time under the v2 closed loop). Only the writer's
-    /// connection has it: the readers' caches empty whenever the database
-    /// changes, so for them it would only hold memory. (Checkpoints stay at SQLite's
-    /// default, every 1,000 WAL pages: every 10,000 made the closed loop
-    /// faster, but each checkpoint a longer stall of the writer, and the
-    /// p99 of 10,000 sockets at 1 msg/s went from 8 to 49 ms.)
-    cache_kib: Option<u32>,
-}
+struct SqliteSetup(SqliteSynchronous);
 
 #[cfg(feature = "sqlite")]
 impl diesel::r2d2::CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqliteSetup {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        configure_sqlite(conn, self.synchronous).map_err(diesel::r2d2::Error::QueryError)?;
-        if let Some(kib) = self.cache_kib {
-            conn.batch_execute(&format!("PRAGMA cache_size = -{kib}"))
-                .map_err(diesel::r2d2::Error::QueryError)?;
-        }
-        Ok(())
+        configure_sqlite(conn, self.0).map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -468,8 +447,7 @@ fn connect_postgres(url: &str, options: &DatabaseOptions) -> Result<Database, Da
         .build(ConnectionManager::<PgConnection>::new(url))
         .map_err(|e| connect_error(e.to_string()))?;
     Ok(Database {
-        pools: Pools::Postgres(pool.clone()),
-        message_writes: Pools::Postgres(pool),
+        pools: Pools::Postgres(pool),
     })
 }
 

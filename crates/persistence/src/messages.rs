@@ -67,62 +67,62 @@ impl MessageRepository for Database {
         // its chats, the retry keys it reuses (if it has any; on SQLite only
         // if the insert says some are), one multi-row INSERT, one commit
         // (one fsync) for all of it.
-        let (existing, plan, ids, created) = with_conn!(pools: self.message_writes, |conn| conn
-            .append_to_chats(&chats, |conn| {
-            let heads = diesel::sql_query(heads_sql(&chats))
-                .load::<HeadRow>(conn)?
-                .into_iter()
-                .map(|row| (row.chat_id, row.head.unwrap_or(0)))
-                .collect::<HashMap<i64, i64>>();
-            // The stored messages the batch's keys name; `None` while
-            // not looked up.
-            let mut existing: Option<Vec<(i64, MessageRow)>> = if keys.is_empty() {
-                Some(Vec::new())
-            } else if conn.inserts_before_looking_up() {
-                None
-            } else {
-                Some(conn.stored_with_keys(&keys)?)
-            };
-            loop {
-                let known = existing.as_deref().unwrap_or_default();
-                let plan = Plan::new(messages, &heads, known);
-                // The time is taken under the lock, so times never run
-                // backwards against ids.
-                let created = now();
-                let rows: Vec<NewMessageRow> = plan
-                    .new_rows(messages)
-                    .map(|(message, seq)| NewMessageRow {
-                        chat_id: message.chat_id.get(),
-                        sender_id: message.sender.id.get(),
-                        body: message.body.as_ref(),
-                        created,
-                        seq,
-                        client_id: message.client_id.as_ref().map(AsRef::as_ref),
-                    })
-                    .collect();
-                let inserted = if rows.is_empty() {
-                    Ok(Vec::new())
+        let (existing, plan, ids, created) =
+            with_conn!(self, |conn| conn.append_to_chats(&chats, |conn| {
+                let heads = diesel::sql_query(heads_sql(&chats))
+                    .load::<HeadRow>(conn)?
+                    .into_iter()
+                    .map(|row| (row.chat_id, row.head.unwrap_or(0)))
+                    .collect::<HashMap<i64, i64>>();
+                // The stored messages the batch's keys name; `None` while
+                // not looked up.
+                let mut existing: Option<Vec<(i64, MessageRow)>> = if keys.is_empty() {
+                    Some(Vec::new())
+                } else if conn.inserts_before_looking_up() {
+                    None
                 } else {
-                    diesel::insert_into(direct_messages::table)
-                        .values(&rows)
-                        .returning(direct_messages::id)
-                        .get_results::<i64>(conn)
+                    Some(conn.stored_with_keys(&keys)?)
                 };
-                match inserted {
-                    Ok(ids) => break Ok((existing.unwrap_or_default(), plan, ids, created)),
-                    // A key of the batch was stored before: the statement
-                    // is undone (the transaction goes on), so look them
-                    // up and plan again, once.
-                    Err(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::UniqueViolation,
-                        _,
-                    )) if existing.is_none() => {
-                        existing = Some(conn.stored_with_keys(&keys)?);
+                loop {
+                    let known = existing.as_deref().unwrap_or_default();
+                    let plan = Plan::new(messages, &heads, known);
+                    // The time is taken under the lock, so times never run
+                    // backwards against ids.
+                    let created = now();
+                    let rows: Vec<NewMessageRow> = plan
+                        .new_rows(messages)
+                        .map(|(message, seq)| NewMessageRow {
+                            chat_id: message.chat_id.get(),
+                            sender_id: message.sender.id.get(),
+                            body: message.body.as_ref(),
+                            created,
+                            seq,
+                            client_id: message.client_id.as_ref().map(AsRef::as_ref),
+                        })
+                        .collect();
+                    let inserted = if rows.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        diesel::insert_into(direct_messages::table)
+                            .values(&rows)
+                            .returning(direct_messages::id)
+                            .get_results::<i64>(conn)
+                    };
+                    match inserted {
+                        Ok(ids) => break Ok((existing.unwrap_or_default(), plan, ids, created)),
+                        // A key of the batch was stored before: the statement
+                        // is undone (the transaction goes on), so look them
+                        // up and plan again, once.
+                        Err(diesel::result::Error::DatabaseError(
+                            diesel::result::DatabaseErrorKind::UniqueViolation,
+                            _,
+                        )) if existing.is_none() => {
+                            existing = Some(conn.stored_with_keys(&keys)?);
+                        }
+                        Err(error) => break Err(error),
                     }
-                    Err(error) => break Err(error),
                 }
-            }
-        }))?;
+            }))?;
         plan.outcomes(messages, ids, created, existing)
     }
 
