@@ -74,17 +74,9 @@ impl MessageRepository for Database {
                     .into_iter()
                     .map(|row| (row.chat_id, row.head.unwrap_or(0)))
                     .collect::<HashMap<i64, i64>>();
-                // The stored messages the batch's keys name; `None` while
-                // not looked up.
-                let mut existing: Option<Vec<(i64, MessageRow)>> = if keys.is_empty() {
-                    Some(Vec::new())
-                } else if conn.inserts_before_looking_up() {
-                    None
-                } else {
-                    Some(conn.stored_with_keys(&keys)?)
-                };
-                loop {
-                    let known = existing.as_deref().unwrap_or_default();
+                // Numbers the new messages given what the keys name, and
+                // inserts them.
+                let plan_and_insert = |conn: &mut _, known: &[(i64, MessageRow)]| {
                     let plan = Plan::new(messages, &heads, known);
                     // The time is taken under the lock, so times never run
                     // backwards against ids.
@@ -100,27 +92,39 @@ impl MessageRepository for Database {
                             client_id: message.client_id.as_ref().map(AsRef::as_ref),
                         })
                         .collect();
-                    let inserted = if rows.is_empty() {
-                        Ok(Vec::new())
+                    let ids = if rows.is_empty() {
+                        Vec::new()
                     } else {
                         diesel::insert_into(direct_messages::table)
                             .values(&rows)
                             .returning(direct_messages::id)
-                            .get_results::<i64>(conn)
+                            .get_results::<i64>(conn)?
                     };
-                    match inserted {
-                        Ok(ids) => break Ok((existing.unwrap_or_default(), plan, ids, created)),
-                        // A key of the batch was stored before: the statement
-                        // is undone (the transaction goes on), so look them
-                        // up and plan again, once.
-                        Err(diesel::result::Error::DatabaseError(
-                            diesel::result::DatabaseErrorKind::UniqueViolation,
-                            _,
-                        )) if existing.is_none() => {
-                            existing = Some(conn.stored_with_keys(&keys)?);
-                        }
-                        Err(error) => break Err(error),
+                    Ok((plan, ids, created))
+                };
+                if keys.is_empty() || !conn.inserts_before_looking_up() {
+                    let existing = if keys.is_empty() {
+                        Vec::new()
+                    } else {
+                        conn.stored_with_keys(&keys)?
+                    };
+                    let (plan, ids, created) = plan_and_insert(conn, &existing)?;
+                    return Ok((existing, plan, ids, created));
+                }
+                match plan_and_insert(conn, &[]) {
+                    Ok((plan, ids, created)) => Ok((Vec::new(), plan, ids, created)),
+                    // A key of the batch was stored before: the statement is
+                    // undone (the transaction goes on), so look the keys up
+                    // and plan again.
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => {
+                        let existing = conn.stored_with_keys(&keys)?;
+                        let (plan, ids, created) = plan_and_insert(conn, &existing)?;
+                        Ok((existing, plan, ids, created))
                     }
+                    Err(error) => Err(error),
                 }
             }))?;
         plan.outcomes(messages, ids, created, existing)
