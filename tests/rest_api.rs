@@ -242,6 +242,53 @@ async fn the_user_list_is_everyone_else_ordered_by_id() {
     );
 }
 
+#[actix_web::test]
+async fn a_user_search_finds_others_by_part_of_their_name_ordered_by_name() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let malia = app.user("Malia").await;
+    let bob = app.user("bob").await;
+    let al_x = app.user("al_x").await;
+
+    let found = app.get("/api/users/?search=AL", Some(&alice.token)).await;
+    let limited = app
+        .get("/api/users/?search=a&limit=1", Some(&alice.token))
+        .await;
+    let everyone = app.get("/api/users/?search=", Some(&bob.token)).await;
+
+    assert_eq!(found.status, 200);
+    assert_eq!(
+        found.body,
+        json!([{"id": al_x.id, "username": "al_x"}, {"id": malia.id, "username": "Malia"}]),
+        "not the caller; by name, case ignored"
+    );
+    assert_eq!(limited.body, json!([{"id": al_x.id, "username": "al_x"}]));
+    assert_eq!(everyone.body.as_array().unwrap().len(), 3);
+}
+
+#[actix_web::test]
+async fn a_bad_user_search_is_a_400_and_needs_a_token() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let long = "a".repeat(151);
+
+    for query in [
+        "search=a&limit=0",
+        "search=a&limit=101",
+        "search=a&limit=x",
+        "search=a&search=b",
+        "limit=5",
+        &format!("search={long}"),
+    ] {
+        let reply = app
+            .get(&format!("/api/users/?{query}"), Some(&alice.token))
+            .await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+        assert!(reply.body["error"].is_string(), "{query}");
+    }
+    assert_eq!(app.get("/api/users/?search=a", None).await.status, 401);
+}
+
 // ---- creating chats -----------------------------------------------------
 
 #[actix_web::test]

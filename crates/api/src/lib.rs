@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod error;
 pub mod rest;
 pub mod state;
+pub mod web_page;
 pub mod wire;
 pub mod ws;
 
@@ -78,6 +79,16 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .service(
                 web::resource("/ws/v2/")
                     .get(ws::v2_socket)
+                    .default_service(web::to(rest::method_not_allowed)),
+            )
+            .service(
+                web::resource("/")
+                    .get(web_page::index)
+                    .default_service(web::to(rest::method_not_allowed)),
+            )
+            .service(
+                web::resource("/web/{name:.+}")
+                    .get(web_page::asset)
                     .default_service(web::to(rest::method_not_allowed)),
             );
     }

@@ -211,6 +211,26 @@ impl UserRepository for MemoryStore {
             .collect())
     }
 
+    fn search_users(
+        &self,
+        except: UserId,
+        needle: &str,
+        limit: usize,
+    ) -> Result<Vec<User>, RepositoryError> {
+        let needle = needle.to_ascii_lowercase();
+        let mut found: Vec<User> = self
+            .read()
+            .users
+            .iter()
+            .map(|u| u.credentials.user.clone())
+            .filter(|u| u.id != except)
+            .filter(|u| u.username.as_ref().to_ascii_lowercase().contains(&needle))
+            .collect();
+        found.sort_by_key(|u| (u.username.as_ref().to_ascii_lowercase(), u.id));
+        found.truncate(limit);
+        Ok(found)
+    }
+
     fn set_last_seen(&self, id: UserId, at: DateTime<Utc>) -> Result<(), RepositoryError> {
         let mut state = self.write();
         if let Some(user) = index(id.get()).and_then(|i| state.users.get_mut(i)) {

@@ -75,6 +75,24 @@ impl UserRepository for Database {
         rows.into_iter().map(user_from_row).collect()
     }
 
+    fn search_users(
+        &self,
+        except: UserId,
+        needle: &str,
+        limit: usize,
+    ) -> Result<Vec<User>, RepositoryError> {
+        let pattern = format!("%{}%", escape_like(&needle.to_ascii_lowercase()));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = with_conn!(self, |conn| users::table
+            .filter(users::id.ne(except.get()))
+            .filter(lower(users::username).like(&pattern).escape('\\'))
+            .order((lower(users::username).asc(), users::id.asc()))
+            .limit(limit)
+            .select((users::id, users::username))
+            .load::<UserRow>(conn))?;
+        rows.into_iter().map(user_from_row).collect()
+    }
+
     fn set_last_seen(&self, id: UserId, at: DateTime<Utc>) -> Result<(), RepositoryError> {
         let at = at.trunc_subsecs(6).naive_utc();
         with_conn!(self, |conn| diesel::update(users::table.find(id.get()))
@@ -82,4 +100,22 @@ impl UserRepository for Database {
             .execute(conn))?;
         Ok(())
     }
+}
+
+diesel::define_sql_function! {
+    /// SQL `lower()`: both backends have it (SQLite's folds ASCII only).
+    fn lower(text: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// `needle` as a literal inside a `LIKE ... ESCAPE '\\'` pattern: usernames
+/// may hold `_`, which LIKE would read as "any character".
+fn escape_like(needle: &str) -> String {
+    let mut escaped = String::with_capacity(needle.len());
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }

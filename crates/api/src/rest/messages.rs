@@ -237,7 +237,7 @@ fn page_query(query: &str) -> Result<(PageAnchor, PageLimit), ApiError> {
 }
 
 /// Plain decimal digits only (no sign, space or exponent).
-fn parse_decimal(text: &str) -> Option<i64> {
+pub(super) fn parse_decimal(text: &str) -> Option<i64> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -1,21 +1,84 @@
 //! `GET /api/users/`
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::dto::UserDto;
+use super::messages::parse_decimal;
 use crate::auth::CurrentUser;
 use crate::error::{run_blocking, ApiError};
 use crate::state::AppState;
 
-/// Every user but the caller, ordered by id.
+/// How many users a search answers when the client names no `limit`.
+const DEFAULT_SEARCH_LIMIT: usize = 20;
+const MAX_SEARCH_LIMIT: usize = 100;
+/// A username has at most 150 characters, so a longer needle matches nobody.
+const MAX_SEARCH_CHARS: usize = 150;
+
+/// Every user but the caller, ordered by id: the seed's route, unchanged.
+///
+/// With `?search=<text>` (an extension for people pickers, so a client never
+/// has to download every account): at most `limit` (default 20, 1 to 100)
+/// users whose username contains the text, ASCII case ignored, ordered by
+/// username, also ignoring case.
 ///
 /// - `200 [{"id", "username"}, ...]`
+/// - `400` for a `search` over 150 characters, a bad `limit`, a `limit`
+///   without `search`, or a parameter given twice
 /// - `401` without a valid token
 pub async fn list_users(
     CurrentUser(me): CurrentUser,
+    req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let search = search_query(req.query_string())?;
     let auth = state.auth.clone();
-    let users = run_blocking(move || auth.list_other_users(me.id)).await?;
+    let users = run_blocking(move || match search {
+        None => auth.list_other_users(me.id),
+        Some((needle, limit)) => auth.search_other_users(me.id, &needle, limit),
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(users.iter().map(UserDto::from).collect::<Vec<_>>()))
+}
+
+/// `None` for the seed's plain listing, else the needle and the limit.
+fn search_query(query: &str) -> Result<Option<(String, usize)>, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?
+        .into_inner();
+    let mut search = None;
+    let mut limit = None;
+    for (name, value) in pairs {
+        let slot = match name.as_str() {
+            "search" => &mut search,
+            "limit" => &mut limit,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(ApiError::BadRequest(format!("{name} is given twice")));
+        }
+        *slot = Some(value);
+    }
+    let Some(needle) = search else {
+        return match limit {
+            None => Ok(None),
+            Some(_) => Err(ApiError::BadRequest("limit needs search".into())),
+        };
+    };
+    if needle.chars().count() > MAX_SEARCH_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "search must be at most {MAX_SEARCH_CHARS} characters"
+        )));
+    }
+    let limit = match limit {
+        None => DEFAULT_SEARCH_LIMIT,
+        Some(value) => parse_decimal(&value)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=MAX_SEARCH_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be an integer from 1 to {MAX_SEARCH_LIMIT}"
+                ))
+            })?,
+    };
+    Ok(Some((needle, limit)))
 }

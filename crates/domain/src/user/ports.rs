@@ -31,6 +31,17 @@ pub trait UserRepository: Send + Sync + 'static {
     /// Every user but `id`, ordered by id.
     fn list_users_except(&self, id: UserId) -> Result<Vec<User>, RepositoryError>;
 
+    /// At most `limit` users but `except` whose username contains `needle`,
+    /// ignoring the case of ASCII letters, ordered by username in lower case
+    /// (then by id). An empty
+    /// needle matches everyone.
+    fn search_users(
+        &self,
+        except: UserId,
+        needle: &str,
+        limit: usize,
+    ) -> Result<Vec<User>, RepositoryError>;
+
     /// Records when `id` was last seen online (when they go offline).
     fn set_last_seen(&self, id: UserId, at: DateTime<Utc>) -> Result<(), RepositoryError>;
 }

@@ -133,6 +133,17 @@ impl AuthService {
     pub fn list_other_users(&self, me: UserId) -> Result<Vec<User>, RepositoryError> {
         self.users.list_users_except(me)
     }
+
+    /// At most `limit` others whose username contains `needle` (ASCII case
+    /// ignored), ordered by username: the people picker of a client.
+    pub fn search_other_users(
+        &self,
+        me: UserId,
+        needle: &str,
+        limit: usize,
+    ) -> Result<Vec<User>, RepositoryError> {
+        self.users.search_users(me, needle, limit)
+    }
 }
 
 #[cfg(test)]

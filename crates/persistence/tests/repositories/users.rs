@@ -11,6 +11,8 @@ contract_tests!(
     credentials_are_found_by_exact_username,
     an_unknown_user_is_not_found,
     users_are_listed_by_id_without_the_viewer,
+    a_search_matches_part_of_a_username_ignoring_ascii_case,
+    a_search_takes_like_wildcards_literally_and_stops_at_its_limit,
 );
 
 fn username(name: &str) -> Username {
@@ -65,4 +67,32 @@ fn users_are_listed_by_id_without_the_viewer(store: &dyn Store) {
     let listed = store.list_users_except(amy.id).unwrap();
 
     assert_eq!(listed, vec![zed, max]);
+}
+
+fn a_search_matches_part_of_a_username_ignoring_ascii_case(store: &dyn Store) {
+    let me = store.user("Alina");
+    let malice = store.user("malice");
+    let alex = store.user("ALEX");
+    store.user("bob");
+
+    let found = store.search_users(me.id, "al", 10).unwrap();
+    assert_eq!(found, vec![alex, malice.clone()], "by username, not me");
+    assert_eq!(store.search_users(me.id, "LIC", 10).unwrap(), vec![malice]);
+    assert_eq!(store.search_users(me.id, "zed", 10).unwrap(), vec![]);
+    assert_eq!(store.search_users(me.id, "", 10).unwrap().len(), 3);
+}
+
+fn a_search_takes_like_wildcards_literally_and_stops_at_its_limit(store: &dyn Store) {
+    let me = store.user("me");
+    let under = store.user("a_b");
+    store.user("axb");
+    for i in 0..5 {
+        store.user(&format!("u{i}"));
+    }
+
+    assert_eq!(store.search_users(me.id, "a_b", 10).unwrap(), vec![under]);
+    assert_eq!(store.search_users(me.id, "%", 10).unwrap(), vec![]);
+    let two = store.search_users(me.id, "u", 2).unwrap();
+    let names: Vec<&str> = two.iter().map(|u| u.username.as_ref()).collect();
+    assert_eq!(names, ["u0", "u1"]);
 }
