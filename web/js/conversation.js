@@ -205,7 +205,8 @@ export class Conversation {
   /** The first visible message row and where it is, to keep it in place. */
   anchor() {
     const top = this.log.scrollTop;
-    for (const row of this.list.children) {
+    // Messages only: a day separator moves when older messages of its day arrive.
+    for (const row of this.list.querySelectorAll('.message')) {
       const r = /** @type {HTMLElement} */ (row);
       if (r.offsetTop + r.offsetHeight > top) return { row: r, offset: r.offsetTop - top };
     }

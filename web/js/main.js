@@ -56,7 +56,12 @@ function startClient(session) {
     onFrame: (frame) => store.applyFrame(frame),
     onState: (state, retryInMs) => {
       showConnection(state, retryInMs);
-      if (state !== 'online') store.connectionLost();
+      if (state === 'online') return;
+      store.connectionLost();
+      const unsent = store.outbox.items.length;
+      if (state === 'offline' && unsent) {
+        conversation.notice(`No connection to the server. ${unsent === 1 ? 'Your message is' : `${unsent} messages are`} kept and will be sent when it is back.`);
+      }
     },
     onAuthExpired: () => {
       stop();
@@ -82,7 +87,10 @@ function startClient(session) {
       changed.add(chatId ?? 'all');
       if (!renderQueued) {
         renderQueued = true;
-        requestAnimationFrame(render);
+        // A hidden tab gets no animation frames, but its title (the unread
+        // count) should still change.
+        if (document.hidden) setTimeout(render, 100);
+        else requestAnimationFrame(render);
       }
     },
   });
@@ -90,6 +98,7 @@ function startClient(session) {
   const list = new ChatList(store, (chatId) => open(chatId));
 
   function render() {
+    if (!renderQueued) return;
     renderQueued = false;
     list.render();
     if (openId !== null && (changed.has('all') || changed.has(openId))) conversation.render();

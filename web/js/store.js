@@ -370,16 +370,17 @@ export class ChatStore {
   async job(chatId, work) {
     const win = this.window(chatId);
     while (win.busy) await win.busy;
-    win.busy = (async () => {
+    const run = (async () => {
       try {
         await work(win, this.chats.get(chatId));
       } catch (error) {
         this.onChange({ chatId, notice: `Could not load messages: ${error.message}` });
-      } finally {
-        win.busy = null;
       }
     })();
-    await win.busy;
+    win.busy = run;
+    this.onChange({ chatId });
+    await run;
+    if (win.busy === run) win.busy = null;
     this.onChange({ chatId });
   }
 
