@@ -6,7 +6,7 @@ export CARGO_INCREMENTAL ?= 0
 CARGO ?= cargo
 PG_FEATURES := --features postgres
 
-.PHONY: help run build release lint layering test test-sqlite test-postgres test-memory test-slow clean
+.PHONY: help run build release lint layering test test-sqlite test-postgres test-memory test-browser test-slow clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ layering: ## The domain crate must not depend on the web or database stacks
 		echo "chat-domain depends on an outer layer (above)"; exit 1; \
 	else echo "layering ok: chat-domain has no actix/diesel/r2d2/tokio dependency"; fi
 
-test: lint test-sqlite test-postgres test-memory ## Everything: lint, the suite on SQLite, on PostgreSQL, and the end-to-end suites on the in-memory store
+test: lint test-sqlite test-postgres test-memory test-browser ## Everything: lint, the suite on SQLite, on PostgreSQL, the end-to-end suites on the in-memory store, the web client in Chromium
 	@cat target/test-logs/*.log | awk '/^test result:/ { p += $$4; f += $$6; s += $$8 } \
 		END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }'
 
@@ -61,6 +61,35 @@ test-memory: ## The end-to-end suites against the in-memory store (the benchmark
 		--test v2_socket --test v2_rest --test v2_presence_typing --test v2_hostile_input 2>&1 \
 		| tee target/test-logs/memory.log; exit $${PIPESTATUS[0]}
 
+# The web client in a real browser (web-tests/: node's test runner driving
+# Debian's Chromium through playwright-core). Skipped with a banner when
+# chromium or node/npm is missing, unless REQUIRE_BROWSER=1. The summary line
+# goes to target/test-logs/browser.log in cargo's format, for the total above.
+CHROMIUM ?= $(shell if [ -x /usr/bin/chromium ]; then echo /usr/bin/chromium; else command -v chromium 2>/dev/null; fi)
+BROWSER_MISSING = $(strip $(if $(CHROMIUM),,chromium is not installed (apt-get install chromium)) \
+	$(if $(shell command -v node 2>/dev/null),,node is not installed (apt-get install nodejs npm)) \
+	$(if $(shell command -v npm 2>/dev/null),,npm is not installed (apt-get install npm)))
+
+test-browser: ## The web client in headless Chromium (web-tests/; needs chromium, node, npm)
+	@mkdir -p target/test-logs && rm -f target/test-logs/browser.log
+	@if [ -n "$(BROWSER_MISSING)" ]; then \
+		echo; \
+		echo "################################################################"; \
+		echo "## BROWSER TESTS SKIPPED: $(BROWSER_MISSING)"; \
+		echo "################################################################"; \
+		echo; \
+		if [ "$$REQUIRE_BROWSER" = "1" ]; then echo "REQUIRE_BROWSER=1: failing."; exit 1; fi; \
+	else \
+		$(CARGO) build --release --bin chat-server && \
+		{ $(WEB_TESTS_DEPS); } && \
+		cd web-tests && CHROMIUM_PATH="$(CHROMIUM)" node run.mjs; \
+	fi
+
+# npm ci when web-tests/node_modules is missing or older than the lock file.
+WEB_TESTS_DEPS = if [ ! -f web-tests/node_modules/.installed ] || \
+		[ web-tests/package-lock.json -nt web-tests/node_modules/.installed ]; then \
+		(cd web-tests && npm ci --no-audit --no-fund) && touch web-tests/node_modules/.installed; fi
+
 test-slow: ## The long tests (tests/slow.rs, a minute or more each): SQLite, and PostgreSQL when TEST_DATABASE_URL is set
 	$(CARGO) test --test slow -- --ignored --nocapture
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
@@ -74,10 +103,18 @@ clean: ## Remove build output (not ./data)
 	$(CARGO) clean
 
 # --- Benchmark (crates/bench, issue 3) ----------------------------------------
-.PHONY: bench bench-smoke
+.PHONY: bench bench-smoke bench-web
 
-bench: ## Release build, then a short issue-3 table: SQLite, PostgreSQL (TEST_DATABASE_URL), in-memory ceiling
+bench: ## Release build, then a short issue-3 table: SQLite, PostgreSQL (TEST_DATABASE_URL), in-memory ceiling; then bench-web
 	crates/bench/run.sh
+	@if [ -n "$(BROWSER_MISSING)" ]; then echo "bench-web SKIPPED: $(BROWSER_MISSING)"; \
+	else $(MAKE) --no-print-directory bench-web; fi
+
+bench-web: ## The web client in Chromium: first-load bytes, a 100,000-message chat, 5,000 live messages
+	@if [ -n "$(BROWSER_MISSING)" ]; then echo "bench-web SKIPPED: $(BROWSER_MISSING)"; exit 1; fi
+	$(CARGO) build --release --bin chat-server
+	@$(WEB_TESTS_DEPS)
+	cd web-tests && CHROMIUM_PATH="$(CHROMIUM)" node bench.mjs
 
 bench-smoke: ## A few seconds of every benchmark mode against a release server on SQLite
 	crates/bench/run.sh --smoke

@@ -123,6 +123,7 @@ export class Conversation {
 
     if (atBottom) this.log.scrollTop = this.log.scrollHeight;
     else if (anchor) this.restore(anchor);
+    win.pinned = this.atBottom();
     this.afterRender(chat, win);
   }
 
@@ -241,6 +242,7 @@ export class Conversation {
   scrolled() {
     if (this.chatId === null) return;
     const win = this.store.window(this.chatId);
+    win.pinned = this.atBottom();
     if (!win.loaded || win.busy) return;
     if (this.log.scrollTop < EDGE_PX && win.first > 1) this.store.loadOlder(this.chatId);
     else if (this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < EDGE_PX && !win.follows) {

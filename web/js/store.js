@@ -37,13 +37,15 @@ const SEND_ERRORS = {
   bad_frame: 'The server could not read this message.',
 };
 
-class MessageWindow {
+export class MessageWindow {
   constructor() {
     /** @type {any[]} messages, by seq, contiguous */
     this.items = [];
     /** @type {Map<number, any>} live messages beyond a gap being filled */
     this.early = new Map();
     this.follows = true;
+    /** The view shows the window's bottom (the view keeps this true). */
+    this.pinned = true;
     this.loaded = false;
     /** @type {Promise<void> | null} */
     this.busy = null;
@@ -244,9 +246,16 @@ export class ChatStore {
         if (!win.busy) this.catchUp(chat.id);
       }
       if (win.items.length > MAX_ROWS) {
-        win.follows = false;
-        win.items.length = MAX_ROWS;
-        win.early.clear();
+        if (win.pinned) {
+          // The person is at the bottom: a burst between two renders drops
+          // the oldest rows, as the view would.
+          win.items.splice(0, win.items.length - KEEP_ROWS);
+        } else {
+          // They are reading older messages: keep those, stop following.
+          win.follows = false;
+          win.items.length = MAX_ROWS;
+          win.early.clear();
+        }
       }
     }
     if (!mine) this.noteDelivered(chat.id, message.seq);

@@ -151,6 +151,11 @@ export class ChatList {
     });
   }
 
+  /**
+   * The button's text is its accessible name (no aria-label, so what is
+   * seen is what is heard): the username first, then presence, time, the
+   * last message and the unread count, with a few words only for ears.
+   */
   fill(button, chat) {
     const other = chat.other_user;
     const presence = presenceText(other);
@@ -158,27 +163,28 @@ export class ChatList {
     const mine = last && last.sender_id === this.store.me.id;
     const lastText = chat.typing ? 'typing…' : last ? `${mine ? 'You: ' : ''}${preview(last.body)}` : 'Nothing written yet';
     const unread = chat.unread_count;
-    button.setAttribute('aria-label', [
-      other.username,
-      presence,
-      unread ? `${unread} unread` : '',
-      chat.typing ? 'typing' : last ? `${mine ? 'you' : other.username} wrote: ${preview(last.body, 60)}` : 'nothing written yet',
-    ].filter(Boolean).join(', '));
     if (chat.id === this.openId) button.setAttribute('aria-current', 'true');
     else button.removeAttribute('aria-current');
 
     const dot = el('span', 'presence');
     dot.dataset.online = String(other.online);
-    dot.title = presence;
+    dot.setAttribute('aria-hidden', 'true');
     const when = el('time', 'when', last ? shortTime(last.created) : '');
     if (last) when.dateTime = last.created;
-    const parts = [dot, el('span', 'name', other.username), when, el('span', `last${chat.typing ? ' is-typing' : ''}`, lastText)];
+    const parts = [
+      dot,
+      el('span', 'name', other.username),
+      el('span', 'visually-hidden', ', '),
+      el('span', 'seen', presence),
+      el('span', 'visually-hidden', ', '),
+      when,
+      el('span', `last${chat.typing ? ' is-typing' : ''}`, lastText),
+    ];
     if (unread > 0) {
       const badge = el('span', 'badge', unread > 99 ? '99+' : String(unread));
       badge.dataset.count = String(unread);
-      parts.push(badge);
+      parts.push(el('span', 'visually-hidden', ', '), badge, el('span', 'visually-hidden', ' unread'));
     }
-    parts.push(el('span', 'seen', other.online ? '' : presence));
     button.replaceChildren(...parts);
   }
 
