@@ -1700,8 +1700,13 @@ async fn odd_paths_answer_404_json() {
     let alice = app.user("alice").await;
     let bearer = format!("Bearer {}", alice.token);
     let long = format!("/api/{}/", "a".repeat(60_000));
+    // `/` is the web page (tests/web_page.rs); its files are a fixed list.
     for path in [
-        "/",
+        "/web/",
+        "/web/%2e%2e/Cargo.toml",
+        "/web/..%2fCargo.toml",
+        "/web/js/%00",
+        "/web/index.html%00.js",
         "/api/",
         "/api/users",
         "/api//users/",

@@ -370,6 +370,15 @@ impl MessageRepository for MemoryStore {
         Ok(outcomes)
     }
 
+    fn heads(&self, chats: &[ChatId]) -> Result<Vec<(ChatId, Seq)>, RepositoryError> {
+        let state = self.read();
+        Ok(chats
+            .iter()
+            .filter_map(|&id| state.chat(id).map(|chat| (id, chat.head())))
+            .filter(|(_, head)| head.get() > 0)
+            .collect())
+    }
+
     fn messages_page(
         &self,
         chat: ChatId,

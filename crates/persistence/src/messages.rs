@@ -130,6 +130,22 @@ impl MessageRepository for Database {
         plan.outcomes(messages, ids, created, existing)
     }
 
+    fn heads(&self, chats: &[ChatId]) -> Result<Vec<(ChatId, Seq)>, RepositoryError> {
+        let ids: Vec<i64> = chats.iter().map(|c| c.get()).collect();
+        let rows = with_conn!(self, |conn| direct_messages::table
+            .filter(direct_messages::chat_id.eq_any(&ids))
+            .group_by(direct_messages::chat_id)
+            .select((
+                direct_messages::chat_id,
+                diesel::dsl::max(direct_messages::seq)
+            ))
+            .load::<(i64, Option<i64>)>(conn))?;
+        rows.into_iter()
+            .filter_map(|(chat, head)| head.map(|head| (chat, head)))
+            .map(|(chat, head)| Ok((ChatId::new(chat), seq_from_row(head, "a chat head")?)))
+            .collect()
+    }
+
     fn messages_page(
         &self,
         chat: ChatId,

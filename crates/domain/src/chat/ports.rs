@@ -128,6 +128,12 @@ pub trait MessageRepository: Send + Sync + 'static {
         limit: PageLimit,
     ) -> Result<MessagePage, RepositoryError>;
 
+    /// The `head_seq` of each of `chats` that has messages, in one
+    /// statement: how an instance of a cluster checks that it has delivered
+    /// everything (a chat missing from the answer has none; an unknown chat
+    /// is not an error).
+    fn heads(&self, chats: &[ChatId]) -> Result<Vec<(ChatId, Seq)>, RepositoryError>;
+
     /// Moves `user`'s cursor `kind` in `chat` toward `requested` by the
     /// rule of [`Cursors::advanced`], atomically: concurrent moves never
     /// leave a smaller value behind. The cursors returned are at most the

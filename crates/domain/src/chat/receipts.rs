@@ -123,6 +123,11 @@ impl ReadCursors {
         Self { cursors: [a, b] }
     }
 
+    /// The chat's two participants.
+    pub fn participants(&self) -> [UserId; 2] {
+        [self.cursors[0].0, self.cursors[1].0]
+    }
+
     /// The seed's `is_read`: a message is read when its `seq` is at most
     /// the read cursor of the participant who did not send it.
     pub fn is_read(&self, sender: UserId, seq: Seq) -> bool {

@@ -26,6 +26,7 @@ contract_tests!(
     odd_bodies_are_stored_byte_for_byte,
     timestamps_read_back_exactly_and_in_order,
     concurrent_senders_get_dense_seqs_in_id_order,
+    heads_are_read_for_many_chats_at_once,
 );
 
 fn a_new_message_gets_seq_one_and_keeps_its_sender_body_and_time(store: &dyn Store) {
@@ -453,4 +454,27 @@ fn concurrent_senders_get_dense_seqs_in_id_order(store: &dyn Store) {
         (1..=(THREADS * PER_THREAD) as i64).collect::<Vec<_>>()
     );
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+fn heads_are_read_for_many_chats_at_once(store: &dyn Store) {
+    let alice = store.user("alice");
+    let bob = store.user("bob");
+    let carol = store.user("carol");
+    let busy = store.chat(&alice, &bob);
+    let quiet = store.chat(&alice, &carol);
+    for body in ["1", "2", "3"] {
+        store.send(&busy, &bob, body);
+    }
+
+    let mut heads = store
+        .heads(&[busy.id, quiet.id, chat_domain::chat::ChatId::new(999_999)])
+        .unwrap();
+    heads.sort();
+
+    assert_eq!(
+        heads,
+        vec![(busy.id, seq(3))],
+        "no messages, or no chat: absent"
+    );
+    assert_eq!(store.heads(&[]).unwrap(), vec![]);
 }
