@@ -161,6 +161,17 @@ pub struct Settings {
     #[arg(long = "workers", env = "CHAT_WORKERS")]
     pub workers: Option<usize>,
 
+    /// `redis://host:port`: run as one instance of a cluster (PostgreSQL
+    /// only), publishing every event to Redis and receiving the others'.
+    /// Unset: one process, no Redis.
+    #[arg(long = "redis-url", env = "CHAT_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// In a cluster, how often each followed chat is compared with the
+    /// database, so a message whose Redis event was lost still arrives.
+    #[arg(long = "cluster-resync", env = "CHAT_CLUSTER_RESYNC", default_value = "2s", value_parser = parse_positive_duration)]
+    pub cluster_resync: Duration,
+
     /// How long a graceful shutdown waits for in-flight requests.
     #[arg(long = "shutdown-timeout", env = "CHAT_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -178,6 +189,14 @@ pub struct Settings {
 impl Settings {
     /// The database URL in force: the configured one, or the SQLite file in
     /// the data directory.
+    /// The Redis URL when one is set (an empty value counts as unset).
+    pub fn cluster_redis_url(&self) -> Option<&str> {
+        self.redis_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+    }
+
     pub fn effective_database_url(&self) -> String {
         match &self.database_url {
             Some(url) if !url.trim().is_empty() => url.clone(),

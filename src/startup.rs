@@ -7,6 +7,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use chat_api::auth::{Argon2Hasher, JwtTokens};
+use chat_api::delivery::fanout::ClusterParts;
 use chat_api::delivery::timers::TimerWork;
 use chat_api::delivery::{FanOut, Hub, LocalPresence, LocalTyping, MessageWriter, Timers};
 use chat_api::ws::{ConnectionLimits, RateLimit};
@@ -95,6 +96,8 @@ pub struct Application {
     hub: Hub,
     writer_thread: std::thread::JoinHandle<()>,
     fan_out_thread: std::thread::JoinHandle<()>,
+    /// Ends the fan-out thread (in a cluster the relay holds its queue open).
+    fan_out_stop: FanOut,
     timers: Timers,
     /// Held so the database closes here, last, on the thread that stops the
     /// server (see `run`).
@@ -103,9 +106,15 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let database_url = settings.effective_database_url();
+        if settings.cluster_redis_url().is_some() && !database_url.starts_with("postgres") {
+            return Err(StartupError::Setting(
+                "CHAT_REDIS_URL needs a PostgreSQL DATABASE_URL: several instances must share one database, and SQLite is a file on one machine".into(),
+            ));
+        }
         let secret = secret::load_or_create(settings.jwt_secret.as_deref(), &settings.data_dir)?;
         let store = open_store(
-            &settings.effective_database_url(),
+            &database_url,
             &DatabaseOptions {
                 max_connections: settings.db_pool_size.max(1),
                 sqlite_synchronous: match settings.sqlite_synchronous {
@@ -128,8 +137,32 @@ impl Application {
         let presence = Arc::new(LocalPresence::new(settings.presence_grace));
         let typing = Arc::new(LocalTyping::new(settings.typing_ttl));
         let hub = Hub::new(presence.clone(), typing.clone());
-        let (fan_out, fan_out_thread) = FanOut::start(hub.clone(), FAN_OUT_QUEUE)
-            .map_err(|e| StartupError::Setting(format!("cannot start the fan-out thread: {e}")))?;
+        let fan_out_failed = |e: std::io::Error| {
+            StartupError::Setting(format!("cannot start the fan-out thread: {e}"))
+        };
+        let (fan_out, relay, fan_out_thread) = match settings.cluster_redis_url() {
+            None => {
+                let (fan_out, thread) =
+                    FanOut::start(hub.clone(), FAN_OUT_QUEUE).map_err(fan_out_failed)?;
+                (fan_out, None, thread)
+            }
+            Some(redis_url) => {
+                let (fan_out, relay, thread) = FanOut::start_clustered(
+                    hub.clone(),
+                    FAN_OUT_QUEUE,
+                    ClusterParts {
+                        messages: store.messages.clone(),
+                        chats: store.chats.clone(),
+                        redis_url: redis_url.to_owned(),
+                        resync_every: settings.cluster_resync,
+                    },
+                )
+                .map_err(fan_out_failed)?;
+                tracing::info!("cluster mode: events go through Redis, the database is the truth");
+                (fan_out, Some(relay), thread)
+            }
+        };
+        let fan_out_stop = fan_out.clone();
         let broadcaster: Arc<dyn Broadcaster> = Arc::new(fan_out);
         let messages = MessageService::new(store.messages.clone(), broadcaster.clone(), limit);
         let chats = ChatService::new(
@@ -161,6 +194,7 @@ impl Application {
             hub: hub.clone(),
             writer,
             broadcaster,
+            relay,
             presence,
             typing,
             connections: ConnectionLimits::new(
@@ -234,6 +268,7 @@ impl Application {
             hub,
             writer_thread,
             fan_out_thread,
+            fan_out_stop,
             timers,
             store,
         })
@@ -279,6 +314,7 @@ impl Application {
             server,
             writer_thread,
             fan_out_thread,
+            fan_out_stop,
             timers,
             store,
             ..
@@ -291,6 +327,8 @@ impl Application {
         timers.stop();
         let deadline = std::time::Instant::now() + WRITER_STOP_TIMEOUT;
         join_by(writer_thread, deadline, "message writer").await;
+        fan_out_stop.stop();
+        drop(fan_out_stop);
         join_by(fan_out_thread, deadline, "fan-out").await;
         drop(store);
         served

@@ -7,6 +7,7 @@
 pub mod deployment;
 pub mod hostile;
 pub mod process;
+pub mod redis;
 pub mod v2;
 
 use std::time::Duration;

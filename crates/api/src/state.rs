@@ -68,6 +68,9 @@ pub struct AppState {
     pub writer: MessageWriter,
     /// Where events that are not stored (typing) are published.
     pub broadcaster: Arc<dyn Broadcaster>,
+    /// In a cluster (`CHAT_REDIS_URL`), where sockets say which chats they
+    /// follow; `None` for a single instance.
+    pub relay: Option<crate::delivery::relay::Relay>,
     pub presence: Arc<dyn PresenceRegistry>,
     pub typing: Arc<dyn TypingRegistry>,
     /// Open chat sockets, in total and per user.

@@ -13,16 +13,45 @@
 //! are dropped rather than making anyone wait.
 
 use std::sync::mpsc;
+use std::sync::Arc;
 
-use chat_domain::chat::{Broadcaster, ChatEvent};
+use chat_domain::chat::{Broadcaster, ChatEvent, ChatId, ChatRepository, MessageRepository, Seq};
 
 use super::hub::Hub;
+use super::relay::{Relay, Remote};
+use super::sequencer::{Delivery, Sequencer};
+
+/// What the fan-out thread is handed, in order.
+pub enum Input {
+    /// An event this instance committed.
+    Local(ChatEvent),
+    /// One from another instance (cluster only).
+    Remote(Remote),
+    /// Follow these chats from the position given (cluster only).
+    Track(Vec<(ChatId, Seq)>),
+    Untrack(Vec<ChatId>),
+    /// Answered once everything before it is done.
+    Confirm(tokio::sync::oneshot::Sender<()>),
+    /// Compare every followed chat with the database (cluster only).
+    Resync,
+    /// Deliver what is queued before this, then end.
+    Stop,
+}
 
 /// The [`Broadcaster`] the services are given: queues each event for the
 /// thread that delivers it through the hub.
 #[derive(Clone)]
 pub struct FanOut {
-    queue: mpsc::SyncSender<ChatEvent>,
+    queue: mpsc::SyncSender<Input>,
+}
+
+/// What a fan-out thread of a cluster needs besides the hub: the database
+/// (the truth the [`Sequencer`] checks Redis against) and the relay.
+pub struct ClusterParts {
+    pub messages: Arc<dyn MessageRepository>,
+    pub chats: Arc<dyn ChatRepository>,
+    pub redis_url: String,
+    pub resync_every: std::time::Duration,
 }
 
 impl FanOut {
@@ -32,15 +61,58 @@ impl FanOut {
         hub: Hub,
         capacity: usize,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
-        let (queue, queued) = mpsc::sync_channel::<ChatEvent>(capacity.max(1));
+        let (queue, queued) = mpsc::sync_channel::<Input>(capacity.max(1));
         let thread = std::thread::Builder::new()
             .name("fan-out".into())
             .spawn(move || {
-                for event in queued {
-                    hub.deliver(&event);
+                for input in queued {
+                    match input {
+                        Input::Local(event) => hub.deliver(&event),
+                        Input::Confirm(done) => {
+                            let _ = done.send(());
+                        }
+                        Input::Stop => break,
+                        Input::Remote(_) | Input::Track(_) | Input::Untrack(_) | Input::Resync => {}
+                    }
                 }
             })?;
         Ok((Self { queue }, thread))
+    }
+
+    /// Starts the thread of one instance of a cluster, with its Redis relay.
+    /// The relay holds a handle too, so stop it with [`FanOut::stop`].
+    pub fn start_clustered(
+        hub: Hub,
+        capacity: usize,
+        parts: ClusterParts,
+    ) -> std::io::Result<(Self, Relay, std::thread::JoinHandle<()>)> {
+        let (queue, queued) = mpsc::sync_channel::<Input>(capacity.max(1));
+        let relay = Relay::start(&parts.redis_url, queue.clone(), parts.resync_every)
+            .map_err(std::io::Error::other)?;
+        let thread_relay = relay.clone();
+        let thread = std::thread::Builder::new()
+            .name("fan-out".into())
+            .spawn(move || {
+                let mut cluster = ClusteredDelivery {
+                    hub,
+                    relay: thread_relay,
+                    sequencer: Sequencer::new(),
+                    messages: parts.messages,
+                    chats: parts.chats,
+                };
+                for input in queued {
+                    if !cluster.handle(input) {
+                        break;
+                    }
+                }
+            })?;
+        Ok((Self { queue }, relay, thread))
+    }
+
+    /// Ends the thread after what is queued (needed in a cluster, where the
+    /// relay keeps the queue open).
+    pub fn stop(&self) {
+        let _ = self.queue.send(Input::Stop);
     }
 }
 
@@ -49,9 +121,78 @@ impl Broadcaster for FanOut {
         // Either fails only once the thread is gone, at shutdown: what was
         // stored is found in history by whoever reconnects.
         if event.is_ephemeral() {
-            let _ = self.queue.try_send(event);
+            let _ = self.queue.try_send(Input::Local(event));
         } else {
-            let _ = self.queue.send(event);
+            let _ = self.queue.send(Input::Local(event));
+        }
+    }
+}
+
+/// The fan-out thread's state in a cluster.
+struct ClusteredDelivery {
+    hub: Hub,
+    relay: Relay,
+    sequencer: Sequencer,
+    messages: Arc<dyn MessageRepository>,
+    chats: Arc<dyn ChatRepository>,
+}
+
+impl ClusteredDelivery {
+    /// False at `Stop`.
+    fn handle(&mut self, input: Input) -> bool {
+        match input {
+            Input::Local(event) => {
+                self.relay.publish(&event);
+                self.apply(event);
+            }
+            Input::Remote(Remote::Event(event)) => self.apply(event),
+            Input::Remote(Remote::ChatCreated { chat, viewer }) => {
+                match self.chats.chat_summary(viewer, chat) {
+                    Ok(Some(view)) => self.hub.deliver_chat_view(&view),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(%chat, %error, "cannot read a new chat; its user sees it at the next hello");
+                    }
+                }
+            }
+            Input::Track(chats) => {
+                for (chat, held) in chats {
+                    let out = self.sequencer.track(chat, held, self.messages.as_ref());
+                    self.deliver(out);
+                }
+            }
+            Input::Untrack(chats) => {
+                for chat in chats {
+                    self.sequencer.untrack(chat);
+                }
+            }
+            Input::Confirm(done) => {
+                let _ = done.send(());
+            }
+            Input::Resync => {
+                let out = self.sequencer.resync(self.messages.as_ref());
+                self.deliver(out);
+            }
+            Input::Stop => return false,
+        }
+        true
+    }
+
+    fn apply(&mut self, event: ChatEvent) {
+        if matches!(event, ChatEvent::MessageStored { .. }) {
+            let out = self.sequencer.message(event, self.messages.as_ref());
+            self.deliver(out);
+        } else {
+            self.hub.deliver(&event);
+        }
+    }
+
+    fn deliver(&self, out: Vec<Delivery>) {
+        for delivery in out {
+            match delivery {
+                Delivery::Event(event) => self.hub.deliver(&event),
+                Delivery::AckOnly { message, origin } => self.hub.acknowledge(&message, origin),
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytestring::ByteString;
-use chat_domain::chat::{ChatEvent, ChatId, Origin, Seq};
+use chat_domain::chat::{ChatEvent, ChatId, ChatSummary, DirectMessage, Origin, Seq};
 use chat_domain::user::UserId;
 use tokio::sync::{mpsc, watch};
 
@@ -271,29 +271,7 @@ impl Hub {
                 }
                 ChatEvent::ChatCreated { views } => {
                     for view in views.iter() {
-                        let Some(members) = sockets.by_user.get(&view.viewer) else {
-                            continue;
-                        };
-                        let online = view
-                            .other_user()
-                            .is_some_and(|other| self.inner.presence.is_online(other.id));
-                        let Some(state) = v2::ChatState::new(view, online) else {
-                            tracing::error!(chat = %view.chat.id, viewer = %view.viewer, "a chat view without the other participant");
-                            continue;
-                        };
-                        let outbound = Outbound {
-                            frame: v2::chat_frame(&state),
-                            about: About::NewChat(view.chat.id),
-                        };
-                        for member in members {
-                            self.offer(
-                                member,
-                                &outbound,
-                                false,
-                                Subscription::User(view.viewer),
-                                &mut too_slow,
-                            );
-                        }
+                        self.offer_chat_view(&sockets, view, &mut too_slow);
                     }
                 }
                 ChatEvent::CursorMoved {
@@ -335,15 +313,7 @@ impl Hub {
                 }
             }
         }
-        for (subscription, id) in too_slow {
-            tracing::warn!(
-                ?subscription,
-                connection = id,
-                "outbound queue full, dropping slow connection"
-            );
-            self.inner.dropped_slow.fetch_add(1, Ordering::Relaxed);
-            self.leave(subscription, id);
-        }
+        self.drop_too_slow(too_slow);
         // The typer's message ends their typing, announced after it.
         if let ChatEvent::MessageStored { message, .. } = event {
             if let Some(stopped) = self
@@ -353,6 +323,85 @@ impl Hub {
             {
                 self.deliver(&stopped);
             }
+        }
+    }
+
+    /// A chat created on another instance of a cluster: its viewer's view.
+    pub fn deliver_chat_view(&self, view: &ChatSummary) {
+        let mut too_slow = Vec::new();
+        self.offer_chat_view(&self.sockets(), view, &mut too_slow);
+        self.drop_too_slow(too_slow);
+    }
+
+    /// Only the acknowledgement of a message whose copies went out before
+    /// (a cluster delivered it from the database first), to the socket
+    /// that sent it.
+    pub fn acknowledge(&self, message: &DirectMessage, origin: Origin) {
+        let mut too_slow = Vec::new();
+        {
+            let sockets = self.sockets();
+            let sender = message.sender.id;
+            if let Some(member) = sockets
+                .by_user
+                .get(&sender)
+                .and_then(|members| members.iter().find(|m| Origin(m.id) == origin))
+            {
+                let outbound = Outbound {
+                    frame: v2::EncodedMessage::new(message).ack_frame(false),
+                    about: About::Other,
+                };
+                self.offer(
+                    member,
+                    &outbound,
+                    false,
+                    Subscription::User(sender),
+                    &mut too_slow,
+                );
+            }
+        }
+        self.drop_too_slow(too_slow);
+    }
+
+    fn offer_chat_view(
+        &self,
+        sockets: &Sockets,
+        view: &ChatSummary,
+        too_slow: &mut Vec<(Subscription, ConnectionId)>,
+    ) {
+        let Some(members) = sockets.by_user.get(&view.viewer) else {
+            return;
+        };
+        let online = view
+            .other_user()
+            .is_some_and(|other| self.inner.presence.is_online(other.id));
+        let Some(state) = v2::ChatState::new(view, online) else {
+            tracing::error!(chat = %view.chat.id, viewer = %view.viewer, "a chat view without the other participant");
+            return;
+        };
+        let outbound = Outbound {
+            frame: v2::chat_frame(&state),
+            about: About::NewChat(view.chat.id),
+        };
+        for member in members {
+            self.offer(
+                member,
+                &outbound,
+                false,
+                Subscription::User(view.viewer),
+                too_slow,
+            );
+        }
+    }
+
+    fn drop_too_slow(&self, too_slow: Vec<(Subscription, ConnectionId)>) {
+        for (subscription, id) in too_slow {
+            tracing::warn!(
+                ?subscription,
+                connection = id,
+                "outbound queue full, dropping slow connection"
+            );
+            self.inner.dropped_slow.fetch_add(1, Ordering::Relaxed);
+            self.leave(subscription, id);
         }
     }
 
@@ -439,7 +488,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::delivery::presence::LocalPresence;
     use crate::delivery::typing::LocalTyping;
-    use chat_domain::chat::{CursorKind, DirectMessage, MessageId};
+    use chat_domain::chat::{CursorKind, MessageId};
     use chat_domain::user::{User, Username};
     use chrono::Utc;
     use serde_json::Value;

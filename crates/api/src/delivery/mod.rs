@@ -13,6 +13,7 @@
 pub mod fanout;
 pub mod hub;
 pub mod presence;
+pub mod relay;
 pub mod sequencer;
 pub mod timers;
 pub mod typing;

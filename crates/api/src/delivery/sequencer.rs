@@ -10,7 +10,9 @@
 //! - the next `seq`: delivered;
 //! - one already delivered: dropped (only its sender's acknowledgement
 //!   still goes out, if the sender's socket is here);
-//! - one past a gap: the gap is read from the database and delivered first.
+//! - one past a gap: held until the gap closes (the missing message is
+//!   usually this instance's own, a moment behind in the queue), or read
+//!   from the database at a resync once it has been open a moment.
 //!
 //! Tracking a chat starts at the position the socket that asked for it
 //! already holds (its `hello` snapshot or its replayed history) and catches
@@ -18,9 +20,11 @@
 //! follows are dropped: a socket that joins reads what it missed when its
 //! chat is tracked. [`Sequencer::resync`] compares every tracked chat with
 //! the database's heads, after a Redis reconnect and periodically, so even
-//! the last message of a burst whose event was lost arrives.
+//! the last message of a burst whose event was lost arrives, within two
+//! resync intervals.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use chat_domain::chat::{
     ChatEvent, ChatId, DirectMessage, MessageRepository, Origin, PageAnchor, PageLimit, Seq,
@@ -40,10 +44,23 @@ pub enum Delivery {
 
 /// Rows read per statement when a gap is filled.
 const REPAIR_PAGE: usize = 200;
+/// Events held beyond a gap, per chat, before the gap is read at once.
+const MAX_PARKED: usize = 1000;
+/// How long a gap must have been seen before it is read from the database:
+/// long enough for this instance's own events, which follow their commit
+/// by microseconds (milliseconds under load), to arrive first. Resyncs can
+/// come back to back (a reconnect and a tick), so this is a time, not a
+/// count of resyncs.
+const GAP_GRACE: Duration = Duration::from_millis(250);
 
 #[derive(Default)]
 pub struct Sequencer {
     last_delivered: HashMap<ChatId, Seq>,
+    /// Events that arrived beyond a gap, waiting for it to close.
+    parked: HashMap<ChatId, BTreeMap<Seq, ChatEvent>>,
+    /// Heads seen ahead of what was delivered, and when: repaired at a
+    /// resync once older than [`GAP_GRACE`].
+    suspects: HashMap<ChatId, (Seq, Instant)>,
 }
 
 impl Sequencer {
@@ -61,14 +78,19 @@ impl Sequencer {
 
     /// Starts following `chat` from `held` (what the socket that asks
     /// already has), unless it is followed already, and delivers what the
-    /// database holds beyond it.
+    /// database holds beyond it. (A chat just tracked has no socket here
+    /// that could be sending into it, so nothing it delivers can be a
+    /// socket's own message still on its way as an event.)
     pub fn track(
         &mut self,
         chat: ChatId,
         held: Seq,
         history: &dyn MessageRepository,
     ) -> Vec<Delivery> {
-        self.last_delivered.entry(chat).or_insert(held);
+        if self.last_delivered.contains_key(&chat) {
+            return Vec::new();
+        }
+        self.last_delivered.insert(chat, held);
         match history.heads(&[chat]) {
             Ok(heads) => {
                 let head = heads.first().map_or(Seq::ZERO, |(_, head)| *head);
@@ -84,10 +106,19 @@ impl Sequencer {
     /// No socket here follows `chat` any more.
     pub fn untrack(&mut self, chat: ChatId) {
         self.last_delivered.remove(&chat);
+        self.parked.remove(&chat);
+        self.suspects.remove(&chat);
     }
 
     /// One `MessageStored` event, from this instance or another: what to
-    /// deliver for it (nothing, its ack, or the gap before it and itself).
+    /// deliver for it (nothing, its ack, itself and what it unblocks).
+    ///
+    /// An event beyond a gap waits rather than having the gap read at once:
+    /// the missing message is most often this instance's own, committed and
+    /// a moment away in the queue, and read from the database it would go
+    /// out as a copy to the very socket that sent it instead of as its ack.
+    /// A gap still open at a resync [`GAP_GRACE`] after it was first seen
+    /// is read then.
     pub fn message(&mut self, event: ChatEvent, history: &dyn MessageRepository) -> Vec<Delivery> {
         let ChatEvent::MessageStored {
             message, origin, ..
@@ -95,62 +126,127 @@ impl Sequencer {
         else {
             return vec![Delivery::Event(event)];
         };
-        let ack_only = || {
-            origin
-                .map(|origin| Delivery::AckOnly {
-                    message: message.clone(),
-                    origin,
-                })
-                .into_iter()
-                .collect()
-        };
         let chat = message.chat_id;
         let seq = message.seq;
         let Some(&last) = self.last_delivered.get(&chat) else {
             // Nobody here follows this chat (a socket that is joining reads
             // it when the chat is tracked); a sender here still gets its ack.
-            return ack_only();
+            return ack_only(message, *origin);
         };
         if seq <= last {
-            return ack_only();
+            return ack_only(message, *origin);
         }
-        let mut out = Vec::new();
         if seq.get() > last.get() + 1 {
-            out = self.repair(chat, Seq::new(seq.get() - 1).unwrap_or(Seq::ZERO), history);
-            if self
-                .last_delivered
-                .get(&chat)
-                .is_some_and(|l| l.get() + 1 != seq.get())
-            {
-                // The gap could not be read (database down): deliver nothing
-                // out of order; the next resync delivers the rest.
-                out.extend(ack_only());
-                return out;
+            let parked = self.parked.entry(chat).or_default();
+            parked.insert(seq, event);
+            if parked.len() > MAX_PARKED {
+                return self.fill(chat, seq, history);
             }
+            return Vec::new();
         }
         self.last_delivered.insert(chat, seq);
-        out.push(Delivery::Event(event));
+        let mut out = vec![Delivery::Event(event)];
+        out.extend(self.unpark(chat));
         out
     }
 
-    /// Compares every tracked chat with the database and delivers what is
-    /// missing: after a Redis reconnect, and every few seconds.
+    /// Compares every tracked chat with the database: repairs what has been
+    /// missing for [`GAP_GRACE`], and notes what is missing now. Called
+    /// after a Redis reconnect and every few seconds, so a message whose
+    /// event was lost arrives within about two intervals.
     pub fn resync(&mut self, history: &dyn MessageRepository) -> Vec<Delivery> {
-        let chats: Vec<ChatId> = self.last_delivered.keys().copied().collect();
         let mut out = Vec::new();
+        let (due, young): (Vec<_>, Vec<_>) = std::mem::take(&mut self.suspects)
+            .into_iter()
+            .partition(|(_, (_, seen))| seen.elapsed() >= GAP_GRACE);
+        self.suspects.extend(young);
+        for (chat, (head, _)) in due {
+            out.extend(self.fill(chat, head, history));
+        }
+        let chats: Vec<ChatId> = self.last_delivered.keys().copied().collect();
         for batch in chats.chunks(500) {
             match history.heads(batch) {
                 Ok(heads) => {
                     for (chat, head) in heads {
-                        out.extend(self.repair(chat, head, history));
+                        if self
+                            .last_delivered
+                            .get(&chat)
+                            .is_some_and(|last| *last < head)
+                        {
+                            // The first sighting counts: its time, its head.
+                            self.suspects.entry(chat).or_insert((head, Instant::now()));
+                        }
                     }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "resync: cannot read chat heads; trying again later");
-                    return out;
+                    break;
                 }
             }
         }
+        out
+    }
+
+    /// Delivers everything up to `up_to`: the gaps from the database, the
+    /// parked events as themselves (so their senders get acks, not copies).
+    fn fill(&mut self, chat: ChatId, up_to: Seq, history: &dyn MessageRepository) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        while let Some(&last) = self.last_delivered.get(&chat) {
+            if last >= up_to {
+                break;
+            }
+            let next_parked = self
+                .parked
+                .get(&chat)
+                .and_then(|parked| parked.keys().next().copied())
+                .filter(|parked| *parked <= up_to);
+            let gap_end = next_parked.map_or(up_to, |parked| {
+                Seq::new(parked.get() - 1).unwrap_or(Seq::ZERO)
+            });
+            let before = out.len();
+            if gap_end > last {
+                out.extend(self.repair(chat, gap_end, history));
+            }
+            out.extend(self.unpark(chat));
+            if out.len() == before {
+                break; // the database could not be read: the next resync
+            }
+        }
+        out
+    }
+
+    /// Delivers the parked events that now follow on, in order.
+    fn unpark(&mut self, chat: ChatId) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        let Some(parked) = self.parked.get_mut(&chat) else {
+            return out;
+        };
+        let Some(&(mut last)) = self.last_delivered.get(&chat) else {
+            return out;
+        };
+        while let Some(entry) = parked.first_entry() {
+            let seq = *entry.key();
+            if seq.get() > last.get() + 1 {
+                break;
+            }
+            let event = entry.remove();
+            if seq <= last {
+                // Read from the database meanwhile: only its ack is due.
+                if let ChatEvent::MessageStored {
+                    message, origin, ..
+                } = &event
+                {
+                    out.extend(ack_only(message, *origin));
+                }
+                continue;
+            }
+            last = seq;
+            out.push(Delivery::Event(event));
+        }
+        if parked.is_empty() {
+            self.parked.remove(&chat);
+        }
+        self.last_delivered.insert(chat, last);
         out
     }
 
@@ -172,6 +268,8 @@ impl Sequencer {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%chat, %error, "cannot read a gap; the next resync tries again");
+                    self.suspects
+                        .insert(chat, (up_to, Instant::now() - GAP_GRACE));
                     break;
                 }
             };
@@ -180,7 +278,8 @@ impl Sequencer {
             }
             let participants = page.read_cursors.participants();
             for message in page.messages {
-                if message.seq.get() != self.last_delivered[&chat].get() + 1 {
+                if message.seq.get() != self.last_delivered[&chat].get() + 1 || message.seq > up_to
+                {
                     break;
                 }
                 self.last_delivered.insert(chat, message.seq);
@@ -196,6 +295,16 @@ impl Sequencer {
         }
         out
     }
+}
+
+fn ack_only(message: &DirectMessage, origin: Option<Origin>) -> Vec<Delivery> {
+    origin
+        .map(|origin| Delivery::AckOnly {
+            message: message.clone(),
+            origin,
+        })
+        .into_iter()
+        .collect()
 }
 
 #[cfg(test)]
@@ -310,7 +419,7 @@ mod tests {
     }
 
     #[test]
-    fn the_next_seq_is_delivered_a_repeat_dropped_a_gap_filled_first() {
+    fn the_next_seq_is_delivered_a_repeat_dropped_an_event_past_a_gap_held_until_it_closes() {
         let history = History::with_head(3);
         let mut sequencer = Sequencer::new();
         sequencer.track(CHAT, Seq::new(3).unwrap(), &history);
@@ -320,15 +429,69 @@ mod tests {
             seqs(&sequencer.message(stored(1, 4, None), &history)),
             Vec::<i64>::new()
         );
-        history.grow_to(9);
+        history.grow_to(7);
         assert_eq!(
-            seqs(&sequencer.message(stored(1, 9, None), &history)),
-            [5, 6, 7, 8, 9]
+            seqs(&sequencer.message(stored(1, 7, None), &history)),
+            Vec::<i64>::new(),
+            "held"
         );
         assert_eq!(
             seqs(&sequencer.message(stored(1, 6, None), &history)),
             Vec::<i64>::new(),
-            "late: filled already"
+            "held"
+        );
+        assert_eq!(
+            seqs(&sequencer.message(stored(1, 5, Some(Origin(3))), &history)),
+            [5, 6, 7]
+        );
+    }
+
+    #[test]
+    fn a_gap_open_for_a_moment_is_read_from_the_database_at_a_resync() {
+        let history = History::with_head(3);
+        let mut sequencer = Sequencer::new();
+        sequencer.track(CHAT, Seq::new(3).unwrap(), &history);
+        history.grow_to(6);
+        assert_eq!(
+            seqs(&sequencer.message(stored(1, 6, Some(Origin(8))), &history)),
+            Vec::<i64>::new()
+        );
+
+        assert_eq!(
+            seqs(&sequencer.resync(&history)),
+            Vec::<i64>::new(),
+            "first: only noted"
+        );
+        assert!(sequencer.resync(&history).is_empty(), "too young");
+        std::thread::sleep(GAP_GRACE);
+        let out = sequencer.resync(&history);
+        assert_eq!(
+            seqs(&out),
+            [4, 5, 6],
+            "the parked 6 goes with its origin: its ack"
+        );
+        assert!(matches!(
+            &out[2],
+            Delivery::Event(ChatEvent::MessageStored {
+                origin: Some(Origin(8)),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_message_read_from_the_database_before_its_own_event_gets_only_its_ack_later() {
+        let history = History::with_head(2);
+        let mut sequencer = Sequencer::new();
+        sequencer.track(CHAT, Seq::new(2).unwrap(), &history);
+        history.grow_to(4);
+        sequencer.resync(&history);
+        std::thread::sleep(GAP_GRACE);
+        assert_eq!(seqs(&sequencer.resync(&history)), [3, 4]);
+
+        assert_eq!(
+            seqs(&sequencer.message(stored(1, 4, Some(Origin(5))), &history)),
+            [-4]
         );
     }
 
@@ -378,12 +541,14 @@ mod tests {
 
         assert_eq!(
             seqs(&sequencer.message(stored(1, 5, Some(Origin(9))), &history)),
-            [-5],
-            "only the ack"
+            Vec::<i64>::new()
         );
+        assert_eq!(seqs(&sequencer.resync(&history)), Vec::<i64>::new());
         assert_eq!(seqs(&sequencer.resync(&history)), Vec::<i64>::new());
 
         *history.down.lock().unwrap() = false;
+        sequencer.resync(&history);
+        std::thread::sleep(GAP_GRACE);
         assert_eq!(seqs(&sequencer.resync(&history)), [3, 4, 5]);
         assert_eq!(seqs(&sequencer.resync(&history)), Vec::<i64>::new());
     }
@@ -395,6 +560,8 @@ mod tests {
         sequencer.track(CHAT, Seq::new(1).unwrap(), &history);
         history.grow_to(1 + 450);
 
+        assert!(sequencer.resync(&history).is_empty());
+        std::thread::sleep(GAP_GRACE);
         let out = sequencer.resync(&history);
 
         assert_eq!(seqs(&out), (2..=451).collect::<Vec<_>>());

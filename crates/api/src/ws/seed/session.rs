@@ -35,6 +35,11 @@ pub async fn run(
     let mut membership = state.hub.join_chat(chat.id(), state.config.outbound_queue);
     let end = match replay_history(&mut connection, &chat, &state).await {
         Ok(replayed_up_to) => {
+            // In a cluster: follow the chat from what was replayed.
+            let _watch = match &state.relay {
+                Some(relay) => Some(relay.watch(vec![(chat.id(), replayed_up_to)], None).await),
+                None => None,
+            };
             let mut session = Conversation {
                 connection: &mut connection,
                 membership: &mut membership,

@@ -29,6 +29,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{Future, StreamExt as _};
 use serde_json::Value;
 
+use crate::delivery::relay::Watch;
 use crate::delivery::writer::Stored;
 use crate::delivery::{About, Membership, PresenceGuard, StoreFailure};
 use crate::error::error_chain;
@@ -69,7 +70,21 @@ pub async fn run(
     let presence = PresenceGuard::new(state.presence.clone(), user.id);
     let end = match hello(&mut connection, &user, &state).await {
         Ok((chats, snapshot)) => {
+            // In a cluster: follow every chat from the snapshot's heads, so
+            // the other instances' messages arrive exactly once after it.
+            let watch = match &state.relay {
+                Some(relay) => Some(
+                    relay
+                        .watch(
+                            snapshot.iter().map(|(c, h)| (*c, *h)).collect(),
+                            Some(user.id),
+                        )
+                        .await,
+                ),
+                None => None,
+            };
             let mut session = V2Session {
+                watch,
                 connection: &mut connection,
                 membership: &mut membership,
                 user: &user,
@@ -146,6 +161,8 @@ struct V2Session<'a> {
     snapshot: HashMap<ChatId, Seq>,
     rate: MessageRate,
     pending: FuturesUnordered<PendingSend>,
+    /// The chats this socket follows through the cluster's relay.
+    watch: Option<Watch>,
 }
 
 impl V2Session<'_> {
@@ -186,7 +203,14 @@ impl V2Session<'_> {
                 }
                 queued = self.membership.outbound.recv() => match queued {
                     Some(outbound) if self.already_in_snapshot(outbound.about) => Ok(()),
-                    Some(outbound) => self.connection.text(outbound.frame).await,
+                    Some(outbound) => {
+                        if let (About::NewChat(chat), Some(watch)) = (outbound.about, self.watch.as_mut()) {
+                            // A new chat starts empty (or nearly): follow it
+                            // from the start.
+                            watch.add(chat, Seq::ZERO).await;
+                        }
+                        self.connection.text(outbound.frame).await
+                    }
                     // The hub dropped this socket: its queue overflowed.
                     None => Err(too_slow()),
                 },

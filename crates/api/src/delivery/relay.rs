@@ -1,0 +1,653 @@
+//! Redis between instances: every committed event this instance makes is
+//! published, and the events of the other instances that this instance's
+//! sockets need are received and handed to the fan-out thread.
+//!
+//! Redis is a hint here, never the truth: a message whose event is lost
+//! (Redis restarted or paused, a subscription dropped, a publish that
+//! failed) is still found in the database by the [`Sequencer`], at the next
+//! message of its chat, after a reconnect, or at the periodic resync.
+//!
+//! Channels: `chat-server:chat:<id>` carries a chat's messages, cursor
+//! moves and typing; `chat-server:user:<id>` carries the chats created for
+//! a user. An instance subscribes to a chat while any of its sockets
+//! follows it (a seed socket's chat, every chat of a v2 socket's user) and
+//! to a user while that user has a v2 socket here, and unsubscribes when
+//! the last one goes. The relay runs on a thread of its own with its own
+//! small runtime, so a slow Redis never holds a request or a socket.
+//!
+//! [`Sequencer`]: super::sequencer::Sequencer
+
+use std::collections::HashMap;
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+use chat_domain::chat::{ChatEvent, ChatId, ClientId, CursorKind, DirectMessage, MessageId, Seq};
+use chat_domain::user::{User, UserId, Username};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::fanout::Input;
+
+const PREFIX: &str = "chat-server:";
+/// How long a connect, a subscribe or a publish may take before Redis is
+/// considered unreachable.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// The subscriber connection is pinged this often: a paused Redis keeps
+/// its sockets open and says nothing, which only a timeout notices.
+const PING_EVERY: Duration = Duration::from_secs(1);
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long a socket waits for its chats to be tracked before it goes on
+/// anyway (the resync then catches it up).
+const WATCH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The handle sessions and the fan-out thread use. Cheap to clone.
+#[derive(Clone)]
+pub struct Relay {
+    commands: mpsc::UnboundedSender<Command>,
+    instance: String,
+}
+
+enum Command {
+    Watch {
+        chats: Vec<(ChatId, Seq)>,
+        user: Option<UserId>,
+        done: oneshot::Sender<()>,
+    },
+    Unwatch {
+        chats: Vec<ChatId>,
+        user: Option<UserId>,
+    },
+    Publish(Vec<(String, String)>),
+}
+
+/// What a socket follows through the relay; dropping it stops following.
+pub struct Watch {
+    relay: Relay,
+    chats: Vec<ChatId>,
+    user: Option<UserId>,
+}
+
+impl Watch {
+    /// Also follows `chat` (a chat created while the socket is open), from
+    /// `held`.
+    pub async fn add(&mut self, chat: ChatId, held: Seq) {
+        if self.chats.contains(&chat) {
+            return;
+        }
+        self.chats.push(chat);
+        self.relay.request(vec![(chat, held)], None).await;
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.relay.commands.send(Command::Unwatch {
+            chats: std::mem::take(&mut self.chats),
+            user: self.user.take(),
+        });
+    }
+}
+
+impl Relay {
+    /// Starts the relay's thread. `fan_out` is where received events and
+    /// tracking requests go; `resync_every` is how often the fan-out thread
+    /// is asked to compare what it delivered with the database.
+    pub fn start(
+        url: &str,
+        fan_out: SyncSender<Input>,
+        resync_every: Duration,
+    ) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let (commands, queued) = mpsc::unbounded_channel();
+        let instance = instance_id();
+        let relay = Self {
+            commands,
+            instance: instance.clone(),
+        };
+        std::thread::Builder::new()
+            .name("redis-relay".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!(%error, "the Redis relay could not start its runtime");
+                        return;
+                    }
+                };
+                runtime
+                    .block_on(RelayTask::new(client, instance, fan_out, resync_every).run(queued));
+            })
+            .map_err(|e| redis::RedisError::from(std::io::Error::other(e)))?;
+        Ok(relay)
+    }
+
+    /// Follows `chats` (each from the `seq` the socket already holds) and,
+    /// for a v2 socket, `user`; returns once the fan-out thread tracks them
+    /// (or after a few seconds if it is busy: the resync catches up).
+    pub async fn watch(&self, chats: Vec<(ChatId, Seq)>, user: Option<UserId>) -> Watch {
+        let ids = chats.iter().map(|(chat, _)| *chat).collect();
+        self.request(chats, user).await;
+        Watch {
+            relay: self.clone(),
+            chats: ids,
+            user,
+        }
+    }
+
+    async fn request(&self, chats: Vec<(ChatId, Seq)>, user: Option<UserId>) {
+        let (done, tracked) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Watch { chats, user, done })
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(WATCH_TIMEOUT, tracked).await;
+        }
+    }
+
+    /// Publishes an event this instance committed (called by the fan-out
+    /// thread; never blocks). Presence is not relayed: see docs/deploy.md.
+    pub fn publish(&self, event: &ChatEvent) {
+        let messages = wire_messages(&self.instance, event);
+        if !messages.is_empty() {
+            let _ = self.commands.send(Command::Publish(messages));
+        }
+    }
+}
+
+/// A random id for this process, so that it ignores its own events.
+fn instance_id() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn chat_channel(chat: ChatId) -> String {
+    format!("{PREFIX}chat:{chat}")
+}
+
+fn user_channel(user: UserId) -> String {
+    format!("{PREFIX}user:{user}")
+}
+
+// ---- the wire format between instances ------------------------------------
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    from: String,
+    event: WireEvent,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireEvent {
+    Message {
+        message: WireMessage,
+        participants: [i64; 2],
+    },
+    Cursor {
+        chat_id: i64,
+        participants: [i64; 2],
+        user_id: i64,
+        read: bool,
+        up_to: i64,
+    },
+    Typing {
+        chat_id: i64,
+        user_id: i64,
+        recipient: i64,
+        active: bool,
+    },
+    ChatCreated {
+        chat_id: i64,
+        viewer: i64,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireMessage {
+    id: i64,
+    chat_id: i64,
+    seq: i64,
+    sender_id: i64,
+    sender: String,
+    body: String,
+    created: DateTime<Utc>,
+    client_id: Option<String>,
+}
+
+/// What another instance sent, ready for the fan-out thread.
+pub enum Remote {
+    Event(ChatEvent),
+    /// The fan-out thread reads the viewer's view of the chat.
+    ChatCreated {
+        chat: ChatId,
+        viewer: UserId,
+    },
+}
+
+fn wire_messages(instance: &str, event: &ChatEvent) -> Vec<(String, String)> {
+    let users = |p: &[UserId; 2]| [p[0].get(), p[1].get()];
+    let mut out: Vec<(String, WireEvent)> = Vec::new();
+    match event {
+        ChatEvent::MessageStored {
+            message,
+            participants,
+            ..
+        } => out.push((
+            chat_channel(message.chat_id),
+            WireEvent::Message {
+                message: WireMessage {
+                    id: message.id.get(),
+                    chat_id: message.chat_id.get(),
+                    seq: message.seq.get(),
+                    sender_id: message.sender.id.get(),
+                    sender: message.sender.username.as_ref().to_owned(),
+                    body: message.body.clone(),
+                    created: message.created,
+                    client_id: message.client_id.as_ref().map(|c| c.as_ref().to_owned()),
+                },
+                participants: users(participants),
+            },
+        )),
+        ChatEvent::CursorMoved {
+            chat_id,
+            participants,
+            user_id,
+            kind,
+            up_to,
+        } => out.push((
+            chat_channel(*chat_id),
+            WireEvent::Cursor {
+                chat_id: chat_id.get(),
+                participants: users(participants),
+                user_id: user_id.get(),
+                read: *kind == CursorKind::Read,
+                up_to: up_to.get(),
+            },
+        )),
+        ChatEvent::Typing {
+            chat_id,
+            user_id,
+            recipient,
+            active,
+        } => out.push((
+            chat_channel(*chat_id),
+            WireEvent::Typing {
+                chat_id: chat_id.get(),
+                user_id: user_id.get(),
+                recipient: recipient.get(),
+                active: *active,
+            },
+        )),
+        ChatEvent::ChatCreated { views } => {
+            for view in views.iter() {
+                out.push((
+                    user_channel(view.viewer),
+                    WireEvent::ChatCreated {
+                        chat_id: view.chat.id.get(),
+                        viewer: view.viewer.get(),
+                    },
+                ));
+            }
+        }
+        ChatEvent::Presence { .. } => {}
+    }
+    out.into_iter()
+        .filter_map(|(channel, event)| {
+            let envelope = Envelope {
+                from: instance.to_owned(),
+                event,
+            };
+            serde_json::to_string(&envelope)
+                .ok()
+                .map(|json| (channel, json))
+        })
+        .collect()
+}
+
+/// `None` for this instance's own events and for anything malformed.
+fn decode(instance: &str, payload: &str) -> Option<Remote> {
+    let envelope: Envelope = match serde_json::from_str(payload) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            tracing::warn!(%error, "an unreadable event on Redis, ignored");
+            return None;
+        }
+    };
+    if envelope.from == instance {
+        return None;
+    }
+    let seq = |n: i64| Seq::new(n);
+    let pair = |p: [i64; 2]| [UserId::new(p[0]), UserId::new(p[1])];
+    Some(match envelope.event {
+        WireEvent::Message {
+            message,
+            participants,
+        } => Remote::Event(ChatEvent::MessageStored {
+            message: DirectMessage {
+                id: MessageId::new(message.id),
+                chat_id: ChatId::new(message.chat_id),
+                seq: seq(message.seq)?,
+                sender: User {
+                    id: UserId::new(message.sender_id),
+                    username: Username::parse(&message.sender).ok()?,
+                },
+                body: message.body,
+                created: message.created,
+                client_id: match message.client_id {
+                    Some(raw) => Some(ClientId::parse(&raw).ok()?),
+                    None => None,
+                },
+            },
+            participants: pair(participants),
+            origin: None,
+        }),
+        WireEvent::Cursor {
+            chat_id,
+            participants,
+            user_id,
+            read,
+            up_to,
+        } => Remote::Event(ChatEvent::CursorMoved {
+            chat_id: ChatId::new(chat_id),
+            participants: pair(participants),
+            user_id: UserId::new(user_id),
+            kind: if read {
+                CursorKind::Read
+            } else {
+                CursorKind::Delivered
+            },
+            up_to: seq(up_to)?,
+        }),
+        WireEvent::Typing {
+            chat_id,
+            user_id,
+            recipient,
+            active,
+        } => Remote::Event(ChatEvent::Typing {
+            chat_id: ChatId::new(chat_id),
+            user_id: UserId::new(user_id),
+            recipient: UserId::new(recipient),
+            active,
+        }),
+        WireEvent::ChatCreated { chat_id, viewer } => Remote::ChatCreated {
+            chat: ChatId::new(chat_id),
+            viewer: UserId::new(viewer),
+        },
+    })
+}
+
+// ---- the relay's thread ---------------------------------------------------
+
+struct RelayTask {
+    client: redis::Client,
+    instance: String,
+    fan_out: SyncSender<Input>,
+    resync_every: Duration,
+    /// How many sockets here follow each chat / each user.
+    chats: HashMap<ChatId, usize>,
+    users: HashMap<UserId, usize>,
+    publisher: Option<redis::aio::MultiplexedConnection>,
+}
+
+type Subscriber = (redis::aio::PubSubSink, redis::aio::PubSubStream);
+
+impl RelayTask {
+    fn new(
+        client: redis::Client,
+        instance: String,
+        fan_out: SyncSender<Input>,
+        resync_every: Duration,
+    ) -> Self {
+        Self {
+            client,
+            instance,
+            fan_out,
+            resync_every,
+            chats: HashMap::new(),
+            users: HashMap::new(),
+            publisher: None,
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut subscriber: Option<Subscriber> = None;
+        let mut retry = RETRY_MIN;
+        let mut next_attempt = tokio::time::Instant::now();
+        let mut resync = tokio::time::interval(self.resync_every);
+        let mut ping = tokio::time::interval(PING_EVERY);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if subscriber.is_none() && tokio::time::Instant::now() >= next_attempt {
+                match self.connect().await {
+                    Ok(connected) => {
+                        tracing::info!(
+                            chats = self.chats.len(),
+                            users = self.users.len(),
+                            "Redis connected, subscriptions restored"
+                        );
+                        subscriber = Some(connected);
+                        retry = RETRY_MIN;
+                        // Whatever was published while we were away is in
+                        // the database: look now, not at the next tick.
+                        let _ = self.fan_out.send(Input::Resync);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in_ms = retry.as_millis() as u64, "Redis unreachable; delivering from the database meanwhile");
+                        next_attempt = tokio::time::Instant::now() + retry;
+                        retry = (retry * 2).min(RETRY_MAX);
+                    }
+                }
+            }
+            let wait_for_retry = tokio::time::sleep_until(next_attempt);
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else { return };
+                    for command in with_queued_publishes(command, &mut commands) {
+                        if let Err(error) = self.handle(command, &mut subscriber).await {
+                            tracing::warn!(%error, "Redis failed; reconnecting");
+                            subscriber = None;
+                            self.publisher = None;
+                        }
+                    }
+                }
+                message = next_message(&mut subscriber) => {
+                    match message {
+                        Some(message) => self.received(&message),
+                        None => {
+                            tracing::warn!("the Redis subscription closed; reconnecting");
+                            subscriber = None;
+                            self.publisher = None;
+                        }
+                    }
+                }
+                _ = ping.tick(), if subscriber.is_some() => {
+                    if let Some((sink, _)) = subscriber.as_mut() {
+                        let alive = tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<String>()).await;
+                        if !matches!(alive, Ok(Ok(_))) {
+                            tracing::warn!("Redis does not answer pings; reconnecting");
+                            subscriber = None;
+                            self.publisher = None;
+                        }
+                    }
+                }
+                _ = resync.tick() => {
+                    let _ = self.fan_out.send(Input::Resync);
+                }
+                () = wait_for_retry, if subscriber.is_none() => {}
+            }
+        }
+    }
+
+    async fn connect(&mut self) -> redis::RedisResult<Subscriber> {
+        let pubsub = within(self.client.get_async_pubsub()).await?;
+        let (mut sink, stream) = pubsub.split();
+        let channels: Vec<String> = self
+            .chats
+            .keys()
+            .map(|c| chat_channel(*c))
+            .chain(self.users.keys().map(|u| user_channel(*u)))
+            .collect();
+        for batch in channels.chunks(1000) {
+            within(sink.subscribe(batch)).await?;
+        }
+        self.publisher = Some(within(self.client.get_multiplexed_async_connection()).await?);
+        Ok((sink, stream))
+    }
+
+    async fn handle(
+        &mut self,
+        command: Command,
+        subscriber: &mut Option<Subscriber>,
+    ) -> redis::RedisResult<()> {
+        match command {
+            Command::Watch { chats, user, done } => {
+                let mut subscribe = Vec::new();
+                let mut track = Vec::new();
+                for (chat, held) in chats {
+                    let count = self.chats.entry(chat).or_insert(0);
+                    *count += 1;
+                    if *count == 1 {
+                        subscribe.push(chat_channel(chat));
+                    }
+                    // Tracked again even if followed: the fan-out keeps the
+                    // older position and catches this socket up from there.
+                    track.push((chat, held));
+                }
+                if let Some(user) = user {
+                    let count = self.users.entry(user).or_insert(0);
+                    *count += 1;
+                    if *count == 1 {
+                        subscribe.push(user_channel(user));
+                    }
+                }
+                // Subscribe first, then track: the tracking reads the
+                // database head, and anything committed after it then comes
+                // over Redis (or at the next resync if Redis is down).
+                let result = match subscriber.as_mut() {
+                    Some((sink, _)) if !subscribe.is_empty() => {
+                        within(sink.subscribe(&subscribe)).await
+                    }
+                    _ => Ok(()),
+                };
+                let _ = self.fan_out.send(Input::Track(track));
+                let _ = self.fan_out.send(Input::Confirm(done));
+                result
+            }
+            Command::Unwatch { chats, user } => {
+                let mut unsubscribe = Vec::new();
+                let mut untrack = Vec::new();
+                for chat in chats {
+                    if release(&mut self.chats, chat) {
+                        unsubscribe.push(chat_channel(chat));
+                        untrack.push(chat);
+                    }
+                }
+                if let Some(user) = user {
+                    if release(&mut self.users, user) {
+                        unsubscribe.push(user_channel(user));
+                    }
+                }
+                if !untrack.is_empty() {
+                    let _ = self.fan_out.send(Input::Untrack(untrack));
+                }
+                match subscriber.as_mut() {
+                    Some((sink, _)) if !unsubscribe.is_empty() => {
+                        within(sink.unsubscribe(&unsubscribe)).await
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Command::Publish(first) => {
+                let Some(connection) = self.publisher.as_mut() else {
+                    // Redis is down: the other instances read it from the
+                    // database at their next resync.
+                    return Ok(());
+                };
+                let mut pipe = redis::pipe();
+                for (channel, payload) in first {
+                    pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+                }
+                within(pipe.query_async::<()>(connection)).await
+            }
+        }
+    }
+
+    fn received(&self, message: &redis::Msg) {
+        let Ok(payload) = message.get_payload::<String>() else {
+            return;
+        };
+        if let Some(remote) = decode(&self.instance, &payload) {
+            // Blocks while the fan-out thread is behind: backpressure on
+            // Redis (its output buffer) rather than memory here.
+            let _ = self.fan_out.send(Input::Remote(remote));
+        }
+    }
+}
+
+/// `first`, with every publish queued behind it merged into one pipeline
+/// (one round trip for a whole burst), then the first other command.
+fn with_queued_publishes(
+    first: Command,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+) -> Vec<Command> {
+    let Command::Publish(mut batch) = first else {
+        return vec![first];
+    };
+    let mut other = None;
+    while batch.len() < 10_000 {
+        match commands.try_recv() {
+            Ok(Command::Publish(more)) => batch.extend(more),
+            Ok(command) => {
+                other = Some(command);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    std::iter::once(Command::Publish(batch))
+        .chain(other)
+        .collect()
+}
+
+/// Whether `key`'s count dropped to zero (and was removed).
+fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: K) -> bool {
+    match counts.get_mut(&key) {
+        Some(count) if *count > 1 => {
+            *count -= 1;
+            false
+        }
+        Some(_) => {
+            counts.remove(&key);
+            true
+        }
+        None => false,
+    }
+}
+
+async fn within<T>(
+    future: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    match tokio::time::timeout(REDIS_TIMEOUT, future).await {
+        Ok(result) => result,
+        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "Redis did not answer in time",
+        ))),
+    }
+}
+
+async fn next_message(subscriber: &mut Option<Subscriber>) -> Option<redis::Msg> {
+    match subscriber.as_mut() {
+        Some((_, stream)) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,341 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+//! Several instances of the real binary on one PostgreSQL database, with a
+//! `redis-server` of the test's own between them (CHAT_REDIS_URL): user A
+//! on instance 1, user B on instance 2, seed and v2 sockets, traffic both
+//! ways; then faults of Redis during the traffic. At the end of each, every
+//! socket holds every message of its chat exactly once and in order, and
+//! the database holds each once.
+//!
+//! PostgreSQL-only (the postgres build with TEST_DATABASE_URL): SQLite is
+//! single-instance, which the first test checks. `redis-server` must be
+//! installed; without it the tests say so and pass, unless REQUIRE_REDIS=1.
+
+mod common;
+
+use std::time::Duration;
+
+use chat_persistence::Backend;
+use common::deployment::{assert_no_panic_in_logs, Deployment};
+use common::process::ServerProcess;
+use common::redis::RedisProcess;
+use common::v2::V2Client;
+use common::{Api, TestUser, WsClient};
+use serde_json::json;
+
+#[actix_web::test]
+async fn with_redis_and_sqlite_the_server_refuses_to_start_and_says_why() {
+    let data = tempfile::tempdir().unwrap();
+    let started = ServerProcess::start(&[
+        ("CHAT_DATA_DIR", data.path().to_str().unwrap()),
+        ("CHAT_JWT_SECRET", common::process::TEST_JWT_SECRET),
+        ("CHAT_REDIS_URL", "redis://127.0.0.1:1/"),
+    ]);
+
+    let Err(output) = started else {
+        panic!("started with SQLite and Redis");
+    };
+    assert!(
+        output.contains("CHAT_REDIS_URL needs a PostgreSQL DATABASE_URL"),
+        "{output}"
+    );
+}
+
+/// A PostgreSQL deployment and a Redis, or `None` (skipped, said why).
+fn cluster() -> Option<(Deployment, RedisProcess)> {
+    let deployment = Deployment::new();
+    if deployment.database.backend() != Backend::Postgres {
+        eprintln!("SKIPPED here: a cluster needs PostgreSQL (runs in the PostgreSQL suite)");
+        return None;
+    }
+    let redis = RedisProcess::start()?;
+    Some((deployment, redis))
+}
+
+async fn instance(deployment: &Deployment, redis: &RedisProcess) -> ServerProcess {
+    deployment
+        .start_in_background(&[
+            ("CHAT_REDIS_URL", &redis.url()),
+            ("CHAT_CLUSTER_RESYNC", "300ms"),
+        ])
+        .await
+}
+
+/// `(chat_id, seq)` of every `message` and `ack` until `count` of them.
+async fn gather_v2(client: &mut V2Client, count: usize) -> Vec<(i64, i64)> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        let frame = client.next().await;
+        if matches!(frame["type"].as_str(), Some("message" | "ack")) {
+            let message = &frame["message"];
+            got.push((
+                message["chat_id"].as_i64().unwrap(),
+                message["seq"].as_i64().unwrap(),
+            ));
+        }
+    }
+    got
+}
+
+/// The ids of `count` seed `message` frames.
+async fn gather_seed(socket: &mut WsClient, count: usize) -> Vec<i64> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        let frame = socket.next_json().await;
+        if let Some(id) = frame["message"]["id"].as_i64() {
+            got.push(id);
+        }
+    }
+    got
+}
+
+/// Exactly `1..=n` of `chat`, in order.
+fn assert_exactly_once_in_order(got: &[(i64, i64)], chat: i64, n: i64, who: &str) {
+    let expected: Vec<(i64, i64)> = (1..=n).map(|seq| (chat, seq)).collect();
+    assert_eq!(got, expected.as_slice(), "{who}");
+}
+
+/// The ids of every stored message of `chat`, oldest first (each once:
+/// seqs are dense), checked against `n`.
+async fn stored_ids(api: &Api, user: &TestUser, chat: i64, n: usize) -> Vec<i64> {
+    let page = api.messages_page(user, chat, "limit=200").await;
+    let messages = page.body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), n, "stored once each: {}", page.body);
+    messages.iter().map(|m| m["id"].as_i64().unwrap()).collect()
+}
+
+/// Nothing more arrives on a v2 socket (no late duplicate).
+async fn assert_no_more_messages(client: &mut V2Client, who: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
+    while let Ok(received) = tokio::time::timeout_at(deadline, client.socket.receive()).await {
+        if let common::Received::Json(frame) = received {
+            assert!(
+                !matches!(frame["type"].as_str(), Some("message" | "ack")),
+                "{who}: a late frame {frame}"
+            );
+        } else {
+            panic!("{who}: closed");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn two_instances_carry_messages_reads_and_new_chats_both_ways_exactly_once() {
+    let Some((deployment, redis)) = cluster() else {
+        return;
+    };
+    let one = instance(&deployment, &redis).await;
+    let two = instance(&deployment, &redis).await;
+    let (api1, api2) = (Api::new(one.port), Api::new(two.port));
+    let alice = api1.user("alice").await;
+    let bob = api2.user("bob").await;
+    let mut alice_v2 = api1.connect_v2(&alice).await;
+    let mut bob_v2 = api2.connect_v2(&bob).await;
+
+    // A chat created on instance 1 reaches bob's socket on instance 2.
+    let chat = api1.chat(&alice, &bob).await;
+    let created = bob_v2.expect("chat").await;
+    assert_eq!(created["chat"]["id"], chat);
+    assert_eq!(created["chat"]["other_user"]["username"], "alice");
+    assert_eq!(alice_v2.expect("chat").await["chat"]["id"], chat);
+    let mut alice_seed = api1.connect(&alice, chat).await;
+    let mut bob_seed = api2.connect(&bob, chat).await;
+
+    // Four senders, two instances, both protocols and REST (alice's REST
+    // sends go to instance 2, bob's seed sends are on instance 2).
+    let rounds = 15;
+    for round in 0..rounds {
+        alice_v2
+            .send(chat, &format!("a-{round}"), &format!("alice v2 {round}"))
+            .await;
+        bob_v2
+            .send(chat, &format!("b-{round}"), &format!("bob v2 {round}"))
+            .await;
+        let posted = api2
+            .post_message(
+                &alice,
+                chat,
+                &format!("alice rest {round}"),
+                &format!("ar-{round}"),
+            )
+            .await;
+        assert_eq!(posted.status, 201, "{posted:?}");
+        bob_seed.send_body(&format!("bob seed {round}")).await;
+    }
+    let n = rounds * 4;
+
+    let alice_got = gather_v2(&mut alice_v2, n).await;
+    let bob_got = gather_v2(&mut bob_v2, n).await;
+    assert_exactly_once_in_order(
+        &alice_got,
+        chat,
+        n as i64,
+        "alice's v2 socket on instance 1",
+    );
+    assert_exactly_once_in_order(&bob_got, chat, n as i64, "bob's v2 socket on instance 2");
+    let ids = stored_ids(&api1, &alice, chat, n).await;
+    assert_eq!(
+        gather_seed(&mut alice_seed, n).await,
+        ids,
+        "alice's seed socket on instance 1"
+    );
+    assert_eq!(
+        gather_seed(&mut bob_seed, n).await,
+        ids,
+        "bob's seed socket on instance 2"
+    );
+
+    // A read on instance 2 is announced on instance 1.
+    assert_eq!(api2.post_read(&bob, chat, n as i64).await.status, 200);
+    loop {
+        let frame = alice_v2.next().await;
+        if frame["type"] == "read" && frame["user_id"] == bob.id {
+            assert_eq!(frame["up_to"], n as i64);
+            break;
+        }
+    }
+    // Typing crosses too.
+    bob_v2
+        .send_frame(json!({"type": "typing", "chat_id": chat, "active": true}))
+        .await;
+    loop {
+        let frame = alice_v2.next().await;
+        if frame["type"] == "typing" {
+            assert_eq!(
+                frame,
+                json!({"type": "typing", "chat_id": chat, "user_id": bob.id, "active": true})
+            );
+            break;
+        }
+    }
+    assert_no_more_messages(&mut alice_v2, "alice").await;
+    assert_no_more_messages(&mut bob_v2, "bob").await;
+    assert_no_panic_in_logs(&one);
+    assert_no_panic_in_logs(&two);
+}
+
+/// Sends `count` messages each way (alice on instance 1, bob on 2) from
+/// `from`, numbering their client ids from there.
+async fn both_ways(
+    alice_v2: &mut V2Client,
+    bob_v2: &mut V2Client,
+    chat: i64,
+    from: usize,
+    count: usize,
+) {
+    for i in from..from + count {
+        alice_v2
+            .send(chat, &format!("a-{i}"), &format!("from alice {i}"))
+            .await;
+        bob_v2
+            .send(chat, &format!("b-{i}"), &format!("from bob {i}"))
+            .await;
+    }
+}
+
+struct TwoSides {
+    _one: ServerProcess,
+    _two: ServerProcess,
+    alice_v2: V2Client,
+    bob_v2: V2Client,
+    bob_seed: WsClient,
+    api: Api,
+    alice: TestUser,
+    chat: i64,
+}
+
+async fn two_sides(deployment: &Deployment, redis: &RedisProcess) -> TwoSides {
+    let one = instance(deployment, redis).await;
+    let two = instance(deployment, redis).await;
+    let (api1, api2) = (Api::new(one.port), Api::new(two.port));
+    let alice = api1.user("alice").await;
+    let bob = api2.user("bob").await;
+    let chat = api1.chat(&alice, &bob).await;
+    let alice_v2 = api1.connect_v2(&alice).await;
+    let bob_v2 = api2.connect_v2(&bob).await;
+    let bob_seed = api2.connect(&bob, chat).await;
+    TwoSides {
+        _one: one,
+        _two: two,
+        alice_v2,
+        bob_v2,
+        bob_seed,
+        api: api1,
+        alice,
+        chat,
+    }
+}
+
+/// After all traffic: each socket has `n` exactly once in order, and the
+/// database holds each once.
+async fn assert_everything_arrived(sides: &mut TwoSides, n: usize) {
+    let chat = sides.chat;
+    let alice_got = gather_v2(&mut sides.alice_v2, n).await;
+    let bob_got = gather_v2(&mut sides.bob_v2, n).await;
+    assert_exactly_once_in_order(&alice_got, chat, n as i64, "alice on instance 1");
+    assert_exactly_once_in_order(&bob_got, chat, n as i64, "bob on instance 2");
+    let ids = stored_ids(&sides.api, &sides.alice, chat, n).await;
+    assert_eq!(
+        gather_seed(&mut sides.bob_seed, n).await,
+        ids,
+        "bob's seed socket"
+    );
+    assert_no_more_messages(&mut sides.alice_v2, "alice").await;
+    assert_no_more_messages(&mut sides.bob_v2, "bob").await;
+}
+
+#[actix_web::test]
+async fn a_redis_restart_during_traffic_loses_nothing_and_repeats_nothing() {
+    let Some((deployment, mut redis)) = cluster() else {
+        return;
+    };
+    let mut sides = two_sides(&deployment, &redis).await;
+    let chat = sides.chat;
+
+    both_ways(&mut sides.alice_v2, &mut sides.bob_v2, chat, 0, 10).await;
+    redis.stop();
+    // Sent while Redis is gone: the instances find them in the database.
+    both_ways(&mut sides.alice_v2, &mut sides.bob_v2, chat, 10, 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.start_again();
+    both_ways(&mut sides.alice_v2, &mut sides.bob_v2, chat, 20, 10).await;
+
+    assert_everything_arrived(&mut sides, 60).await;
+}
+
+#[actix_web::test]
+async fn with_redis_paused_longer_than_its_timeouts_messages_still_arrive_once() {
+    let Some((deployment, redis)) = cluster() else {
+        return;
+    };
+    let mut sides = two_sides(&deployment, &redis).await;
+    let chat = sides.chat;
+
+    both_ways(&mut sides.alice_v2, &mut sides.bob_v2, chat, 0, 5).await;
+    redis.pause();
+    both_ways(&mut sides.alice_v2, &mut sides.bob_v2, chat, 5, 5).await;
+    // Longer than the relay's 2 s timeouts: it gives up on this Redis.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.resume();
+    both_ways(&mut sides.alice_v2, &mut sides.bob_v2, chat, 10, 5).await;
+
+    assert_everything_arrived(&mut sides, 30).await;
+}
+
+#[actix_web::test]
+async fn a_killed_subscriber_connection_is_replaced_and_nothing_is_lost() {
+    let Some((deployment, redis)) = cluster() else {
+        return;
+    };
+    let mut sides = two_sides(&deployment, &redis).await;
+    let chat = sides.chat;
+
+    both_ways(&mut sides.alice_v2, &mut sides.bob_v2, chat, 0, 5).await;
+    let killed = redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert!(
+        killed.is_some_and(|answer| answer.starts_with(':')),
+        "CLIENT KILL answered"
+    );
+    both_ways(&mut sides.alice_v2, &mut sides.bob_v2, chat, 5, 5).await;
+
+    assert_everything_arrived(&mut sides, 20).await;
+}
