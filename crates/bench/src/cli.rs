@@ -26,6 +26,12 @@ pub struct Cli {
     #[arg(long)]
     pub allow_remote: bool,
 
+    /// A second instance of a cluster: each chat's second participant
+    /// connects there (the first to --url), so every message crosses
+    /// between instances. REST setup goes to --url.
+    #[arg(long)]
+    pub second_url: Option<String>,
+
     #[arg(long, value_enum, default_value_t = Mode::Closed)]
     pub mode: Mode,
 

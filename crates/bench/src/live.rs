@@ -62,11 +62,12 @@ pub(crate) async fn connect_all(
         let Some((chat, participant)) = plan.participant(conn) else {
             continue;
         };
+        let instance = target.for_conn(conn);
         let url = match protocol {
-            Protocol::Seed => target.ws_url(chat.id, &participant.token),
-            Protocol::V2 => target.ws_v2_url(&participant.token),
+            Protocol::Seed => instance.ws_url(chat.id, &participant.token),
+            Protocol::V2 => instance.ws_v2_url(&participant.token),
         };
-        let addr = target.addr;
+        let addr = instance.addr;
         let source = conn::source_for(conn, scenario.source_ips);
         let timeout = scenario.connect_timeout;
         let permits = permits.clone();

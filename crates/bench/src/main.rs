@@ -31,6 +31,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let target = match cli
+        .second_url
+        .as_deref()
+        .map(|url| Target::parse(url, cli.allow_remote))
+    {
+        None => target,
+        Some(Ok(second)) => target.with_second_instance(second),
+        Some(Err(error)) => {
+            eprintln!("chat-bench: --second-url: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut scenario = cli.scenario();
     let sockets = scenario.connections() + 64;
 

@@ -20,6 +20,8 @@ pub struct Target {
     pub authority: String,
     /// The address connections are made to.
     pub addr: SocketAddr,
+    /// A second instance of a cluster, for every chat's second participant.
+    pub second: Option<Box<Target>>,
 }
 
 impl Target {
@@ -63,6 +65,7 @@ impl Target {
         Ok(Self {
             authority: with_port,
             addr,
+            second: None,
         })
     }
 
@@ -71,6 +74,21 @@ impl Target {
         Self {
             authority: addr.to_string(),
             addr,
+            second: None,
+        }
+    }
+
+    /// Sends every chat's second participant (odd connections) to `second`.
+    pub fn with_second_instance(mut self, second: Target) -> Self {
+        self.second = Some(Box::new(second));
+        self
+    }
+
+    /// Where connection `conn`'s socket goes.
+    pub fn for_conn(&self, conn: usize) -> &Target {
+        match &self.second {
+            Some(second) if conn % 2 == 1 => second,
+            _ => self,
         }
     }
 
