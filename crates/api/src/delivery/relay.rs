@@ -471,9 +471,12 @@ impl RelayTask {
                 }
                 _ = ping.tick(), if subscriber.is_some() => {
                     if let Some((sink, _)) = subscriber.as_mut() {
-                        let alive = tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<String>()).await;
-                        if !matches!(alive, Ok(Ok(_))) {
-                            tracing::warn!("Redis does not answer pings; reconnecting");
+                        let alive = tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>()).await;
+                        // Subscribed, Redis answers a PING with a `pong`
+                        // array, so any answer counts; only an error or
+                        // silence means the connection is gone.
+                        if let Err(why) = alive.map_err(|_| "timed out".to_owned()).and_then(|r| r.map_err(|e| e.to_string())) {
+                            tracing::warn!(%why, "Redis does not answer pings; reconnecting");
                             subscriber = None;
                             self.publisher = None;
                         }
