@@ -207,6 +207,27 @@ async fn two_instances_carry_messages_reads_and_new_chats_both_ways_exactly_once
             break;
         }
     }
+    // And its end when bob's message is stored (not only at the timeout).
+    bob_v2.send(chat, "b-last", "done typing").await;
+    let mut after = Vec::new();
+    while after.len() < 2 {
+        let frame = alice_v2.next().await;
+        if matches!(frame["type"].as_str(), Some("message" | "typing")) {
+            after.push(frame);
+        }
+    }
+    assert_eq!(after[0]["message"]["seq"], n as i64 + 1, "{after:?}");
+    assert_eq!(
+        after[1],
+        json!({"type": "typing", "chat_id": chat, "user_id": bob.id, "active": false})
+    );
+    loop {
+        let frame = bob_v2.next().await;
+        if frame["type"] == "ack" {
+            assert_eq!(frame["message"]["seq"], n as i64 + 1);
+            break;
+        }
+    }
     assert_no_more_messages(&mut alice_v2, "alice").await;
     assert_no_more_messages(&mut bob_v2, "bob").await;
     for server in [&one, &two] {
@@ -216,7 +237,10 @@ async fn two_instances_carry_messages_reads_and_new_chats_both_ways_exactly_once
         // database, but a second late).
         let logs = server.logs();
         assert_eq!(logs.matches("Redis connected").count(), 1, "{logs}");
-        assert!(!logs.contains("gap filled"), "no gap without a fault: {logs}");
+        assert!(
+            !logs.contains("gap filled"),
+            "no gap without a fault: {logs}"
+        );
     }
 }
 

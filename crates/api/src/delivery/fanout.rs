@@ -190,7 +190,13 @@ impl ClusteredDelivery {
     fn deliver(&self, out: Vec<Delivery>) {
         for delivery in out {
             match delivery {
-                Delivery::Event(event) => self.hub.deliver(&event),
+                Delivery::Event(event) => {
+                    // The typer is on this instance: their typing ended
+                    // with the message, for the other instances too.
+                    if let Some(stopped) = self.hub.deliver_reporting_typing_end(&event) {
+                        self.relay.publish(&stopped);
+                    }
+                }
                 Delivery::AckOnly { message, origin } => self.hub.acknowledge(&message, origin),
             }
         }

@@ -208,6 +208,13 @@ impl Hub {
 
     /// Delivers one committed event to every socket it concerns.
     pub fn deliver(&self, event: &ChatEvent) {
+        let _ = self.deliver_reporting_typing_end(event);
+    }
+
+    /// [`deliver`](Self::deliver), returning the end of the sender's typing
+    /// that a message caused (delivered here too), so a cluster can tell
+    /// the other instances.
+    pub fn deliver_reporting_typing_end(&self, event: &ChatEvent) -> Option<ChatEvent> {
         let mut too_slow = Vec::new();
         {
             let sockets = self.sockets();
@@ -315,15 +322,15 @@ impl Hub {
         }
         self.drop_too_slow(too_slow);
         // The typer's message ends their typing, announced after it.
-        if let ChatEvent::MessageStored { message, .. } = event {
-            if let Some(stopped) = self
-                .inner
-                .typing
-                .message_stored(message.chat_id, message.sender.id)
-            {
-                self.deliver(&stopped);
-            }
-        }
+        let ChatEvent::MessageStored { message, .. } = event else {
+            return None;
+        };
+        let stopped = self
+            .inner
+            .typing
+            .message_stored(message.chat_id, message.sender.id)?;
+        self.deliver(&stopped);
+        Some(stopped)
     }
 
     /// A chat created on another instance of a cluster: its viewer's view.
