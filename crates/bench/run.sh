@@ -49,10 +49,13 @@ read -r -a BASELINE_BACKENDS <<<"${BENCH_BASELINE_BACKENDS:-sqlite}"
 if [ $SMOKE = 1 ]; then
     SEED_SCENARIOS=(closed-20 rate-50x10 history-10x100 chat-list-20)
     V2_SCENARIOS=(v2-closed-20 v2-reconnect-20 v2-rate-20x10 v2-rate-20x10-typing v2-paging-5000)
+    CLUSTER_SCENARIOS=(cluster-closed-20)
 else
     SEED_SCENARIOS=(closed-500 rate-1000x10 rate-5000x1 history-200 chat-list-1000)
     V2_SCENARIOS=(v2-closed-500 v2-reconnect-2000 v2-catchup-100k v2-rate-1000x10
         v2-rate-1000x10-typing v2-paging-1m)
+    # PostgreSQL only: two instances with Redis between them.
+    CLUSTER_SCENARIOS=(cluster-closed-500)
 fi
 
 wanted() {
@@ -118,10 +121,10 @@ has_memory_feature() { grep -qE '^memory *=' "$ROOT/Cargo.toml"; }
 
 BACKENDS=()
 FEATURES=()
-if [ $SMOKE = 1 ]; then
-    BACKENDS=(sqlite)
-elif [ -n "${BENCH_BACKENDS:-}" ]; then
+if [ -n "${BENCH_BACKENDS:-}" ]; then
     read -r -a BACKENDS <<<"$BENCH_BACKENDS"
+elif [ $SMOKE = 1 ]; then
+    BACKENDS=(sqlite)
 else
     BACKENDS=(sqlite)
     if [ -n "${TEST_DATABASE_URL:-}" ]; then
@@ -296,6 +299,70 @@ run_scenario() {
     stop_server
 }
 
+# run_cluster_scenario NAME chat-bench-args...: two instances of this tree
+# on one fresh PostgreSQL database, a redis-server of the run's own between
+# them (never the shared one), each chat's second participant on the second
+# instance. Labelled `postgres`, so its targets can refer to that backend's
+# single-instance rows of the same run.
+run_cluster_scenario() {
+    local name="$1"
+    shift
+    say "postgres, two instances + Redis: $name"
+    if ! command -v redis-server >/dev/null; then
+        say "$name SKIPPED: redis-server is not installed (apt-get install redis-server)"
+        return 0
+    fi
+    local dir redis_port redis_pid i port pids=() urls=() status=0
+    dir="$(mktemp -d "$WORK/cluster.XXXX")"
+    redis_port="$(free_port)"
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+        >"$dir/redis.log" 2>&1 &
+    redis_pid=$!
+    fresh_database postgres "$dir"
+    for i in 1 2; do
+        port="$(free_port)"
+        CHAT_ADDR="127.0.0.1:$port" CHAT_DATA_DIR="$dir" DATABASE_URL="$DB_URL" \
+        CHAT_REDIS_URL="redis://127.0.0.1:$redis_port/" \
+        CHAT_JWT_SECRET="benchmark secret, at least 32 bytes long" \
+        CHAT_WORKERS="${CHAT_WORKERS:-2}" RUST_LOG="${RUST_LOG:-warn}" \
+        CHAT_WS_RATE="${CHAT_WS_RATE:-1000000}" CHAT_WS_BURST="${CHAT_WS_BURST:-1000000}" \
+            "$SERVER" >"$dir/server$i.log" 2>&1 &
+        pids+=($!)
+        urls+=("http://127.0.0.1:$port")
+        for _ in $(seq 1 $((START_TIMEOUT * 10))); do
+            port_is_free "$port" || break
+            sleep 0.1
+        done
+    done
+    local out="$WORK/postgres-$name.out"
+    timeout --kill-after=10 "$STEP_TIMEOUT" "$BENCH" --url "${urls[0]}" --second-url "${urls[1]}" \
+        --server-pid "${pids[0]}" --threads "$THREADS" --name "$name" --label postgres \
+        --reference "$RESULTS" "$@" | tee "$out" || status=$?
+    if [ "$status" = 0 ] && tail -1 "$out" | grep -q '^{'; then
+        tail -1 "$out" >>"$RESULTS"
+    else
+        printf '{"name":"%s","label":"postgres","error":"chat-bench exited with %s"}\n' \
+            "$name" "$status" >>"$RESULTS"
+        tail -5 "$dir"/server*.log >&2 || true
+    fi
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+    kill "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+}
+
+# Against the single-instance row of the same run. Sets ARGS.
+cluster_args() {
+    case "$1" in
+        cluster-closed-500) ARGS=(--mode closed --chats 500 --users 101 --duration "$D" --warmup 2s
+            --expect 'delivered_per_s>=0.7x@closed-500' --expect 'lost==0' --expect 'duplicated==0'
+            --expect 'out_of_order==0' --show 'latency_p99_ms') ;;
+        cluster-closed-20) ARGS=(--mode closed --chats 20 --duration 2s --warmup 500ms
+            --expect 'lost==0' --expect 'duplicated==0' --expect 'out_of_order==0') ;;
+        *) echo "no cluster scenario $1" >&2; exit 2 ;;
+    esac
+}
+
 # --- the scenarios ------------------------------------------------------------
 D="${DURATION}s"
 
@@ -403,6 +470,12 @@ for backend in "${BACKENDS[@]}"; do
         wanted "$name" || continue
         v2_args "$name"
         SCENARIO_TIMEOUT="$TIMEOUT" run_scenario "$backend" "$name" "${ARGS[@]}"
+    done
+    [ "$backend" = postgres ] || continue
+    for name in "${CLUSTER_SCENARIOS[@]}"; do
+        wanted "$name" || continue
+        cluster_args "$name"
+        run_cluster_scenario "$name" "${ARGS[@]}"
     done
 done
 
