@@ -19,7 +19,7 @@ use chat_domain::chat::{
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::JsonObject;
+use super::{parse_decimal, query_params, JsonObject};
 use crate::auth::CurrentUser;
 use crate::delivery::StoreFailure;
 use crate::error::{run_blocking, ApiError};
@@ -184,24 +184,7 @@ fn required_string<'a>(request: &'a Map<String, Value>, field: &str) -> Result<&
 /// `before=<seq>` or `after=<seq>` (integers >= 0, not both) and
 /// `limit=<1..200>`; other parameters are ignored.
 fn page_query(query: &str) -> Result<(PageAnchor, PageLimit), ApiError> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?
-        .into_inner();
-    let mut before = None;
-    let mut after = None;
-    let mut limit = None;
-    for (name, value) in pairs {
-        let slot = match name.as_str() {
-            "before" => &mut before,
-            "after" => &mut after,
-            "limit" => &mut limit,
-            _ => continue,
-        };
-        if slot.is_some() {
-            return Err(ApiError::BadRequest(format!("{name} is given twice")));
-        }
-        *slot = Some(value);
-    }
+    let [before, after, limit] = query_params(query, ["before", "after", "limit"])?;
     let cursor = |name: &str, value: Option<String>| -> Result<Option<Seq>, ApiError> {
         value
             .map(|v| {
@@ -234,14 +217,6 @@ fn page_query(query: &str) -> Result<(PageAnchor, PageLimit), ApiError> {
             })?,
     };
     Ok((anchor, limit))
-}
-
-/// Plain decimal digits only (no sign, space or exponent).
-pub(super) fn parse_decimal(text: &str) -> Option<i64> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
 }
 
 #[cfg(test)]

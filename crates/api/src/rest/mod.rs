@@ -78,3 +78,33 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed)
 }
+
+/// The values of the query parameters `names`, in that order, each given at
+/// most once (twice is a `400`); other parameters are ignored.
+pub(crate) fn query_params<const N: usize>(
+    query: &str,
+    names: [&str; N],
+) -> Result<[Option<String>; N], ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?
+        .into_inner();
+    let mut values: [Option<String>; N] = std::array::from_fn(|_| None);
+    for (name, value) in pairs {
+        let Some(slot) = names.iter().position(|n| *n == name) else {
+            continue;
+        };
+        if values[slot].is_some() {
+            return Err(ApiError::BadRequest(format!("{name} is given twice")));
+        }
+        values[slot] = Some(value);
+    }
+    Ok(values)
+}
+
+/// Plain decimal digits only (no sign, space or exponent).
+pub(crate) fn parse_decimal(text: &str) -> Option<i64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::dto::UserDto;
-use super::messages::parse_decimal;
+use super::{parse_decimal, query_params};
 use crate::auth::CurrentUser;
 use crate::error::{run_blocking, ApiError};
 use crate::state::AppState;
@@ -42,22 +42,7 @@ pub async fn list_users(
 
 /// `None` for the seed's plain listing, else the needle and the limit.
 fn search_query(query: &str) -> Result<Option<(String, usize)>, ApiError> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?
-        .into_inner();
-    let mut search = None;
-    let mut limit = None;
-    for (name, value) in pairs {
-        let slot = match name.as_str() {
-            "search" => &mut search,
-            "limit" => &mut limit,
-            _ => continue,
-        };
-        if slot.is_some() {
-            return Err(ApiError::BadRequest(format!("{name} is given twice")));
-        }
-        *slot = Some(value);
-    }
+    let [search, limit] = query_params(query, ["search", "limit"])?;
     let Some(needle) = search else {
         return match limit {
             None => Ok(None),
