@@ -7,9 +7,13 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use chat_api::auth::{Argon2Hasher, JwtTokens};
+use chat_api::delivery::cluster_presence::{ClusterPresence, RemotePresence};
 use chat_api::delivery::fanout::ClusterParts;
-use chat_api::delivery::timers::TimerWork;
-use chat_api::delivery::{FanOut, Hub, LocalPresence, LocalTyping, MessageWriter, Timers};
+use chat_api::delivery::relay::PresenceParts;
+use chat_api::delivery::timers::{ClusterTimers, TimerWork};
+use chat_api::delivery::{
+    FanOut, Hub, LocalPresence, LocalTyping, MessageWriter, PresenceRegistry, Timers,
+};
 use chat_api::ws::{ConnectionLimits, RateLimit};
 use chat_api::{ApiConfig, AppState};
 use chat_domain::chat::{
@@ -136,7 +140,18 @@ impl Application {
         // services that publish to it, the writer that stores through them.
         let presence = Arc::new(LocalPresence::new(settings.presence_grace));
         let typing = Arc::new(LocalTyping::new(settings.typing_ttl));
-        let hub = Hub::new(presence.clone(), typing.clone());
+        // In a cluster, online means on any instance.
+        let remote_presence = settings
+            .cluster_redis_url()
+            .map(|_| Arc::new(RemotePresence::new()));
+        let presence_registry: Arc<dyn PresenceRegistry> = match &remote_presence {
+            Some(remote) => Arc::new(ClusterPresence {
+                local: presence.clone(),
+                remote: remote.clone(),
+            }),
+            None => presence.clone(),
+        };
+        let hub = Hub::new(presence_registry.clone(), typing.clone());
         let fan_out_failed = |e: std::io::Error| {
             StartupError::Setting(format!("cannot start the fan-out thread: {e}"))
         };
@@ -155,6 +170,10 @@ impl Application {
                         chats: store.chats.clone(),
                         redis_url: redis_url.to_owned(),
                         resync_every: settings.cluster_resync,
+                        presence: PresenceParts {
+                            local: presence.clone(),
+                            remote: remote_presence.clone().unwrap_or_default(),
+                        },
                     },
                 )
                 .map_err(fan_out_failed)?;
@@ -181,6 +200,13 @@ impl Application {
             chats: chats.clone(),
             users: store.users.clone(),
             broadcaster: broadcaster.clone(),
+            cluster: match (&relay, &remote_presence) {
+                (Some(relay), Some(remote)) => Some(ClusterTimers {
+                    remote: remote.clone(),
+                    relay: relay.clone(),
+                }),
+                _ => None,
+            },
         })
         .map_err(|e| StartupError::Setting(format!("cannot start the timers thread: {e}")))?;
         let state = AppState {
@@ -195,7 +221,7 @@ impl Application {
             writer,
             broadcaster,
             relay,
-            presence,
+            presence: presence_registry,
             typing,
             connections: ConnectionLimits::new(
                 settings.max_connections,

@@ -441,3 +441,84 @@ async fn an_instance_killed_mid_traffic_loses_nothing_its_clients_catch_up_on_an
     assert_no_more_messages(&mut alice_v2, "alice").await;
     assert_no_panic_in_logs(&one);
 }
+
+/// The next `presence` frame about `user` (other frames skipped).
+async fn presence_of(client: &mut V2Client, user: &TestUser) -> serde_json::Value {
+    loop {
+        let frame = client.next_any().await;
+        if frame["type"] == "presence" && frame["user_id"] == user.id {
+            return frame;
+        }
+    }
+}
+
+/// No `presence` frame about `user` for `wait`.
+async fn no_presence_of(client: &mut V2Client, user: &TestUser, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(received) = tokio::time::timeout_at(deadline, client.socket.receive()).await {
+        if let common::Received::Json(frame) = received {
+            assert!(
+                !(frame["type"] == "presence" && frame["user_id"] == user.id),
+                "unexpected: {frame}"
+            );
+        }
+    }
+}
+
+#[actix_web::test]
+async fn presence_is_the_clusters_online_anywhere_offline_once_gone_everywhere() {
+    let Some((deployment, redis)) = cluster() else {
+        return;
+    };
+    let url = redis.url();
+    let settings = [
+        ("CHAT_REDIS_URL", url.as_str()),
+        ("CHAT_CLUSTER_RESYNC", "300ms"),
+        ("CHAT_PRESENCE_GRACE", "300ms"),
+    ];
+    let mut one = deployment.start_in_background(&settings).await;
+    let two = deployment.start_in_background(&settings).await;
+    let (api1, api2) = (Api::new(one.port), Api::new(two.port));
+    let alice = api1.user("alice").await;
+    let bob = api2.user("bob").await;
+    api1.chat(&alice, &bob).await;
+    let mut bob_v2 = api2.connect_v2(&bob).await;
+
+    // Alice comes online on instance 1: bob, on 2, is told, and a new
+    // socket of his sees her online in its hello.
+    let alice_on_one = api1.connect_v2(&alice).await;
+    assert_eq!(presence_of(&mut bob_v2, &alice).await["online"], true);
+    let later = api2.connect_v2(&bob).await;
+    assert_eq!(
+        later.hello["chats"][0]["other_user"]["online"], true,
+        "{}",
+        later.hello
+    );
+    later.close().await;
+
+    // A second device on instance 2, then the first closes: still online.
+    let alice_on_two = api2.connect_v2(&alice).await;
+    alice_on_one.close().await;
+    no_presence_of(&mut bob_v2, &alice, Duration::from_millis(1500)).await;
+
+    // The last one closes: offline, with a last_seen, after the grace.
+    alice_on_two.close().await;
+    let offline = presence_of(&mut bob_v2, &alice).await;
+    assert_eq!(offline["online"], false);
+    assert!(offline["last_seen"].is_string(), "{offline}");
+
+    // Online on instance 1 again, which then dies: offline within the
+    // heartbeat's lifetime (three resync intervals).
+    let _alice_again = api1.connect_v2(&alice).await;
+    assert_eq!(presence_of(&mut bob_v2, &alice).await["online"], true);
+    let killed = tokio::time::Instant::now();
+    common::deployment::kill_9(&mut one);
+    let gone = presence_of(&mut bob_v2, &alice).await;
+    assert_eq!(gone["online"], false);
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        killed.elapsed()
+    );
+    assert_no_panic_in_logs(&two);
+}

@@ -52,6 +52,7 @@ pub struct ClusterParts {
     pub chats: Arc<dyn ChatRepository>,
     pub redis_url: String,
     pub resync_every: std::time::Duration,
+    pub presence: super::relay::PresenceParts,
 }
 
 impl FanOut {
@@ -87,8 +88,13 @@ impl FanOut {
         parts: ClusterParts,
     ) -> std::io::Result<(Self, Relay, std::thread::JoinHandle<()>)> {
         let (queue, queued) = mpsc::sync_channel::<Input>(capacity.max(1));
-        let relay = Relay::start(&parts.redis_url, queue.clone(), parts.resync_every)
-            .map_err(std::io::Error::other)?;
+        let relay = Relay::start(
+            &parts.redis_url,
+            queue.clone(),
+            parts.resync_every,
+            parts.presence,
+        )
+        .map_err(std::io::Error::other)?;
         let thread_relay = relay.clone();
         let thread = std::thread::Builder::new()
             .name("fan-out".into())

@@ -10,6 +10,7 @@
 //! 4. [`presence`] and [`typing`]: ephemeral state behind ports, and
 //!    [`timers`], the thread that expires it and announces presence.
 
+pub mod cluster_presence;
 pub mod fanout;
 pub mod hub;
 pub mod presence;

@@ -116,6 +116,12 @@ impl LocalPresence {
     pub fn grace(&self) -> Duration {
         self.grace
     }
+
+    /// Everyone online here (a socket open, or within the grace period):
+    /// what a cluster's heartbeat tells the other instances.
+    pub fn online_users(&self) -> Vec<UserId> {
+        self.users().keys().copied().collect()
+    }
 }
 
 impl PresenceRegistry for LocalPresence {

@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chat_domain::chat::{ChatEvent, ChatId, ClientId, CursorKind, DirectMessage, MessageId, Seq};
@@ -28,9 +29,14 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::cluster_presence::RemotePresence;
 use super::fanout::Input;
+use super::presence::LocalPresence;
 
 const PREFIX: &str = "chat-server:";
+/// Every instance listens here: who came online or went offline where, and
+/// each instance's heartbeat (everyone online there).
+const PRESENCE_CHANNEL: &str = "chat-server:presence";
 /// How long a connect, a subscribe or a publish may take before Redis is
 /// considered unreachable.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -61,6 +67,18 @@ enum Command {
         user: Option<UserId>,
     },
     Publish(Vec<(String, String)>),
+    /// Users who came online / went offline on this instance.
+    Presence {
+        online: Vec<UserId>,
+        offline: Vec<(UserId, DateTime<Utc>)>,
+    },
+}
+
+/// Presence in a cluster: this instance's own, told to the others, and what
+/// the others say.
+pub struct PresenceParts {
+    pub local: Arc<LocalPresence>,
+    pub remote: Arc<RemotePresence>,
 }
 
 /// What a socket follows through the relay; dropping it stops following.
@@ -99,6 +117,7 @@ impl Relay {
         url: &str,
         fan_out: SyncSender<Input>,
         resync_every: Duration,
+        presence: PresenceParts,
     ) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let (commands, queued) = mpsc::unbounded_channel();
@@ -120,8 +139,9 @@ impl Relay {
                         return;
                     }
                 };
-                runtime
-                    .block_on(RelayTask::new(client, instance, fan_out, resync_every).run(queued));
+                runtime.block_on(
+                    RelayTask::new(client, instance, fan_out, resync_every, presence).run(queued),
+                );
             })
             .map_err(|e| redis::RedisError::from(std::io::Error::other(e)))?;
         Ok(relay)
@@ -149,6 +169,12 @@ impl Relay {
         {
             let _ = tokio::time::timeout(WATCH_TIMEOUT, tracked).await;
         }
+    }
+
+    /// Tells the other instances who came online / went offline here
+    /// (called by the timers thread; never blocks).
+    pub fn publish_presence(&self, online: Vec<UserId>, offline: Vec<(UserId, DateTime<Utc>)>) {
+        let _ = self.commands.send(Command::Presence { online, offline });
     }
 
     /// Publishes an event this instance committed (called by the fan-out
@@ -220,6 +246,16 @@ struct WireMessage {
     body: String,
     created: DateTime<Utc>,
     client_id: Option<String>,
+}
+
+/// Presence news from one instance (a heartbeat lists everyone online there).
+#[derive(Serialize, Deserialize)]
+struct PresenceWire {
+    from: String,
+    #[serde(default)]
+    online: Vec<i64>,
+    #[serde(default)]
+    offline: Vec<(i64, DateTime<Utc>)>,
 }
 
 /// What another instance sent, ready for the fan-out thread.
@@ -395,6 +431,7 @@ struct RelayTask {
     chats: HashMap<ChatId, usize>,
     users: HashMap<UserId, usize>,
     publisher: Option<redis::aio::MultiplexedConnection>,
+    presence: PresenceParts,
 }
 
 type Subscriber = (redis::aio::PubSubSink, redis::aio::PubSubStream);
@@ -405,6 +442,7 @@ impl RelayTask {
         instance: String,
         fan_out: SyncSender<Input>,
         resync_every: Duration,
+        presence: PresenceParts,
     ) -> Self {
         Self {
             client,
@@ -414,7 +452,45 @@ impl RelayTask {
             chats: HashMap::new(),
             users: HashMap::new(),
             publisher: None,
+            presence,
         }
+    }
+
+    /// How long another instance's word on presence counts: three
+    /// heartbeats.
+    fn presence_ttl(&self) -> Duration {
+        (self.resync_every * 3).max(Duration::from_secs(1))
+    }
+
+    /// Everyone online here, to every other instance.
+    async fn heartbeat(&mut self) -> redis::RedisResult<()> {
+        let online = self.presence.local.online_users();
+        self.publish_presence_now(online, Vec::new()).await
+    }
+
+    async fn publish_presence_now(
+        &mut self,
+        online: Vec<UserId>,
+        offline: Vec<(UserId, DateTime<Utc>)>,
+    ) -> redis::RedisResult<()> {
+        let Some(connection) = self.publisher.as_mut() else {
+            return Ok(()); // the heartbeat after the reconnect says it
+        };
+        let wire = PresenceWire {
+            from: self.instance.clone(),
+            online: online.iter().map(|u| u.get()).collect(),
+            offline: offline.iter().map(|(u, at)| (u.get(), *at)).collect(),
+        };
+        let Ok(payload) = serde_json::to_string(&wire) else {
+            return Ok(());
+        };
+        within(
+            redis::cmd("PUBLISH")
+                .arg(PRESENCE_CHANNEL)
+                .arg(payload)
+                .query_async::<()>(connection),
+        )
+        .await
     }
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -439,6 +515,9 @@ impl RelayTask {
                         // Whatever was published while we were away is in
                         // the database: look now, not at the next tick.
                         let _ = self.fan_out.send(Input::Resync);
+                        if let Err(error) = self.heartbeat().await {
+                            tracing::warn!(%error, "presence heartbeat failed");
+                        }
                     }
                     Err(error) => {
                         tracing::warn!(%error, retry_in_ms = retry.as_millis() as u64, "Redis unreachable; delivering from the database meanwhile");
@@ -484,6 +563,13 @@ impl RelayTask {
                 }
                 _ = resync.tick() => {
                     let _ = self.fan_out.send(Input::Resync);
+                    if subscriber.is_some() {
+                        if let Err(error) = self.heartbeat().await {
+                            tracing::warn!(%error, "presence heartbeat failed; reconnecting");
+                            subscriber = None;
+                            self.publisher = None;
+                        }
+                    }
                 }
                 () = wait_for_retry, if subscriber.is_none() => {}
             }
@@ -498,6 +584,7 @@ impl RelayTask {
             .keys()
             .map(|c| chat_channel(*c))
             .chain(self.users.keys().map(|u| user_channel(*u)))
+            .chain(std::iter::once(PRESENCE_CHANNEL.to_owned()))
             .collect();
         for batch in channels.chunks(1000) {
             within(sink.subscribe(batch)).await?;
@@ -569,6 +656,9 @@ impl RelayTask {
                     _ => Ok(()),
                 }
             }
+            Command::Presence { online, offline } => {
+                self.publish_presence_now(online, offline).await
+            }
             Command::Publish(first) => {
                 let Some(connection) = self.publisher.as_mut() else {
                     // Redis is down: the other instances read it from the
@@ -588,10 +678,35 @@ impl RelayTask {
         let Ok(payload) = message.get_payload::<String>() else {
             return;
         };
+        if message.get_channel_name() == PRESENCE_CHANNEL {
+            self.presence_heard(&payload);
+            return;
+        }
         if let Some(remote) = decode(&self.instance, &payload) {
             // Blocks while the fan-out thread is behind: backpressure on
             // Redis (its output buffer) rather than memory here.
             let _ = self.fan_out.send(Input::Remote(remote));
+        }
+    }
+}
+
+impl RelayTask {
+    fn presence_heard(&self, payload: &str) {
+        let Ok(wire) = serde_json::from_str::<PresenceWire>(payload) else {
+            tracing::warn!("unreadable presence on Redis, ignored");
+            return;
+        };
+        if wire.from == self.instance {
+            return;
+        }
+        let online: Vec<UserId> = wire.online.iter().map(|u| UserId::new(*u)).collect();
+        self.presence
+            .remote
+            .online(&wire.from, &online, self.presence_ttl());
+        for (user, last_seen) in wire.offline {
+            self.presence
+                .remote
+                .offline(&wire.from, UserId::new(user), last_seen);
         }
     }
 }

@@ -15,7 +15,9 @@ use chat_domain::chat::{Broadcaster, ChatEvent, ChatService};
 use chat_domain::user::{UserId, UserRepository};
 use chrono::{DateTime, Utc};
 
-use super::presence::LocalPresence;
+use super::cluster_presence::{RemoteChange, RemotePresence};
+use super::presence::{LocalPresence, PresenceRegistry as _};
+use super::relay::Relay;
 use super::typing::TypingRegistry;
 use crate::error::error_chain;
 
@@ -34,6 +36,14 @@ pub struct TimerWork {
     pub chats: ChatService,
     pub users: Arc<dyn UserRepository>,
     pub broadcaster: Arc<dyn Broadcaster>,
+    /// In a cluster: what the other instances hold, and the relay that
+    /// tells them what this one does.
+    pub cluster: Option<ClusterTimers>,
+}
+
+pub struct ClusterTimers {
+    pub remote: Arc<RemotePresence>,
+    pub relay: Relay,
 }
 
 impl Timers {
@@ -61,9 +71,9 @@ fn run(work: &TimerWork, online: &mpsc::Receiver<UserId>, tick: Duration, stop: 
     while !stop.load(Ordering::Relaxed) {
         match online.recv_timeout(tick) {
             Ok(user) => {
-                announce(work, user, true, None);
+                came_online_here(work, user);
                 for user in online.try_iter() {
-                    announce(work, user, true, None);
+                    came_online_here(work, user);
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -74,14 +84,62 @@ fn run(work: &TimerWork, online: &mpsc::Receiver<UserId>, tick: Duration, stop: 
             work.broadcaster.publish(ended);
         }
         for user in work.presence.expire(now) {
-            let last_seen = Utc::now();
-            if let Err(error) = work.users.set_last_seen(user, last_seen) {
-                tracing::warn!(%user, error = %error_chain(&error), "storing last_seen failed");
+            went_offline_here(work, user);
+        }
+        if let Some(cluster) = &work.cluster {
+            for change in cluster.remote.take_changes(now) {
+                elsewhere(work, change);
             }
-            announce(work, user, false, Some(last_seen));
         }
     }
     tracing::debug!("timers stopped");
+}
+
+/// The first socket of `user` here (the others may hold them already).
+fn came_online_here(work: &TimerWork, user: UserId) {
+    if let Some(cluster) = &work.cluster {
+        cluster.relay.publish_presence(vec![user], Vec::new());
+        if cluster.remote.is_online(user) {
+            return; // announced when the first instance got them
+        }
+    }
+    announce(work, user, true, None);
+}
+
+/// The grace period of `user`'s last socket here ran out.
+fn went_offline_here(work: &TimerWork, user: UserId) {
+    let last_seen = Utc::now();
+    if let Some(cluster) = &work.cluster {
+        cluster
+            .relay
+            .publish_presence(Vec::new(), vec![(user, last_seen)]);
+        if cluster.remote.is_online(user) {
+            return; // still online on another instance
+        }
+    }
+    store_last_seen(work, user, last_seen);
+    announce(work, user, false, Some(last_seen));
+}
+
+/// Another instance changed what this one sees of `user`.
+fn elsewhere(work: &TimerWork, change: RemoteChange) {
+    match change {
+        RemoteChange::CameOnline(user) if !work.presence.is_online(user) => {
+            announce(work, user, true, None);
+        }
+        RemoteChange::WentOffline(user, last_seen) if !work.presence.is_online(user) => {
+            // The instance that held them stored it too, unless it died.
+            store_last_seen(work, user, last_seen);
+            announce(work, user, false, Some(last_seen));
+        }
+        RemoteChange::CameOnline(_) | RemoteChange::WentOffline(..) => {}
+    }
+}
+
+fn store_last_seen(work: &TimerWork, user: UserId, last_seen: DateTime<Utc>) {
+    if let Err(error) = work.users.set_last_seen(user, last_seen) {
+        tracing::warn!(%user, error = %error_chain(&error), "storing last_seen failed");
+    }
 }
 
 /// Tells everyone who shares a chat with `user`.
