@@ -522,3 +522,130 @@ async fn presence_is_the_clusters_online_anywhere_offline_once_gone_everywhere()
     );
     assert_no_panic_in_logs(&two);
 }
+
+/// nginx (Debian's package) with the configuration of docs/deploy.md, its
+/// upstreams pointed at `servers`; `None` (said why) without nginx, unless
+/// REQUIRE_NGINX=1.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx_in_front_of(servers: &[u16]) -> Option<Nginx> {
+    let binary = ["/usr/sbin/nginx", "nginx"]
+        .into_iter()
+        .find(|b| std::process::Command::new(b).arg("-v").output().is_ok());
+    let Some(binary) = binary else {
+        assert!(
+            std::env::var("REQUIRE_NGINX").as_deref() != Ok("1"),
+            "REQUIRE_NGINX=1 and nginx is not installed (apt-get install nginx-light)"
+        );
+        eprintln!("SKIPPED: nginx is not installed (apt-get install nginx-light)");
+        return None;
+    };
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy.md")).unwrap();
+    let block = docs
+        .split("```nginx\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("an nginx block in docs/deploy.md");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let upstreams: String = servers
+        .iter()
+        .map(|p| format!("    server 127.0.0.1:{p};\n"))
+        .collect();
+    let start = block
+        .find("    server 127.0.0.1:8001;")
+        .expect("the documented upstreams");
+    let end = block
+        .find("}\n\nserver {")
+        .expect("the upstream block's end");
+    let http = format!("{}{}{}", &block[..start], upstreams, &block[end..])
+        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let config = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\nhttp {{\naccess_log off;\n\
+         client_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\nfastcgi_temp_path {d}/fastcgi;\n\
+         uwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n{http}\n}}\n"
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, config).unwrap();
+    let child = std::process::Command::new(binary)
+        .args(["-p", &d.to_string(), "-c", path.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nginx did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(Nginx {
+        child,
+        port,
+        _dir: dir,
+    })
+}
+
+#[actix_web::test]
+async fn chatting_through_nginx_in_front_of_two_instances_works_both_ways() {
+    let Some((deployment, redis)) = cluster() else {
+        return;
+    };
+    let one = instance(&deployment, &redis).await;
+    let two = instance(&deployment, &redis).await;
+    let Some(nginx) = nginx_in_front_of(&[one.port, two.port]) else {
+        return;
+    };
+    let api = Api::new(nginx.port);
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
+    let chat = api.chat(&alice, &bob).await;
+    // Round robin, one connection after the other: each user gets a socket
+    // on each instance.
+    let mut sockets = Vec::new();
+    for user in [&alice, &bob, &bob, &alice] {
+        sockets.push(api.connect_v2(user).await);
+    }
+    let mut bob_seed = api.connect(&bob, chat).await;
+    for round in 0..10 {
+        sockets[0]
+            .send(chat, &format!("a-{round}"), &format!("alice {round}"))
+            .await;
+        sockets[1]
+            .send(chat, &format!("b-{round}"), &format!("bob {round}"))
+            .await;
+    }
+
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        let got = gather_v2(socket, 20).await;
+        assert_exactly_once_in_order(&got, chat, 20, &format!("socket {i} through nginx"));
+    }
+    let ids = stored_ids(&api, &alice, chat, 20).await;
+    assert_eq!(
+        gather_seed(&mut bob_seed, 20).await,
+        ids,
+        "a seed socket through nginx"
+    );
+    for server in [&one, &two] {
+        assert!(
+            server.logs().contains("/ws/v2/"),
+            "both instances served sockets"
+        );
+    }
+}
