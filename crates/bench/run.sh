@@ -55,7 +55,7 @@ else
     V2_SCENARIOS=(v2-closed-500 v2-reconnect-2000 v2-catchup-100k v2-rate-1000x10
         v2-rate-1000x10-typing v2-paging-1m)
     # PostgreSQL only: two instances with Redis between them.
-    CLUSTER_SCENARIOS=(cluster-closed-500)
+    CLUSTER_SCENARIOS=(cluster-closed-500 cluster-rate-1000x10 cluster-rate-1000x10-redis-restart)
 fi
 
 wanted() {
@@ -312,19 +312,23 @@ run_cluster_scenario() {
         say "$name SKIPPED: redis-server is not installed (apt-get install redis-server)"
         return 0
     fi
-    local dir redis_port redis_pid i port pids=() urls=() status=0
+    local dir redis_port i port pids=() urls=() status=0 restarter=""
     dir="$(mktemp -d "$WORK/cluster.XXXX")"
     redis_port="$(free_port)"
-    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-        >"$dir/redis.log" 2>&1 &
-    redis_pid=$!
+    start_redis() {
+        redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+            >>"$dir/redis.log" 2>&1 &
+        echo $! >"$dir/redis.pid"
+    }
+    start_redis
     fresh_database postgres "$dir"
     for i in 1 2; do
         port="$(free_port)"
         CHAT_ADDR="127.0.0.1:$port" CHAT_DATA_DIR="$dir" DATABASE_URL="$DB_URL" \
         CHAT_REDIS_URL="redis://127.0.0.1:$redis_port/" \
         CHAT_JWT_SECRET="benchmark secret, at least 32 bytes long" \
-        CHAT_WORKERS="${CHAT_WORKERS:-2}" RUST_LOG="${RUST_LOG:-warn}" \
+        CHAT_WORKERS="${CHAT_WORKERS:-2}" \
+        RUST_LOG="${RUST_LOG:-warn},chat_api::delivery::sequencer=info,chat_api::delivery::relay=info" \
         CHAT_WS_RATE="${CHAT_WS_RATE:-1000000}" CHAT_WS_BURST="${CHAT_WS_BURST:-1000000}" \
             "$SERVER" >"$dir/server$i.log" 2>&1 &
         pids+=($!)
@@ -334,6 +338,14 @@ run_cluster_scenario() {
             sleep 0.1
         done
     done
+    # REDIS_RESTART_AT=N: stop Redis for real N seconds into the run (setup
+    # included) and start it again a second later, on the same port.
+    if [ -n "${REDIS_RESTART_AT:-}" ]; then
+        (sleep "$REDIS_RESTART_AT"; kill -KILL "$(cat "$dir/redis.pid")"
+         date +%s.%N >"$dir/redis.stopped"; sleep 1; start_redis
+         date +%s.%N >"$dir/redis.started") &
+        restarter=$!
+    fi
     local out="$WORK/postgres-$name.out"
     timeout --kill-after=10 "$STEP_TIMEOUT" "$BENCH" --url "${urls[0]}" --second-url "${urls[1]}" \
         --server-pid "${pids[0]}" --threads "$THREADS" --name "$name" --label postgres \
@@ -345,10 +357,34 @@ run_cluster_scenario() {
             "$name" "$status" >>"$RESULTS"
         tail -5 "$dir"/server*.log >&2 || true
     fi
+    if [ -n "$restarter" ]; then
+        wait "$restarter" 2>/dev/null || true
+        report_redis_restart "$dir"
+    fi
     kill -TERM "${pids[@]}" 2>/dev/null || true
     wait "${pids[@]}" 2>/dev/null || true
-    kill "$redis_pid" 2>/dev/null || true
-    wait "$redis_pid" 2>/dev/null || true
+    kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+}
+
+# After a Redis restart: when each instance had filled its last gap from
+# the database, counted from the restart (the servers' own log lines).
+report_redis_restart() {
+    local dir="$1" stopped started last
+    stopped="$(cat "$dir/redis.stopped" 2>/dev/null)" || { say "Redis was not restarted"; return; }
+    started="$(cat "$dir/redis.started" 2>/dev/null)"
+    last="$(grep -h 'gap filled' "$dir"/server*.log | grep -o '^[0-9T:.-]*Z' | sort | tail -1)"
+    local fills down after
+    fills="$(cat "$dir"/server*.log | grep -c 'gap filled')"
+    down="$(awk -v a="$stopped" -v b="$started" 'BEGIN { printf "%.2f", b - a }')"
+    if [ -n "$last" ]; then
+        after="$(awk -v a="$started" -v b="$(date -d "$last" +%s.%N)" 'BEGIN { printf "%.2f", b - a }')"
+        printf '\n  redis restart   down %s s; %s gaps filled from the database; the last %s s after Redis was back\n' \
+            "$down" "$fills" "$after" >&2
+        printf '# redis restart during %s: down %s s, %s gaps filled from the database, the last %s s after Redis was back\n' \
+            "$name" "$down" "$fills" "$after" >>"$RESULTS"
+    else
+        say "redis restart: no gap needed filling"
+    fi
 }
 
 # Against the single-instance row of the same run. Sets ARGS.
@@ -357,6 +393,15 @@ cluster_args() {
         cluster-closed-500) ARGS=(--mode closed --chats 500 --users 101 --duration "$D" --warmup 2s
             --expect 'delivered_per_s>=0.7x@closed-500' --expect 'lost==0' --expect 'duplicated==0'
             --expect 'out_of_order==0' --show 'latency_p99_ms') ;;
+        # 10,000 msg/s offered, every message crossing instances; against the
+        # single-instance open loop of the same run.
+        cluster-rate-1000x10) ARGS=(--mode rate --rate 10 --chats 1000 --users 101 --duration "$D" --warmup 2s
+            --expect 'latency_p99_ms<=2x@rate-1000x10' --expect 'delivered_ratio>=0.99'
+            --expect 'lost==0' --expect 'duplicated==0' --expect 'out_of_order==0') ;;
+        # The same with Redis killed and started again mid-run.
+        cluster-rate-1000x10-redis-restart) ARGS=(--mode rate --rate 10 --chats 1000 --users 101
+            --duration "$D" --warmup 2s --expect 'lost==0' --expect 'duplicated==0'
+            --expect 'out_of_order==0' --show 'latency_p99_ms' --show 'delivered_ratio') ;;
         cluster-closed-20) ARGS=(--mode closed --chats 20 --duration 2s --warmup 500ms
             --expect 'lost==0' --expect 'duplicated==0' --expect 'out_of_order==0') ;;
         *) echo "no cluster scenario $1" >&2; exit 2 ;;
@@ -475,7 +520,11 @@ for backend in "${BACKENDS[@]}"; do
     for name in "${CLUSTER_SCENARIOS[@]}"; do
         wanted "$name" || continue
         cluster_args "$name"
-        run_cluster_scenario "$name" "${ARGS[@]}"
+        case "$name" in
+            # setup (~4 s) + warmup (2 s) + 3 s into the measured window
+            *-redis-restart) REDIS_RESTART_AT=9 run_cluster_scenario "$name" "${ARGS[@]}" ;;
+            *) run_cluster_scenario "$name" "${ARGS[@]}" ;;
+        esac
     done
 done
 
