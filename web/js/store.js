@@ -104,7 +104,6 @@ export class ChatStore {
     /** @type {Map<number, MessageWindow>} */
     this.windows = new Map();
     this.limits = { max_message_chars: 4096 };
-    this.synced = false;
     this.deliveredTimers = new Map();
     this.typingTimers = new Map();
     this.retryTimer = 0;
@@ -152,7 +151,6 @@ export class ChatStore {
   applyHello(hello) {
     this.limits = hello.limits;
     for (const chat of hello.chats) this.mergeChat(chat);
-    this.synced = true;
     this.onChange({});
     for (const [chatId, win] of this.windows) {
       if (win.loaded && win.follows) this.catchUp(chatId);

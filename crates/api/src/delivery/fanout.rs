@@ -162,10 +162,8 @@ impl ClusteredDelivery {
                 }
             }
             Input::Track(chats) => {
-                for (chat, held) in chats {
-                    let out = self.sequencer.track(chat, held, self.messages.as_ref());
-                    self.deliver(out);
-                }
+                let out = self.sequencer.track(&chats, self.messages.as_ref());
+                self.deliver(out);
             }
             Input::Untrack(chats) => {
                 for chat in chats {

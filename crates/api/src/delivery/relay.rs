@@ -12,8 +12,11 @@
 //! a user. An instance subscribes to a chat while any of its sockets
 //! follows it (a seed socket's chat, every chat of a v2 socket's user) and
 //! to a user while that user has a v2 socket here, and unsubscribes when
-//! the last one goes. The relay runs on a thread of its own with its own
-//! small runtime, so a slow Redis never holds a request or a socket.
+//! the last one goes. `chat-server:presence`, which every instance
+//! follows, carries who came online or went offline where and each
+//! instance's heartbeat (see `cluster_presence.rs`). The relay runs on a
+//! thread of its own with its own small runtime, so a slow Redis never
+//! holds a request or a socket.
 //!
 //! [`Sequencer`]: super::sequencer::Sequencer
 
@@ -178,7 +181,8 @@ impl Relay {
     }
 
     /// Publishes an event this instance committed (called by the fan-out
-    /// thread; never blocks). Presence is not relayed: see docs/deploy.md.
+    /// thread; never blocks). Presence events are not: each instance
+    /// announces its own view (`cluster_presence.rs`).
     pub fn publish(&self, event: &ChatEvent) {
         let messages = wire_messages(&self.instance, event);
         if !messages.is_empty() {

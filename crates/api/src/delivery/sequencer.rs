@@ -72,35 +72,41 @@ impl Sequencer {
         self.last_delivered.contains_key(&chat)
     }
 
-    pub fn tracked_count(&self) -> usize {
-        self.last_delivered.len()
-    }
-
-    /// Starts following `chat` from `held` (what the socket that asks
-    /// already has), unless it is followed already, and delivers what the
-    /// database holds beyond it. (A chat just tracked has no socket here
-    /// that could be sending into it, so nothing it delivers can be a
-    /// socket's own message still on its way as an event.)
+    /// Starts following each of `chats` from `held` (what the socket that
+    /// asks already has), unless it is followed already, and delivers what
+    /// the database holds beyond it; one statement reads the heads of up to
+    /// 500 of them (a v2 user may have hundreds of chats). A chat just
+    /// tracked has no socket here that could be sending into it, so nothing
+    /// this delivers can be a socket's own message still on its way.
     pub fn track(
         &mut self,
-        chat: ChatId,
-        held: Seq,
+        chats: &[(ChatId, Seq)],
         history: &dyn MessageRepository,
     ) -> Vec<Delivery> {
-        if self.last_delivered.contains_key(&chat) {
-            return Vec::new();
-        }
-        self.last_delivered.insert(chat, held);
-        match history.heads(&[chat]) {
-            Ok(heads) => {
-                let head = heads.first().map_or(Seq::ZERO, |(_, head)| *head);
-                self.repair(chat, head, history)
-            }
-            Err(error) => {
-                tracing::warn!(%chat, %error, "cannot read the chat's head; the next resync catches up");
-                Vec::new()
+        let mut new = Vec::new();
+        for &(chat, held) in chats {
+            if let std::collections::hash_map::Entry::Vacant(entry) =
+                self.last_delivered.entry(chat)
+            {
+                entry.insert(held);
+                new.push(chat);
             }
         }
+        let mut out = Vec::new();
+        for batch in new.chunks(500) {
+            match history.heads(batch) {
+                Ok(heads) => {
+                    for (chat, head) in heads {
+                        out.extend(self.repair(chat, head, history));
+                    }
+                }
+                Err(error) => {
+                    // They are tracked: the next resync compares them with the database.
+                    tracing::warn!(%error, "cannot read the new chats' heads; the next resync catches up");
+                }
+            }
+        }
+        out
     }
 
     /// No socket here follows `chat` any more.
@@ -323,6 +329,7 @@ mod tests {
     struct History {
         head: Mutex<i64>,
         down: Mutex<bool>,
+        head_reads: Mutex<usize>,
     }
 
     impl History {
@@ -330,6 +337,7 @@ mod tests {
             Self {
                 head: Mutex::new(head),
                 down: Mutex::new(false),
+                head_reads: Mutex::new(0),
             }
         }
         fn grow_to(&self, head: i64) {
@@ -348,6 +356,7 @@ mod tests {
             unimplemented!()
         }
         fn heads(&self, chats: &[ChatId]) -> Result<Vec<(ChatId, Seq)>, RepositoryError> {
+            *self.head_reads.lock().unwrap() += 1;
             let head = self.check()?;
             Ok(chats
                 .iter()
@@ -408,11 +417,11 @@ mod tests {
         let mut sequencer = Sequencer::new();
 
         assert_eq!(
-            seqs(&sequencer.track(CHAT, Seq::new(4).unwrap(), &history)),
+            seqs(&sequencer.track(&[(CHAT, Seq::new(4).unwrap())], &history)),
             [5, 6, 7]
         );
         assert_eq!(
-            seqs(&sequencer.track(CHAT, Seq::new(2).unwrap(), &history)),
+            seqs(&sequencer.track(&[(CHAT, Seq::new(2).unwrap())], &history)),
             Vec::<i64>::new(),
             "tracked already"
         );
@@ -422,7 +431,7 @@ mod tests {
     fn the_next_seq_is_delivered_a_repeat_dropped_an_event_past_a_gap_held_until_it_closes() {
         let history = History::with_head(3);
         let mut sequencer = Sequencer::new();
-        sequencer.track(CHAT, Seq::new(3).unwrap(), &history);
+        sequencer.track(&[(CHAT, Seq::new(3).unwrap())], &history);
 
         assert_eq!(seqs(&sequencer.message(stored(1, 4, None), &history)), [4]);
         assert_eq!(
@@ -450,7 +459,7 @@ mod tests {
     fn a_gap_open_for_a_moment_is_read_from_the_database_at_a_resync() {
         let history = History::with_head(3);
         let mut sequencer = Sequencer::new();
-        sequencer.track(CHAT, Seq::new(3).unwrap(), &history);
+        sequencer.track(&[(CHAT, Seq::new(3).unwrap())], &history);
         history.grow_to(6);
         assert_eq!(
             seqs(&sequencer.message(stored(1, 6, Some(Origin(8))), &history)),
@@ -483,7 +492,7 @@ mod tests {
     fn a_message_read_from_the_database_before_its_own_event_gets_only_its_ack_later() {
         let history = History::with_head(2);
         let mut sequencer = Sequencer::new();
-        sequencer.track(CHAT, Seq::new(2).unwrap(), &history);
+        sequencer.track(&[(CHAT, Seq::new(2).unwrap())], &history);
         history.grow_to(4);
         sequencer.resync(&history);
         std::thread::sleep(GAP_GRACE);
@@ -499,7 +508,7 @@ mod tests {
     fn a_repeat_that_a_local_socket_sent_still_gets_its_ack() {
         let history = History::with_head(5);
         let mut sequencer = Sequencer::new();
-        sequencer.track(CHAT, Seq::new(5).unwrap(), &history);
+        sequencer.track(&[(CHAT, Seq::new(5).unwrap())], &history);
 
         let out = sequencer.message(stored(1, 5, Some(Origin(42))), &history);
 
@@ -514,6 +523,24 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(seqs(&out), [-5]);
+    }
+
+    #[test]
+    fn a_user_with_many_chats_is_tracked_with_one_head_read_per_500() {
+        let history = History::with_head(2);
+        let mut sequencer = Sequencer::new();
+        let chats: Vec<(ChatId, Seq)> = (1..=700).map(|c| (ChatId::new(c), Seq::ZERO)).collect();
+
+        let out = sequencer.track(&chats, &history);
+
+        assert_eq!(seqs(&out), [1, 2], "chat 1 caught up; the others are empty");
+        assert_eq!(*history.head_reads.lock().unwrap(), 2);
+        assert!(sequencer.track(&chats, &history).is_empty());
+        assert_eq!(
+            *history.head_reads.lock().unwrap(),
+            2,
+            "tracked already: nothing read"
+        );
     }
 
     #[test]
@@ -535,7 +562,7 @@ mod tests {
     fn with_the_database_down_nothing_goes_out_of_order_and_resync_catches_up() {
         let history = History::with_head(2);
         let mut sequencer = Sequencer::new();
-        sequencer.track(CHAT, Seq::new(2).unwrap(), &history);
+        sequencer.track(&[(CHAT, Seq::new(2).unwrap())], &history);
         history.grow_to(5);
         *history.down.lock().unwrap() = true;
 
@@ -557,7 +584,7 @@ mod tests {
     fn resync_delivers_a_lost_last_message_and_long_gaps_page_by_page() {
         let history = History::with_head(1);
         let mut sequencer = Sequencer::new();
-        sequencer.track(CHAT, Seq::new(1).unwrap(), &history);
+        sequencer.track(&[(CHAT, Seq::new(1).unwrap())], &history);
         history.grow_to(1 + 450);
 
         assert!(sequencer.resync(&history).is_empty());
