@@ -58,7 +58,7 @@ test-memory: ## The end-to-end suites against the in-memory store (the benchmark
 	@mkdir -p target/test-logs
 	TEST_STORE=memory $(CARGO) test --features memory --test rest_api --test websocket \
 		--test hostile_input --test authorization \
-		--test v2_socket --test v2_rest --test v2_presence_typing --test v2_hostile_input 2>&1 \
+		--test v2_socket --test v2_rest --test v2_presence_typing --test v2_hostile_input --test health 2>&1 \
 		| tee target/test-logs/memory.log; exit $${PIPESTATUS[0]}
 
 # The web client in a real browser (web-tests/: node's test runner driving

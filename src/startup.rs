@@ -14,11 +14,13 @@ use chat_api::delivery::timers::{ClusterTimers, TimerWork};
 use chat_api::delivery::{
     FanOut, Hub, LocalPresence, LocalTyping, MessageWriter, PresenceRegistry, Timers,
 };
+use chat_api::rest::health::Readiness;
 use chat_api::ws::{ConnectionLimits, RateLimit};
 use chat_api::{ApiConfig, AppState};
 use chat_domain::chat::{
     Broadcaster, ChatRepository, ChatService, MessageLimit, MessageRepository, MessageService,
 };
+use chat_domain::health::StoreHealth;
 use chat_domain::user::{AuthService, UserRepository};
 use chat_persistence::{Database, DatabaseOptions, SqliteSynchronous};
 
@@ -59,15 +61,19 @@ struct Store {
     users: Arc<dyn UserRepository>,
     chats: Arc<dyn ChatRepository>,
     messages: Arc<dyn MessageRepository>,
+    health: Arc<dyn StoreHealth>,
 }
 
 impl Store {
-    fn of<R: UserRepository + ChatRepository + MessageRepository>(repositories: R) -> Self {
+    fn of<R: UserRepository + ChatRepository + MessageRepository + StoreHealth>(
+        repositories: R,
+    ) -> Self {
         let repositories = Arc::new(repositories);
         Self {
             users: repositories.clone(),
             chats: repositories.clone(),
-            messages: repositories,
+            messages: repositories.clone(),
+            health: repositories,
         }
     }
 }
@@ -246,6 +252,7 @@ impl Application {
                 ..ApiConfig::default()
             },
             password_slots: AppState::password_slots_for_this_machine(),
+            readiness: Arc::new(Readiness::new(store.health.clone())),
         };
         let state = web::Data::new(state);
 

@@ -323,14 +323,48 @@ async fn a_redis_restart_during_traffic_loses_nothing_and_repeats_nothing() {
     let chat = sides.chat;
 
     both_ways(&mut sides.alice_v2, &mut sides.bob_v2, chat, 0, 10).await;
+    let ready = wait_for_readiness(&sides.api, "ready").await;
+    assert_eq!(
+        ready.body["checks"]["redis"]["status"], "ok",
+        "{:?}",
+        ready.body
+    );
     redis.stop();
     // Sent while Redis is gone: the instances find them in the database.
     both_ways(&mut sides.alice_v2, &mut sides.bob_v2, chat, 10, 10).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Still serving, so still ready, but saying that Redis is down.
+    let degraded = wait_for_readiness(&sides.api, "degraded").await;
+    assert_eq!(degraded.status, 200, "{:?}", degraded.body);
+    assert_eq!(
+        degraded.body["checks"]["redis"]["status"], "failing",
+        "{:?}",
+        degraded.body
+    );
+    assert_eq!(
+        degraded.body["checks"]["database"]["status"], "ok",
+        "{:?}",
+        degraded.body
+    );
     redis.start_again();
     both_ways(&mut sides.alice_v2, &mut sides.bob_v2, chat, 20, 10).await;
+    // Back by itself.
+    wait_for_readiness(&sides.api, "ready").await;
 
     assert_everything_arrived(&mut sides, 60).await;
+}
+
+/// `/readyz` once its `status` is `wanted` (the relay notices a lost or
+/// regained Redis within its ping interval and retry backoff).
+async fn wait_for_readiness(api: &Api, wanted: &str) -> common::Reply {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let reply = api.get("/readyz", None).await;
+        if reply.body["status"] == wanted || std::time::Instant::now() > deadline {
+            assert_eq!(reply.body["status"], wanted, "/readyz: {:?}", reply.body);
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[actix_web::test]

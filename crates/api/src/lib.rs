@@ -82,6 +82,16 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                     .default_service(web::to(rest::method_not_allowed)),
             )
             .service(
+                web::resource("/healthz")
+                    .get(rest::health::healthz)
+                    .default_service(web::to(rest::method_not_allowed)),
+            )
+            .service(
+                web::resource("/readyz")
+                    .get(rest::health::readyz)
+                    .default_service(web::to(rest::method_not_allowed)),
+            )
+            .service(
                 web::resource("/")
                     .get(web_page::index)
                     .default_service(web::to(rest::method_not_allowed)),
@@ -109,14 +119,13 @@ pub async fn access_log(
         Ok(r) => r.status().as_u16(),
         Err(e) => e.as_response_error().status_code().as_u16(),
     };
-    tracing::info!(
-        target: "access",
-        %method,
-        path,
-        status,
-        elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        peer = peer.map(|p| p.to_string()).unwrap_or_default(),
-        "request"
-    );
+    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+    // A load balancer probes every few seconds; a passing probe is noise.
+    if status == 200 && (path == "/healthz" || path == "/readyz") {
+        tracing::debug!(target: "access", %method, path, status, elapsed_us, peer, "request");
+    } else {
+        tracing::info!(target: "access", %method, path, status, elapsed_us, peer, "request");
+    }
     response
 }

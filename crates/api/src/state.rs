@@ -80,6 +80,8 @@ pub struct AppState {
     /// takes ~19 MiB and a core for tens of milliseconds; unbounded, a burst
     /// of logins would fill memory and the blocking pool that Diesel needs.
     pub password_slots: Arc<Semaphore>,
+    /// The database check behind `/readyz`.
+    pub readiness: Arc<crate::rest::health::Readiness>,
 }
 
 impl AppState {

@@ -8,6 +8,7 @@
 
 pub mod chat;
 pub mod error;
+pub mod health;
 pub mod user;
 
 pub use error::RepositoryError;

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use chat_domain::health::StoreProblem;
 use diesel::r2d2::{ConnectionManager, HandleError, Pool};
 use diesel::{Connection, QueryResult};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -524,6 +525,40 @@ fn with_url_parameter(url: &str, name: &str, value: &str) -> String {
 fn with_connect_timeout(url: &str, timeout: Duration) -> String {
     let seconds = timeout.as_secs().max(1);
     with_url_parameter(url, "connect_timeout", &seconds.to_string())
+}
+
+impl chat_domain::health::StoreHealth for Database {
+    fn check(&self, timeout: Duration) -> Result<(), StoreProblem> {
+        match &self.pools {
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite(pool) => {
+                let mut conn = pool.get_timeout(timeout).map_err(unreachable)?;
+                pending_count(&mut *conn, SQLITE_MIGRATIONS)
+            }
+            #[cfg(feature = "postgres")]
+            Pools::Postgres(pool) => {
+                let mut conn = pool.get_timeout(timeout).map_err(unreachable)?;
+                pending_count(&mut *conn, POSTGRES_MIGRATIONS)
+            }
+        }
+    }
+}
+
+fn unreachable(error: impl fmt::Display) -> StoreProblem {
+    StoreProblem::Unreachable(error.to_string())
+}
+
+/// Reading which migrations are applied is also the round trip that shows
+/// the database answers.
+fn pending_count<C>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<(), StoreProblem>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    match conn.pending_migrations(migrations) {
+        Ok(pending) if pending.is_empty() => Ok(()),
+        Ok(pending) => Err(StoreProblem::MigrationsPending(pending.len())),
+        Err(error) => Err(unreachable(error)),
+    }
 }
 
 fn migrate<C>(

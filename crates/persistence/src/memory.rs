@@ -163,6 +163,16 @@ fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// Always ready: it lives in this process.
+impl chat_domain::health::StoreHealth for MemoryStore {
+    fn check(
+        &self,
+        _timeout: std::time::Duration,
+    ) -> Result<(), chat_domain::health::StoreProblem> {
+        Ok(())
+    }
+}
+
 impl UserRepository for MemoryStore {
     fn create_user(&self, new_user: &NewUser) -> Result<User, CreateUserError> {
         let mut state = self.write();

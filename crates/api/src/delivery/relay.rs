@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chat_domain::chat::{ChatEvent, ChatId, ClientId, CursorKind, DirectMessage, MessageId, Seq};
 use chat_domain::user::{User, UserId, Username};
@@ -57,6 +57,17 @@ const WATCH_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Relay {
     commands: mpsc::UnboundedSender<Command>,
     instance: String,
+    status: Arc<std::sync::Mutex<RedisStatus>>,
+}
+
+/// The relay's view of its Redis connection, for `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisStatus {
+    /// Subscribed and publishing since `since`.
+    Connected { since: Instant },
+    /// Not connected since `since` (the start, or when the connection was
+    /// lost); `error` is the latest reason.
+    Down { since: Instant, error: String },
 }
 
 enum Command {
@@ -125,9 +136,14 @@ impl Relay {
         let client = redis::Client::open(url)?;
         let (commands, queued) = mpsc::unbounded_channel();
         let instance = instance_id();
+        let status = Arc::new(std::sync::Mutex::new(RedisStatus::Down {
+            since: Instant::now(),
+            error: "not connected yet".into(),
+        }));
         let relay = Self {
             commands,
             instance: instance.clone(),
+            status: status.clone(),
         };
         std::thread::Builder::new()
             .name("redis-relay".into())
@@ -143,11 +159,20 @@ impl Relay {
                     }
                 };
                 runtime.block_on(
-                    RelayTask::new(client, instance, fan_out, resync_every, presence).run(queued),
+                    RelayTask::new(client, instance, fan_out, resync_every, presence, status)
+                        .run(queued),
                 );
             })
             .map_err(|e| redis::RedisError::from(std::io::Error::other(e)))?;
         Ok(relay)
+    }
+
+    /// Whether Redis is connected now, and since when.
+    pub fn status(&self) -> RedisStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Follows `chats` (each from the `seq` the socket already holds) and,
@@ -436,6 +461,7 @@ struct RelayTask {
     users: HashMap<UserId, usize>,
     publisher: Option<redis::aio::MultiplexedConnection>,
     presence: PresenceParts,
+    status: Arc<std::sync::Mutex<RedisStatus>>,
 }
 
 type Subscriber = (redis::aio::PubSubSink, redis::aio::PubSubStream);
@@ -447,6 +473,7 @@ impl RelayTask {
         fan_out: SyncSender<Input>,
         resync_every: Duration,
         presence: PresenceParts,
+        status: Arc<std::sync::Mutex<RedisStatus>>,
     ) -> Self {
         Self {
             client,
@@ -457,7 +484,36 @@ impl RelayTask {
             users: HashMap::new(),
             publisher: None,
             presence,
+            status,
         }
+    }
+
+    fn set_status(&self, connected: Result<(), String>) {
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *status = match (connected, &*status) {
+            (Ok(()), _) => RedisStatus::Connected {
+                since: Instant::now(),
+            },
+            // Still down: keep when it went down, take the newer reason.
+            (Err(error), RedisStatus::Down { since, .. }) => RedisStatus::Down {
+                since: *since,
+                error,
+            },
+            (Err(error), RedisStatus::Connected { .. }) => RedisStatus::Down {
+                since: Instant::now(),
+                error,
+            },
+        };
+    }
+
+    /// Forgets both connections; the loop reconnects.
+    fn disconnect(&mut self, subscriber: &mut Option<Subscriber>, why: String) {
+        *subscriber = None;
+        self.publisher = None;
+        self.set_status(Err(why));
     }
 
     /// How long another instance's word on presence counts: three
@@ -515,6 +571,7 @@ impl RelayTask {
                             "Redis connected, subscriptions restored"
                         );
                         subscriber = Some(connected);
+                        self.set_status(Ok(()));
                         retry = RETRY_MIN;
                         // Whatever was published while we were away is in
                         // the database: look now, not at the next tick.
@@ -525,6 +582,7 @@ impl RelayTask {
                     }
                     Err(error) => {
                         tracing::warn!(%error, retry_in_ms = retry.as_millis() as u64, "Redis unreachable; delivering from the database meanwhile");
+                        self.set_status(Err(error.to_string()));
                         next_attempt = tokio::time::Instant::now() + retry;
                         retry = (retry * 2).min(RETRY_MAX);
                     }
@@ -537,8 +595,7 @@ impl RelayTask {
                     for command in with_queued_publishes(command, &mut commands) {
                         if let Err(error) = self.handle(command, &mut subscriber).await {
                             tracing::warn!(%error, "Redis failed; reconnecting");
-                            subscriber = None;
-                            self.publisher = None;
+                            self.disconnect(&mut subscriber, error.to_string());
                         }
                     }
                 }
@@ -547,8 +604,7 @@ impl RelayTask {
                         Some(message) => self.received(&message),
                         None => {
                             tracing::warn!("the Redis subscription closed; reconnecting");
-                            subscriber = None;
-                            self.publisher = None;
+                            self.disconnect(&mut subscriber, "the subscription closed".into());
                         }
                     }
                 }
@@ -560,8 +616,7 @@ impl RelayTask {
                         // silence means the connection is gone.
                         if let Err(why) = alive.map_err(|_| "timed out".to_owned()).and_then(|r| r.map_err(|e| e.to_string())) {
                             tracing::warn!(%why, "Redis does not answer pings; reconnecting");
-                            subscriber = None;
-                            self.publisher = None;
+                            self.disconnect(&mut subscriber, format!("no answer to a ping: {why}"));
                         }
                     }
                 }
@@ -570,8 +625,7 @@ impl RelayTask {
                     if subscriber.is_some() {
                         if let Err(error) = self.heartbeat().await {
                             tracing::warn!(%error, "presence heartbeat failed; reconnecting");
-                            subscriber = None;
-                            self.publisher = None;
+                            self.disconnect(&mut subscriber, error.to_string());
                         }
                     }
                 }

@@ -17,8 +17,29 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migration
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
 sql_tests!(
-    the_v2_migration_numbers_old_messages_per_chat_in_id_order_and_moves_read_cursors_to_seqs
+    the_v2_migration_numbers_old_messages_per_chat_in_id_order_and_moves_read_cursors_to_seqs,
+    the_health_check_passes_when_migrated_and_names_a_migration_that_is_not_applied,
 );
+
+/// What `/readyz` asks: a migrated database is ready; one whose newest
+/// migration is not recorded (a rollback of the schema, say) is not.
+fn the_health_check_passes_when_migrated_and_names_a_migration_that_is_not_applied(empty: EmptyDb) {
+    use chat_domain::health::{StoreHealth as _, StoreProblem};
+    let timeout = std::time::Duration::from_secs(2);
+    let backend = empty.backend();
+    let url = empty.url().to_owned();
+    let db = empty.connect();
+    assert_eq!(db.check(timeout), Ok(()));
+
+    execute(
+        backend,
+        &url,
+        "DELETE FROM __diesel_schema_migrations
+          WHERE version = (SELECT MAX(version) FROM __diesel_schema_migrations)",
+    )
+    .unwrap();
+    assert_eq!(db.check(timeout), Err(StoreProblem::MigrationsPending(1)));
+}
 
 /// Four users and four chats as the seed schema stored them. Message ids
 /// are 1 to 8 in insertion order (a fresh database), interleaved across
