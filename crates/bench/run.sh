@@ -28,6 +28,11 @@
 #                            default none); none: no baseline runs
 #   BENCH_BASELINE_BACKENDS  backends run on the baseline too (default sqlite)
 #   CARGO_TARGET_DIR         where the release binaries are (default ./target)
+#   CLUSTER_WORKERS          HTTP workers of each of the two cluster instances
+#                            (default 1: two instances share this machine's cores,
+#                            so the pair has as many workers as the single
+#                            instance it is compared with)
+#   BENCH_KEEP               1: keep the run's scratch directory (server logs)
 #
 # Every report line goes to $CARGO_TARGET_DIR/bench/results-<time>.jsonl,
 # and the summary at the end is `chat-bench --summarize` of that file.
@@ -109,7 +114,7 @@ cleanup() {
     for db in "${PG_DATABASES[@]+"${PG_DATABASES[@]}"}"; do
         psql "$TEST_DATABASE_URL" -qAtc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
     done
-    rm -rf "$WORK"
+    if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
     [ -n "$BASE_SRC" ] && rm -rf "$BASE_SRC"
     return 0
 }
@@ -307,7 +312,7 @@ run_scenario() {
 run_cluster_scenario() {
     local name="$1"
     shift
-    say "postgres, two instances + Redis: $name"
+    say "postgres, two instances + Redis (${CLUSTER_WORKERS:-1} worker(s) each): $name"
     if ! command -v redis-server >/dev/null; then
         say "$name SKIPPED: redis-server is not installed (apt-get install redis-server)"
         return 0
@@ -327,7 +332,7 @@ run_cluster_scenario() {
         CHAT_ADDR="127.0.0.1:$port" CHAT_DATA_DIR="$dir" DATABASE_URL="$DB_URL" \
         CHAT_REDIS_URL="redis://127.0.0.1:$redis_port/" \
         CHAT_JWT_SECRET="benchmark secret, at least 32 bytes long" \
-        CHAT_WORKERS="${CHAT_WORKERS:-2}" \
+        CHAT_WORKERS="${CLUSTER_WORKERS:-1}" \
         RUST_LOG="${RUST_LOG:-warn},chat_api::delivery::sequencer=info,chat_api::delivery::relay=info" \
         CHAT_WS_RATE="${CHAT_WS_RATE:-1000000}" CHAT_WS_BURST="${CHAT_WS_BURST:-1000000}" \
             "$SERVER" >"$dir/server$i.log" 2>&1 &
@@ -355,7 +360,7 @@ run_cluster_scenario() {
     else
         printf '{"name":"%s","label":"postgres","error":"chat-bench exited with %s"}\n' \
             "$name" "$status" >>"$RESULTS"
-        tail -5 "$dir"/server*.log >&2 || true
+        tail -n 5 "$dir"/server*.log >&2 || true
     fi
     if [ -n "$restarter" ]; then
         wait "$restarter" 2>/dev/null || true
@@ -496,7 +501,7 @@ v2_args() {
 
 {
     echo "# chat-bench $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" \
-        "$(nproc) cores, $(uname -r), client threads $THREADS, server workers ${CHAT_WORKERS:-2}"
+        "$(nproc) cores, $(uname -r), client threads $THREADS, server workers ${CHAT_WORKERS:-2} (cluster: ${CLUSTER_WORKERS:-1} per instance)"
     if [ ${#BASE_LABELS[@]} -gt 0 ]; then
         echo "# baseline: $BASELINE (${sha:0:12}) as ${BASE_LABELS[*]/%/-before}"
     fi
