@@ -254,15 +254,25 @@ pub(crate) trait WriteTransaction: Connection {
     where
         F: FnOnce(&mut Self) -> QueryResult<T>;
 
-    /// Runs `append`, the unit of work that gives new messages of
-    /// `chat_ids` (sorted, distinct) their ids and `seq`s, so that no other
-    /// append to those chats runs between its reading of each chat's head
-    /// and its insert: `seq`s are dense and unique, and within a chat ids
-    /// and `seq`s become visible in increasing order. History pages and the
-    /// sessions' "already replayed up to N" rely on that.
-    fn append_to_chats<T, F>(&mut self, chat_ids: &[i64], append: F) -> QueryResult<T>
+    /// Runs `append`, the unit of work that gives new messages of the
+    /// chats it is handed (sorted, distinct) their ids and `seq`s, so that
+    /// no other append to those chats runs between its reading of each
+    /// chat's head and its insert: `seq`s are dense and unique, and within
+    /// a chat ids and `seq`s become visible in increasing order. History
+    /// pages and the sessions' "already replayed up to N" rely on that.
+    ///
+    /// `append` gets every chat of `chat_ids` (sorted, distinct), unless
+    /// `skip_busy_except` is given: then only the chats no other
+    /// transaction is appending to right now, plus those listed there
+    /// (sorted), which are waited for.
+    fn append_to_chats<T, F>(
+        &mut self,
+        chat_ids: &[i64],
+        skip_busy_except: Option<&[i64]>,
+        append: F,
+    ) -> QueryResult<T>
     where
-        F: FnOnce(&mut Self) -> QueryResult<T>;
+        F: FnOnce(&mut Self, &[i64]) -> QueryResult<T>;
 }
 
 #[cfg(feature = "sqlite")]
@@ -282,11 +292,17 @@ impl WriteTransaction for SqliteConnection {
     /// SQLite keeps for a multi-row INSERT inside a transaction stays in
     /// memory (`temp_store = MEMORY`, see `configure_sqlite`): written to a
     /// temporary file, it cost nine system calls per message.
-    fn append_to_chats<T, F>(&mut self, _chat_ids: &[i64], append: F) -> QueryResult<T>
+    /// Every chat, always: there is no other writer to skip.
+    fn append_to_chats<T, F>(
+        &mut self,
+        chat_ids: &[i64],
+        _skip_busy_except: Option<&[i64]>,
+        append: F,
+    ) -> QueryResult<T>
     where
-        F: FnOnce(&mut Self) -> QueryResult<T>,
+        F: FnOnce(&mut Self, &[i64]) -> QueryResult<T>,
     {
-        self.immediate_transaction(append)
+        self.immediate_transaction(|conn| append(conn, chat_ids))
     }
 }
 
@@ -306,20 +322,62 @@ impl WriteTransaction for PgConnection {
     /// one chat queue up behind each other (heads are read and ids drawn
     /// from the sequence after the lock, by later statements that see what
     /// committed meanwhile), appends to other chats do not.
-    fn append_to_chats<T, F>(&mut self, chat_ids: &[i64], append: F) -> QueryResult<T>
+    ///
+    /// Skipping busy chats: the chats to wait for are locked first (the
+    /// only statement that waits, holding nothing yet, in id order: still
+    /// no deadlock), then the others with `SKIP LOCKED`, which never waits.
+    /// Two instances' writers then overlap on the chats they do not share
+    /// instead of taking turns on all of them.
+    fn append_to_chats<T, F>(
+        &mut self,
+        chat_ids: &[i64],
+        skip_busy_except: Option<&[i64]>,
+        append: F,
+    ) -> QueryResult<T>
     where
-        F: FnOnce(&mut Self) -> QueryResult<T>,
+        F: FnOnce(&mut Self, &[i64]) -> QueryResult<T>,
     {
         use crate::schema::direct_chats;
         use diesel::prelude::*;
         self.transaction(|conn| {
-            direct_chats::table
-                .filter(direct_chats::id.eq_any(chat_ids))
-                .order(direct_chats::id)
-                .select(direct_chats::id)
-                .for_update()
-                .load::<i64>(conn)?;
-            append(conn)
+            let Some(wait_for) = skip_busy_except else {
+                direct_chats::table
+                    .filter(direct_chats::id.eq_any(chat_ids))
+                    .order(direct_chats::id)
+                    .select(direct_chats::id)
+                    .for_update()
+                    .load::<i64>(conn)?;
+                return append(conn, chat_ids);
+            };
+            let (waited, others): (Vec<i64>, Vec<i64>) = chat_ids
+                .iter()
+                .partition(|chat| wait_for.binary_search(chat).is_ok());
+            if !waited.is_empty() {
+                direct_chats::table
+                    .filter(direct_chats::id.eq_any(&waited))
+                    .order(direct_chats::id)
+                    .select(direct_chats::id)
+                    .for_update()
+                    .load::<i64>(conn)?;
+            }
+            let free = if others.is_empty() {
+                Vec::new()
+            } else {
+                direct_chats::table
+                    .filter(direct_chats::id.eq_any(&others))
+                    .order(direct_chats::id)
+                    .select(direct_chats::id)
+                    .for_update()
+                    .skip_locked()
+                    .load::<i64>(conn)?
+            };
+            // The waited-for chats count as held even if a row is missing,
+            // so that such a message fails (the foreign key) rather than
+            // being left for later for ever.
+            let mut held = waited;
+            held.extend(free);
+            held.sort_unstable();
+            append(conn, &held)
         })
     }
 }

@@ -49,85 +49,23 @@ macro_rules! message_columns {
 
 impl MessageRepository for Database {
     fn insert_messages(&self, messages: &[NewMessage]) -> Result<Vec<Inserted>, RepositoryError> {
-        if messages.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut chats: Vec<i64> = messages.iter().map(|m| m.chat_id.get()).collect();
-        chats.sort_unstable();
-        chats.dedup();
-        let keys: Vec<(i64, &str, i64)> = messages
-            .iter()
-            .filter_map(|m| {
-                let client_id = m.client_id.as_ref()?;
-                Some((m.chat_id.get(), client_id.as_ref(), m.sender.id.get()))
+        self.append(messages, None)?
+            .into_iter()
+            .map(|outcome| {
+                outcome.ok_or_else(|| RepositoryError::unexpected("a chat waited for was skipped"))
             })
-            .collect();
+            .collect()
+    }
 
-        // A constant number of statements whatever the batch: the heads of
-        // its chats, the retry keys it reuses (if it has any; on SQLite only
-        // if the insert says some are), one multi-row INSERT, one commit
-        // (one fsync) for all of it.
-        let (existing, plan, ids, created) =
-            with_conn!(self, |conn| conn.append_to_chats(&chats, |conn| {
-                let heads = diesel::sql_query(heads_sql(&chats))
-                    .load::<HeadRow>(conn)?
-                    .into_iter()
-                    .map(|row| (row.chat_id, row.head.unwrap_or(0)))
-                    .collect::<HashMap<i64, i64>>();
-                // Numbers the new messages given what the keys name, and
-                // inserts them.
-                let plan_and_insert = |conn: &mut _, known: &[(i64, MessageRow)]| {
-                    let plan = Plan::new(messages, &heads, known);
-                    // The time is taken under the lock, so times never run
-                    // backwards against ids.
-                    let created = now();
-                    let rows: Vec<NewMessageRow> = plan
-                        .new_rows(messages)
-                        .map(|(message, seq)| NewMessageRow {
-                            chat_id: message.chat_id.get(),
-                            sender_id: message.sender.id.get(),
-                            body: message.body.as_ref(),
-                            created,
-                            seq,
-                            client_id: message.client_id.as_ref().map(AsRef::as_ref),
-                        })
-                        .collect();
-                    let ids = if rows.is_empty() {
-                        Vec::new()
-                    } else {
-                        diesel::insert_into(direct_messages::table)
-                            .values(&rows)
-                            .returning(direct_messages::id)
-                            .get_results::<i64>(conn)?
-                    };
-                    Ok((plan, ids, created))
-                };
-                if keys.is_empty() || !conn.inserts_before_looking_up() {
-                    let existing = if keys.is_empty() {
-                        Vec::new()
-                    } else {
-                        conn.stored_with_keys(&keys)?
-                    };
-                    let (plan, ids, created) = plan_and_insert(conn, &existing)?;
-                    return Ok((existing, plan, ids, created));
-                }
-                match plan_and_insert(conn, &[]) {
-                    Ok((plan, ids, created)) => Ok((Vec::new(), plan, ids, created)),
-                    // A key of the batch was stored before: the statement is
-                    // undone (the transaction goes on), so look the keys up
-                    // and plan again.
-                    Err(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::UniqueViolation,
-                        _,
-                    )) => {
-                        let existing = conn.stored_with_keys(&keys)?;
-                        let (plan, ids, created) = plan_and_insert(conn, &existing)?;
-                        Ok((existing, plan, ids, created))
-                    }
-                    Err(error) => Err(error),
-                }
-            }))?;
-        plan.outcomes(messages, ids, created, existing)
+    fn insert_messages_skipping_busy(
+        &self,
+        messages: &[NewMessage],
+        wait_for: &[ChatId],
+    ) -> Result<Vec<Option<Inserted>>, RepositoryError> {
+        let mut wait_for: Vec<i64> = wait_for.iter().map(|c| c.get()).collect();
+        wait_for.sort_unstable();
+        wait_for.dedup();
+        self.append(messages, Some(&wait_for))
     }
 
     fn heads(&self, chats: &[ChatId]) -> Result<Vec<(ChatId, Seq)>, RepositoryError> {
@@ -293,6 +231,122 @@ impl MessageRepository for Database {
             head_seq,
             unread_count: u64::try_from(unread).map_err(|_| corrupt(what))?,
         })
+    }
+}
+
+impl Database {
+    /// Stores `all` in one transaction, or, with `skip_busy_except`, those
+    /// of the chats no other transaction is appending to (and of the chats
+    /// listed, waited for); `None` for each message left out.
+    fn append(
+        &self,
+        all: &[NewMessage],
+        skip_busy_except: Option<&[i64]>,
+    ) -> Result<Vec<Option<Inserted>>, RepositoryError> {
+        if all.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut chats: Vec<i64> = all.iter().map(|m| m.chat_id.get()).collect();
+        chats.sort_unstable();
+        chats.dedup();
+
+        // A constant number of statements whatever the batch: the chats'
+        // locks, their heads, the retry keys it reuses (if it has any; on
+        // SQLite only if the insert says some are), one multi-row INSERT,
+        // one commit (one fsync) for all of it.
+        let (included, existing, plan, ids, created) = with_conn!(self, |conn| conn
+            .append_to_chats(&chats, skip_busy_except, |conn, locked| {
+                // The messages of the chats this transaction holds, as
+                // indexes into `all`.
+                let included: Vec<usize> = (0..all.len())
+                    .filter(|&i| locked.binary_search(&all[i].chat_id.get()).is_ok())
+                    .collect();
+                let messages = subset(all, &included);
+                let keys: Vec<(i64, &str, i64)> = messages
+                    .iter()
+                    .filter_map(|m| {
+                        let client_id = m.client_id.as_ref()?;
+                        Some((m.chat_id.get(), client_id.as_ref(), m.sender.id.get()))
+                    })
+                    .collect();
+                let heads = if locked.is_empty() {
+                    HashMap::new()
+                } else {
+                    diesel::sql_query(heads_sql(locked))
+                        .load::<HeadRow>(conn)?
+                        .into_iter()
+                        .map(|row| (row.chat_id, row.head.unwrap_or(0)))
+                        .collect::<HashMap<i64, i64>>()
+                };
+                // Numbers the new messages given what the keys name, and
+                // inserts them.
+                let plan_and_insert = |conn: &mut _, known: &[(i64, MessageRow)]| {
+                    let plan = Plan::new(&messages, &heads, known);
+                    // The time is taken under the lock, so times never run
+                    // backwards against ids.
+                    let created = now();
+                    let rows: Vec<NewMessageRow> = plan
+                        .new_rows(&messages)
+                        .map(|(message, seq)| NewMessageRow {
+                            chat_id: message.chat_id.get(),
+                            sender_id: message.sender.id.get(),
+                            body: message.body.as_ref(),
+                            created,
+                            seq,
+                            client_id: message.client_id.as_ref().map(AsRef::as_ref),
+                        })
+                        .collect();
+                    let ids = if rows.is_empty() {
+                        Vec::new()
+                    } else {
+                        diesel::insert_into(direct_messages::table)
+                            .values(&rows)
+                            .returning(direct_messages::id)
+                            .get_results::<i64>(conn)?
+                    };
+                    Ok((plan, ids, created))
+                };
+                if keys.is_empty() || !conn.inserts_before_looking_up() {
+                    let existing = if keys.is_empty() {
+                        Vec::new()
+                    } else {
+                        conn.stored_with_keys(&keys)?
+                    };
+                    let (plan, ids, created) = plan_and_insert(conn, &existing)?;
+                    return Ok((included, existing, plan, ids, created));
+                }
+                match plan_and_insert(conn, &[]) {
+                    Ok((plan, ids, created)) => Ok((included, Vec::new(), plan, ids, created)),
+                    // A key of the batch was stored before: the statement is
+                    // undone (the transaction goes on), so look the keys up
+                    // and plan again.
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => {
+                        let existing = conn.stored_with_keys(&keys)?;
+                        let (plan, ids, created) = plan_and_insert(conn, &existing)?;
+                        Ok((included, existing, plan, ids, created))
+                    }
+                    Err(error) => Err(error),
+                }
+            }))?;
+        let outcomes = plan.outcomes(&subset(all, &included), ids, created, existing)?;
+        let mut spread: Vec<Option<Inserted>> = (0..all.len()).map(|_| None).collect();
+        for (index, outcome) in included.into_iter().zip(outcomes) {
+            spread[index] = Some(outcome);
+        }
+        Ok(spread)
+    }
+}
+
+/// The messages of `all` at `included` (all of them, without a copy, when
+/// nothing was left out).
+fn subset<'m>(all: &'m [NewMessage], included: &[usize]) -> std::borrow::Cow<'m, [NewMessage]> {
+    if included.len() == all.len() {
+        std::borrow::Cow::Borrowed(all)
+    } else {
+        std::borrow::Cow::Owned(included.iter().map(|&i| all[i].clone()).collect())
     }
 }
 

@@ -9,7 +9,7 @@
 //! once. One writer also means writes never contend with each other for
 //! the database, while reads use the other pooled connections.
 
-use chat_domain::chat::{MessageService, Outgoing, SendOutcome};
+use chat_domain::chat::{ChatId, MessageService, Outgoing, SendOutcome};
 use chat_domain::RepositoryError;
 use tokio::sync::{mpsc, oneshot};
 
@@ -89,26 +89,51 @@ fn write_batches(
     max_batch: usize,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
+    // Left for the next batch: their chats were being written by another
+    // instance's writer (a shared PostgreSQL). They go first, and are
+    // waited for then, so each is left out once at most.
+    let mut left: Vec<Submission> = Vec::new();
+    loop {
+        let waited = left.len();
+        if left.is_empty() {
+            match queue.blocking_recv() {
+                Some(first) => batch.push(first),
+                None => break,
+            }
+        } else {
+            batch.append(&mut left);
+        }
         while batch.len() < max_batch {
             match queue.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
         }
-        store_batch(messages, &mut batch);
+        store_batch(messages, &mut batch, waited, &mut left);
     }
     tracing::debug!("message writer stopped");
 }
 
-/// Stores and answers every submission of `batch`, leaving it empty.
-fn store_batch(messages: &MessageService, batch: &mut Vec<Submission>) {
+/// Stores and answers every submission of `batch`, leaving it empty; the
+/// chats of its first `waited` are waited for, the messages of other chats
+/// busy elsewhere go to `left`, in order.
+fn store_batch(
+    messages: &MessageService,
+    batch: &mut Vec<Submission>,
+    waited: usize,
+    left: &mut Vec<Submission>,
+) {
     let outgoing: Vec<Outgoing> = batch.iter().map(|s| s.message.clone()).collect();
-    match messages.send_batch(&outgoing) {
+    let wait_for: Vec<ChatId> = outgoing[..waited].iter().map(|m| m.chat.id()).collect();
+    match messages.send_batch_skipping_busy(&outgoing, &wait_for) {
         Ok(outcomes) => {
             for (submission, outcome) in batch.drain(..).zip(outcomes) {
-                let _ = submission.outcome.send(Ok(outcome));
+                match outcome {
+                    Some(outcome) => {
+                        let _ = submission.outcome.send(Ok(outcome));
+                    }
+                    None => left.push(submission),
+                }
             }
         }
         // The store is down: every message of the batch fails alike.
@@ -169,10 +194,14 @@ mod tests {
     }
 
     fn open_chat() -> Arc<OpenChat> {
+        open_chat_of(1)
+    }
+
+    fn open_chat_of(id: i64) -> Arc<OpenChat> {
         let mut chats = MockChatRepository::new();
-        chats.expect_find_chat().returning(|_| {
+        chats.expect_find_chat().returning(move |_| {
             Ok(Some(DirectChat {
-                id: ChatId::new(1),
+                id: ChatId::new(id),
                 participants: Participants::new(user(1, "alice"), user(2, "bob")).unwrap(),
                 created: Utc::now(),
             }))
@@ -182,7 +211,32 @@ mod tests {
             Arc::new(chats),
             Arc::new(MockBroadcaster::new()),
         );
-        Arc::new(service.open_chat(user(1, "alice"), ChatId::new(1)).unwrap())
+        Arc::new(
+            service
+                .open_chat(user(1, "alice"), ChatId::new(id))
+                .unwrap(),
+        )
+    }
+
+    /// Both insert methods answer with `insert`: the writer uses the one
+    /// that may leave busy chats out, this store never does.
+    fn answer_inserts(
+        repository: &mut MockMessageRepository,
+        insert: impl Fn(&[NewMessage]) -> Result<Vec<Inserted>, RepositoryError>
+            + Send
+            + Sync
+            + Clone
+            + 'static,
+    ) {
+        let again = insert.clone();
+        repository
+            .expect_insert_messages()
+            .returning(move |messages| insert(messages));
+        repository
+            .expect_insert_messages_skipping_busy()
+            .returning(move |messages, _| {
+                again(messages).map(|stored| stored.into_iter().map(Some).collect())
+            });
     }
 
     fn stored(messages: &[NewMessage]) -> Vec<Inserted> {
@@ -227,14 +281,12 @@ mod tests {
         let batch_sizes = Arc::new(Mutex::new(Vec::new()));
         let sizes = batch_sizes.clone();
         let mut repository = MockMessageRepository::new();
-        repository
-            .expect_insert_messages()
-            .returning(move |messages| {
-                sizes.lock().unwrap().push(messages.len());
-                // A slow fsync: everything sent meanwhile queues up.
-                std::thread::sleep(Duration::from_millis(50));
-                Ok(stored(messages))
-            });
+        answer_inserts(&mut repository, move |messages| {
+            sizes.lock().unwrap().push(messages.len());
+            // A slow fsync: everything sent meanwhile queues up.
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(stored(messages))
+        });
         let service = service_with(repository);
         let (writer, _) = MessageWriter::start(service.clone(), 1000, 512).unwrap();
         let chat = open_chat();
@@ -258,7 +310,7 @@ mod tests {
     #[tokio::test]
     async fn one_bad_message_fails_alone() {
         let mut repository = MockMessageRepository::new();
-        repository.expect_insert_messages().returning(|messages| {
+        answer_inserts(&mut repository, |messages| {
             std::thread::sleep(Duration::from_millis(20));
             if messages.iter().any(|m| m.body.as_ref() == "bad") {
                 Err(RepositoryError::unexpected("constraint violated"))
@@ -285,9 +337,9 @@ mod tests {
     #[tokio::test]
     async fn an_unavailable_store_is_reported_as_such() {
         let mut repository = MockMessageRepository::new();
-        repository
-            .expect_insert_messages()
-            .returning(|_| Err(RepositoryError::unavailable("connection refused")));
+        answer_inserts(&mut repository, |_| {
+            Err(RepositoryError::unavailable("connection refused"))
+        });
         let service = service_with(repository);
         let (writer, _) = MessageWriter::start(service.clone(), 10, 10).unwrap();
 
@@ -301,14 +353,12 @@ mod tests {
         let order = Arc::new(Mutex::new(Vec::new()));
         let seen = order.clone();
         let mut repository = MockMessageRepository::new();
-        repository
-            .expect_insert_messages()
-            .returning(move |messages| {
-                seen.lock()
-                    .unwrap()
-                    .extend(messages.iter().map(|m| m.body.as_ref().to_owned()));
-                Ok(stored(messages))
-            });
+        answer_inserts(&mut repository, move |messages| {
+            seen.lock()
+                .unwrap()
+                .extend(messages.iter().map(|m| m.body.as_ref().to_owned()));
+            Ok(stored(messages))
+        });
         let service = service_with(repository);
         let (writer, _) = MessageWriter::start(service.clone(), 1000, 7).unwrap();
         let chat = open_chat();
@@ -328,5 +378,59 @@ mod tests {
 
         let expected: Vec<String> = (0..50).map(|i| i.to_string()).collect();
         assert_eq!(*order.lock().unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn messages_of_a_chat_busy_elsewhere_go_first_in_the_next_batch_and_are_waited_for() {
+        // Chat 2 is being written by another instance the first time: its
+        // messages are left out; the next call must wait for chat 2 and
+        // carry them first, in order, before anything newer.
+        let calls = Arc::new(Mutex::new(Vec::<(Vec<String>, Vec<ChatId>)>::new()));
+        let seen = calls.clone();
+        let mut repository = MockMessageRepository::new();
+        repository
+            .expect_insert_messages_skipping_busy()
+            .returning(move |messages, wait_for| {
+                let mut seen = seen.lock().unwrap();
+                let first = seen.is_empty();
+                seen.push((
+                    messages
+                        .iter()
+                        .map(|m| m.body.as_ref().to_owned())
+                        .collect(),
+                    wait_for.to_vec(),
+                ));
+                std::thread::sleep(Duration::from_millis(20));
+                Ok(stored(messages)
+                    .into_iter()
+                    .zip(messages)
+                    .map(|(inserted, m)| {
+                        (!(first && m.chat_id == ChatId::new(2))).then_some(inserted)
+                    })
+                    .collect())
+            });
+        let service = service_with(repository);
+        let (writer, _) = MessageWriter::start(service.clone(), 1000, 512).unwrap();
+        let (one, two) = (open_chat_of(1), open_chat_of(2));
+
+        let mut pending = Vec::new();
+        for (chat, body) in [(&one, "1a"), (&two, "2a"), (&one, "1b"), (&two, "2b")] {
+            let message = outgoing(&service, chat, body);
+            pending.push(writer.submit(message).await.unwrap());
+        }
+        for outcome in pending {
+            assert!(matches!(outcome.await.unwrap(), Ok(SendOutcome::Stored(_))));
+        }
+
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls[0].0, ["1a", "2a", "1b", "2b"], "{calls:?}");
+        assert!(calls[0].1.is_empty());
+        assert_eq!(
+            calls[1].0[..2],
+            ["2a".to_owned(), "2b".to_owned()],
+            "{calls:?}"
+        );
+        assert_eq!(calls[1].1, [ChatId::new(2), ChatId::new(2)]);
+        assert_eq!(calls.len(), 2, "{calls:?}");
     }
 }

@@ -118,6 +118,26 @@ pub trait MessageRepository: Send + Sync + 'static {
     /// many messages is what keeps durable writes fast.
     fn insert_messages(&self, messages: &[NewMessage]) -> Result<Vec<Inserted>, RepositoryError>;
 
+    /// [`insert_messages`](Self::insert_messages), except that the messages
+    /// of a chat another transaction is appending to right now are left
+    /// out (`None`: not stored, try again) instead of waited for, unless the
+    /// chat is in `wait_for`. Several instances share one database: their
+    /// writers then overlap on the chats they do not share instead of
+    /// taking turns on every chat. A store with one writer at a time stores
+    /// everything, which is what this default does.
+    fn insert_messages_skipping_busy(
+        &self,
+        messages: &[NewMessage],
+        wait_for: &[ChatId],
+    ) -> Result<Vec<Option<Inserted>>, RepositoryError> {
+        let _ = wait_for;
+        Ok(self
+            .insert_messages(messages)?
+            .into_iter()
+            .map(Some)
+            .collect())
+    }
+
     /// Up to `limit` messages of `chat` around `anchor`, oldest first, in
     /// a number of statements that does not grow with the chat. A chat
     /// that does not exist is an error (callers hold an `OpenChat`).

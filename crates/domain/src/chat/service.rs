@@ -238,7 +238,41 @@ impl MessageService {
     /// All or none are stored. A message whose `client_id` its sender
     /// already used in that chat is not stored again (see [`SendOutcome`]).
     pub fn send_batch(&self, batch: &[Outgoing]) -> Result<Vec<SendOutcome>, RepositoryError> {
-        let new_messages: Vec<NewMessage> = batch
+        let new_messages = Self::new_messages(batch);
+        let _in_order = self.in_publish_order();
+        let inserted = self.messages.insert_messages(&new_messages)?;
+        Self::check_count(inserted.len(), batch.len())?;
+        Ok(batch
+            .iter()
+            .zip(inserted)
+            .map(|(outgoing, inserted)| self.settle(outgoing, inserted))
+            .collect())
+    }
+
+    /// [`send_batch`](Self::send_batch), leaving out (`None`: not stored,
+    /// send again) the messages of chats another writer of a shared
+    /// database is appending to right now, unless the chat is in
+    /// `wait_for` (see `MessageRepository::insert_messages_skipping_busy`).
+    pub fn send_batch_skipping_busy(
+        &self,
+        batch: &[Outgoing],
+        wait_for: &[ChatId],
+    ) -> Result<Vec<Option<SendOutcome>>, RepositoryError> {
+        let new_messages = Self::new_messages(batch);
+        let _in_order = self.in_publish_order();
+        let inserted = self
+            .messages
+            .insert_messages_skipping_busy(&new_messages, wait_for)?;
+        Self::check_count(inserted.len(), batch.len())?;
+        Ok(batch
+            .iter()
+            .zip(inserted)
+            .map(|(outgoing, inserted)| inserted.map(|inserted| self.settle(outgoing, inserted)))
+            .collect())
+    }
+
+    fn new_messages(batch: &[Outgoing]) -> Vec<NewMessage> {
+        batch
             .iter()
             .map(|outgoing| NewMessage {
                 chat_id: outgoing.chat.id(),
@@ -246,34 +280,36 @@ impl MessageService {
                 body: outgoing.body.clone(),
                 client_id: outgoing.client_id.clone(),
             })
-            .collect();
-        let _in_order = self.in_publish_order();
-        let inserted = self.messages.insert_messages(&new_messages)?;
-        if inserted.len() != batch.len() {
-            return Err(RepositoryError::unexpected(format!(
-                "{} outcomes for {} messages",
-                inserted.len(),
-                batch.len()
-            )));
+            .collect()
+    }
+
+    fn check_count(outcomes: usize, messages: usize) -> Result<(), RepositoryError> {
+        if outcomes == messages {
+            Ok(())
+        } else {
+            Err(RepositoryError::unexpected(format!(
+                "{outcomes} outcomes for {messages} messages"
+            )))
         }
-        Ok(batch
-            .iter()
-            .zip(inserted)
-            .map(|(outgoing, inserted)| match inserted {
-                Inserted::New(message) => {
-                    self.broadcaster.publish(ChatEvent::MessageStored {
-                        message: message.clone(),
-                        participants: outgoing.chat.participant_ids(),
-                        origin: outgoing.origin,
-                    });
-                    SendOutcome::Stored(message)
-                }
-                Inserted::Existing(original) if original.body == outgoing.body.as_ref() => {
-                    SendOutcome::Duplicate(original)
-                }
-                Inserted::Existing(original) => SendOutcome::Conflict(original),
-            })
-            .collect())
+    }
+
+    /// What one stored (or already stored) message means for its sender;
+    /// a new one is announced.
+    fn settle(&self, outgoing: &Outgoing, inserted: Inserted) -> SendOutcome {
+        match inserted {
+            Inserted::New(message) => {
+                self.broadcaster.publish(ChatEvent::MessageStored {
+                    message: message.clone(),
+                    participants: outgoing.chat.participant_ids(),
+                    origin: outgoing.origin,
+                });
+                SendOutcome::Stored(message)
+            }
+            Inserted::Existing(original) if original.body == outgoing.body.as_ref() => {
+                SendOutcome::Duplicate(original)
+            }
+            Inserted::Existing(original) => SendOutcome::Conflict(original),
+        }
     }
 
     /// A page of the chat's messages, oldest first.

@@ -27,6 +27,7 @@ contract_tests!(
     timestamps_read_back_exactly_and_in_order,
     concurrent_senders_get_dense_seqs_in_id_order,
     heads_are_read_for_many_chats_at_once,
+    with_no_other_writer_skipping_busy_chats_stores_everything,
 );
 
 fn a_new_message_gets_seq_one_and_keeps_its_sender_body_and_time(store: &dyn Store) {
@@ -477,4 +478,89 @@ fn heads_are_read_for_many_chats_at_once(store: &dyn Store) {
         "no messages, or no chat: absent"
     );
     assert_eq!(store.heads(&[]).unwrap(), vec![]);
+}
+
+fn with_no_other_writer_skipping_busy_chats_stores_everything(store: &dyn Store) {
+    let (alice, bob, carol) = (store.user("alice"), store.user("bob"), store.user("carol"));
+    let (one, two) = (store.chat(&alice, &bob), store.chat(&alice, &carol));
+    let batch = [
+        new_message(&one, &alice, "1a", None),
+        new_message(&two, &alice, "2a", None),
+        new_message(&one, &bob, "1b", None),
+    ];
+    let outcomes = store
+        .insert_messages_skipping_busy(&batch, &[two.id])
+        .unwrap();
+    let stored: Vec<_> = outcomes
+        .into_iter()
+        .map(|outcome| new_one(outcome.expect("nothing else writes, so nothing is left out")))
+        .collect();
+    assert_eq!(seqs(&stored), [1, 1, 2]);
+    assert_eq!(bodies(&stored), ["1a", "2a", "1b"]);
+}
+
+/// Two instances' writers on one PostgreSQL: a chat the other is appending
+/// to is left out (not waited for) unless named, and named, it is stored
+/// once the other commits, numbered after what the other stored.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_a_chat_another_writer_holds_is_left_out_unless_waited_for() {
+    use chat_domain::chat::MessageRepository as _;
+    use diesel::connection::SimpleConnection as _;
+    use diesel::Connection as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let Some(empty) = crate::stores::empty_postgres() else {
+        return;
+    };
+    let url = empty.url().to_owned();
+    let store = empty.connect();
+    let (alice, bob, carol) = (store.user("alice"), store.user("bob"), store.user("carol"));
+    let (busy, free) = (store.chat(&alice, &bob), store.chat(&alice, &carol));
+
+    // Another writer, mid-transaction on `busy`: it holds the chat's lock
+    // and has stored message 1 there, not yet committed.
+    let mut other = diesel::PgConnection::establish(&url).unwrap();
+    other
+        .batch_execute(&format!(
+            "BEGIN;
+             SELECT id FROM direct_chats WHERE id = {chat} FOR UPDATE;
+             INSERT INTO direct_messages (chat_id, sender_id, body, created, seq)
+                  VALUES ({chat}, {bob}, 'from the other writer', now(), 1);",
+            chat = busy.id.get(),
+            bob = bob.id.get()
+        ))
+        .unwrap();
+
+    let batch = [
+        new_message(&busy, &alice, "x", None),
+        new_message(&free, &alice, "y", None),
+    ];
+    let outcomes = store.insert_messages_skipping_busy(&batch, &[]).unwrap();
+    assert_eq!(outcomes[0], None, "the busy chat is left out");
+    assert_eq!(new_one(outcomes[1].clone().unwrap()).seq, seq(1));
+
+    // Waited for: stored only after the other writer commits, and after it.
+    let committing = Arc::new(AtomicBool::new(false));
+    let flag = committing.clone();
+    let other_writer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        flag.store(true, Ordering::SeqCst);
+        other.batch_execute("COMMIT").unwrap();
+    });
+    let outcomes = store
+        .insert_messages_skipping_busy(&batch[..1], &[busy.id])
+        .unwrap();
+    assert!(
+        committing.load(Ordering::SeqCst),
+        "it waited for the other writer"
+    );
+    let x = new_one(outcomes[0].clone().unwrap());
+    assert_eq!(x.seq, seq(2));
+    other_writer.join().unwrap();
+    assert_eq!(
+        bodies(&store.all_messages(&busy)),
+        ["from the other writer", "x"]
+    );
 }
