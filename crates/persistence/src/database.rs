@@ -68,6 +68,7 @@ pub enum SqliteSynchronous {
 }
 
 impl SqliteSynchronous {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     fn pragma(self) -> &'static str {
         match self {
             Self::Normal => "NORMAL",
@@ -337,39 +338,21 @@ impl WriteTransaction for PgConnection {
     where
         F: FnOnce(&mut Self, &[i64]) -> QueryResult<T>,
     {
-        use crate::schema::direct_chats;
-        use diesel::prelude::*;
         self.transaction(|conn| {
             let Some(wait_for) = skip_busy_except else {
-                direct_chats::table
-                    .filter(direct_chats::id.eq_any(chat_ids))
-                    .order(direct_chats::id)
-                    .select(direct_chats::id)
-                    .for_update()
-                    .load::<i64>(conn)?;
+                lock_chats(conn, chat_ids, false)?;
                 return append(conn, chat_ids);
             };
             let (waited, others): (Vec<i64>, Vec<i64>) = chat_ids
                 .iter()
                 .partition(|chat| wait_for.binary_search(chat).is_ok());
             if !waited.is_empty() {
-                direct_chats::table
-                    .filter(direct_chats::id.eq_any(&waited))
-                    .order(direct_chats::id)
-                    .select(direct_chats::id)
-                    .for_update()
-                    .load::<i64>(conn)?;
+                lock_chats(conn, &waited, false)?;
             }
             let free = if others.is_empty() {
                 Vec::new()
             } else {
-                direct_chats::table
-                    .filter(direct_chats::id.eq_any(&others))
-                    .order(direct_chats::id)
-                    .select(direct_chats::id)
-                    .for_update()
-                    .skip_locked()
-                    .load::<i64>(conn)?
+                lock_chats(conn, &others, true)?
             };
             // The waited-for chats count as held even if a row is missing,
             // so that such a message fails (the foreign key) rather than
@@ -380,6 +363,40 @@ impl WriteTransaction for PgConnection {
             append(conn, &held)
         })
     }
+}
+
+/// `SELECT ... FOR UPDATE` on the rows of `chat_ids`, in id order (the
+/// lock rows node sits above the sort); with `skip_locked`, only those no
+/// other transaction holds. The ids are one array parameter joined to the
+/// primary key, so the statement is prepared once per connection and
+/// seeks each chat (a list of ids filtered a scan of every chat instead).
+/// Returns the chats locked.
+#[cfg(feature = "postgres")]
+fn lock_chats(
+    conn: &mut PgConnection,
+    chat_ids: &[i64],
+    skip_locked: bool,
+) -> QueryResult<Vec<i64>> {
+    use diesel::RunQueryDsl as _;
+
+    #[derive(diesel::QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    let sql = if skip_locked {
+        "SELECT c.id FROM unnest($1::bigint[]) AS ids(id) JOIN direct_chats c ON c.id = ids.id
+          ORDER BY c.id FOR UPDATE OF c SKIP LOCKED"
+    } else {
+        "SELECT c.id FROM unnest($1::bigint[]) AS ids(id) JOIN direct_chats c ON c.id = ids.id
+          ORDER BY c.id FOR UPDATE OF c"
+    };
+    Ok(diesel::sql_query(sql)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(chat_ids)
+        .load::<Locked>(conn)?
+        .into_iter()
+        .map(|row| row.id)
+        .collect())
 }
 
 /// Sends r2d2's connection failures (it retries in the background) to

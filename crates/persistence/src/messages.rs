@@ -69,17 +69,13 @@ impl MessageRepository for Database {
     }
 
     fn heads(&self, chats: &[ChatId]) -> Result<Vec<(ChatId, Seq)>, RepositoryError> {
+        // One seek per chat, not the `max(seq)` of a group, which read
+        // every message of every chat named (the cluster's resync names all
+        // it follows, every few seconds).
         let ids: Vec<i64> = chats.iter().map(|c| c.get()).collect();
-        let rows = with_conn!(self, |conn| direct_messages::table
-            .filter(direct_messages::chat_id.eq_any(&ids))
-            .group_by(direct_messages::chat_id)
-            .select((
-                direct_messages::chat_id,
-                diesel::dsl::max(direct_messages::seq)
-            ))
-            .load::<(i64, Option<i64>)>(conn))?;
+        let rows = with_conn!(self, |conn| conn.chat_heads(&ids))?;
         rows.into_iter()
-            .filter_map(|(chat, head)| head.map(|head| (chat, head)))
+            .filter_map(|row| row.head.map(|head| (row.chat_id, head)))
             .map(|(chat, head)| Ok((ChatId::new(chat), seq_from_row(head, "a chat head")?)))
             .collect()
     }
@@ -272,8 +268,7 @@ impl Database {
                 let heads = if locked.is_empty() {
                     HashMap::new()
                 } else {
-                    diesel::sql_query(heads_sql(locked))
-                        .load::<HeadRow>(conn)?
+                    conn.chat_heads(locked)?
                         .into_iter()
                         .map(|row| (row.chat_id, row.head.unwrap_or(0)))
                         .collect::<HashMap<i64, i64>>()
@@ -350,20 +345,46 @@ fn subset<'m>(all: &'m [NewMessage], included: &[usize]) -> std::borrow::Cow<'m,
     }
 }
 
-/// The heads of chats `chat_ids`, one seek each on `(chat_id, seq)`, in one
-/// statement. The ids are integers written by this program, never text
-/// from a client: Diesel's DSL cannot correlate a subquery with the outer
-/// table, and a `GROUP BY` would scan every message of each chat.
-fn heads_sql(chat_ids: &[i64]) -> String {
-    let ids: Vec<String> = chat_ids.iter().map(i64::to_string).collect();
-    format!(
-        "SELECT c.id AS chat_id,
-                (SELECT m.seq FROM direct_messages m
-                  WHERE m.chat_id = c.id ORDER BY m.seq DESC LIMIT 1) AS head
-           FROM direct_chats c
-          WHERE c.id IN ({})",
-        ids.join(", ")
-    )
+/// The heads of chats (their highest `seq`, `None` without messages), one
+/// index seek on `(chat_id, seq)` each, in one statement: the batch's
+/// numbering and the cluster's resync both read many at once.
+trait ChatHeads {
+    fn chat_heads(&mut self, chat_ids: &[i64]) -> QueryResult<Vec<HeadRow>>;
+}
+
+#[cfg(feature = "sqlite")]
+impl ChatHeads for diesel::SqliteConnection {
+    /// The ids as literals: SQLite seeks the primary key for each.
+    fn chat_heads(&mut self, chat_ids: &[i64]) -> QueryResult<Vec<HeadRow>> {
+        let ids: Vec<String> = chat_ids.iter().map(i64::to_string).collect();
+        diesel::sql_query(format!(
+            "SELECT c.id AS chat_id,
+                    (SELECT m.seq FROM direct_messages m
+                      WHERE m.chat_id = c.id ORDER BY m.seq DESC LIMIT 1) AS head
+               FROM direct_chats c
+              WHERE c.id IN ({})",
+            ids.join(", ")
+        ))
+        .load(self)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl ChatHeads for diesel::PgConnection {
+    /// The ids as one array parameter: the statement's text never changes,
+    /// so it is prepared once per connection (a list of literals was parsed
+    /// and planned anew for every batch, and filtered a scan of every
+    /// chat); `direct_chats` is not read at all.
+    fn chat_heads(&mut self, chat_ids: &[i64]) -> QueryResult<Vec<HeadRow>> {
+        diesel::sql_query(
+            "SELECT ids.id AS chat_id,
+                    (SELECT m.seq FROM direct_messages m
+                      WHERE m.chat_id = ids.id ORDER BY m.seq DESC LIMIT 1) AS head
+               FROM unnest($1::bigint[]) AS ids(id)",
+        )
+        .bind::<diesel::sql_types::Array<BigInt>, _>(chat_ids)
+        .load(self)
+    }
 }
 
 #[derive(QueryableByName)]

@@ -460,6 +460,15 @@ struct RelayTask {
     chats: HashMap<ChatId, usize>,
     users: HashMap<UserId, usize>,
     publisher: Option<redis::aio::MultiplexedConnection>,
+    /// Where event publishes go: a task of their own on the publisher
+    /// connection, so that waiting for Redis to answer one never holds up
+    /// the events arriving from the other instances (this loop's work).
+    outbox: Option<mpsc::UnboundedSender<Vec<(String, String)>>>,
+    /// Why the publishing task stopped, if it did.
+    publish_failed: (
+        mpsc::UnboundedSender<String>,
+        mpsc::UnboundedReceiver<String>,
+    ),
     presence: PresenceParts,
     status: Arc<std::sync::Mutex<RedisStatus>>,
 }
@@ -483,6 +492,8 @@ impl RelayTask {
             chats: HashMap::new(),
             users: HashMap::new(),
             publisher: None,
+            outbox: None,
+            publish_failed: mpsc::unbounded_channel(),
             presence,
             status,
         }
@@ -513,6 +524,7 @@ impl RelayTask {
     fn disconnect(&mut self, subscriber: &mut Option<Subscriber>, why: String) {
         *subscriber = None;
         self.publisher = None;
+        self.outbox = None;
         self.set_status(Err(why));
     }
 
@@ -599,6 +611,10 @@ impl RelayTask {
                         }
                     }
                 }
+                Some(why) = self.publish_failed.1.recv() => {
+                    tracing::warn!(%why, "publishing to Redis failed; reconnecting");
+                    self.disconnect(&mut subscriber, why);
+                }
                 message = next_message(&mut subscriber) => {
                     match message {
                         Some(message) => self.received(&message),
@@ -647,7 +663,18 @@ impl RelayTask {
         for batch in channels.chunks(1000) {
             within(sink.subscribe(batch)).await?;
         }
-        self.publisher = Some(within(self.client.get_multiplexed_async_connection()).await?);
+        let publisher = within(self.client.get_multiplexed_async_connection()).await?;
+        // A new channel each time: a task of an earlier connection (failing
+        // or not yet ended) writes to nothing that counts.
+        self.publish_failed = mpsc::unbounded_channel();
+        let (outbox, queued) = mpsc::unbounded_channel();
+        tokio::spawn(publish_in_order(
+            publisher.clone(),
+            queued,
+            self.publish_failed.0.clone(),
+        ));
+        self.outbox = Some(outbox);
+        self.publisher = Some(publisher);
         Ok((sink, stream))
     }
 
@@ -717,17 +744,13 @@ impl RelayTask {
             Command::Presence { online, offline } => {
                 self.publish_presence_now(online, offline).await
             }
-            Command::Publish(first) => {
-                let Some(connection) = self.publisher.as_mut() else {
-                    // Redis is down: the other instances read it from the
-                    // database at their next resync.
-                    return Ok(());
-                };
-                let mut pipe = redis::pipe();
-                for (channel, payload) in first {
-                    pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+            Command::Publish(messages) => {
+                // Without Redis the other instances read these from the
+                // database at their next resync.
+                if let Some(outbox) = &self.outbox {
+                    let _ = outbox.send(messages);
                 }
-                within(pipe.query_async::<()>(connection)).await
+                Ok(())
             }
         }
     }
@@ -792,6 +815,33 @@ fn with_queued_publishes(
     std::iter::once(Command::Publish(batch))
         .chain(other)
         .collect()
+}
+
+/// Publishes what `queued` brings, in order: each wait for Redis's answer
+/// covers everything queued meanwhile (one pipeline, one round trip). Ends
+/// at the first failure, said on `failed`, or when the relay drops the
+/// queue.
+async fn publish_in_order(
+    mut connection: redis::aio::MultiplexedConnection,
+    mut queued: mpsc::UnboundedReceiver<Vec<(String, String)>>,
+    failed: mpsc::UnboundedSender<String>,
+) {
+    while let Some(mut batch) = queued.recv().await {
+        while batch.len() < 10_000 {
+            match queued.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        let mut pipe = redis::pipe();
+        for (channel, payload) in batch {
+            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+        }
+        if let Err(error) = within(pipe.query_async::<()>(&mut connection)).await {
+            let _ = failed.send(error.to_string());
+            return;
+        }
+    }
 }
 
 /// Whether `key`'s count dropped to zero (and was removed).
