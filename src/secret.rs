@@ -9,10 +9,10 @@ use chat_api::auth::{JwtSecret, JwtSecretError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("CHAT_JWT_SECRET is too short: {0}")]
-    ConfiguredTooShort(JwtSecretError),
+    #[error("CHAT_JWT_SECRET is unusable: {0}")]
+    Configured(JwtSecretError),
     #[error("the secret in {path} is unusable: {source}")]
-    StoredTooShort {
+    Stored {
         path: PathBuf,
         source: JwtSecretError,
     },
@@ -31,7 +31,7 @@ const FILE_NAME: &str = "jwt-secret";
 /// random one, stored for next time.
 pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<JwtSecret, SecretError> {
     if let Some(configured) = configured {
-        return JwtSecret::new(configured.as_bytes()).map_err(SecretError::ConfiguredTooShort);
+        return JwtSecret::new(configured.as_bytes()).map_err(SecretError::Configured);
     }
     let path = data_dir.join(FILE_NAME);
     let io = |source| SecretError::Io {
@@ -40,7 +40,8 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<JwtSe
     };
     match fs::read_to_string(&path) {
         Ok(stored) => {
-            JwtSecret::new(stored.trim().as_bytes()).map_err(|source| SecretError::StoredTooShort {
+            warn_if_readable_by_others(&path);
+            JwtSecret::new(stored.trim().as_bytes()).map_err(|source| SecretError::Stored {
                 path: path.clone(),
                 source,
             })
@@ -52,9 +53,27 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<JwtSe
             let encoded: String = random.iter().map(|b| format!("{b:02x}")).collect();
             write_private(&path, encoded.as_bytes()).map_err(io)?;
             tracing::info!(path = %path.display(), "generated a new JWT secret");
-            JwtSecret::new(encoded.into_bytes()).map_err(SecretError::ConfiguredTooShort)
+            JwtSecret::new(encoded.into_bytes()).map_err(SecretError::Configured)
         }
         Err(e) => Err(io(e)),
+    }
+}
+
+/// The key signs every token: anyone who can read it can be anyone.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(metadata) = fs::metadata(path) {
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "the JWT secret file can be read by other users; `chmod 600` it"
+                );
+            }
+        }
     }
 }
 
@@ -101,9 +120,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
             load_or_create(Some("too short"), dir.path()),
-            Err(SecretError::ConfiguredTooShort(_))
+            Err(SecretError::Configured(_))
         ));
         assert!(load_or_create(Some("a configured secret of 32 bytes!"), dir.path()).is_ok());
+    }
+
+    #[test]
+    fn a_placeholder_secret_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = load_or_create(Some(&"x".repeat(40)), dir.path()).unwrap_err();
+        assert!(matches!(
+            error,
+            SecretError::Configured(JwtSecretError::Guessable)
+        ));
+        assert!(error.to_string().contains("openssl rand"), "{error}");
     }
 
     #[test]
@@ -112,7 +142,7 @@ mod tests {
         fs::write(dir.path().join(FILE_NAME), "short").unwrap();
         assert!(matches!(
             load_or_create(None, dir.path()),
-            Err(SecretError::StoredTooShort { .. })
+            Err(SecretError::Stored { .. })
         ));
         assert_eq!(
             fs::read_to_string(dir.path().join(FILE_NAME)).unwrap(),

@@ -7,15 +7,18 @@ use chat_domain::user::{AuthToken, TokenError, TokenIssuer, UserId, VerifiedToke
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-/// An HS256 key of at least 32 bytes (shorter keys are brute-forceable).
+/// An HS256 key of at least 32 bytes (shorter keys are brute-forceable)
+/// that is not one character repeated or only whitespace (placeholders
+/// such as `xxxx...` or a line of spaces, guessed at once).
 #[derive(Clone)]
 pub struct JwtSecret(Vec<u8>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the JWT secret must be at least {min} bytes long (got {actual})")]
-pub struct JwtSecretError {
-    pub min: usize,
-    pub actual: usize,
+pub enum JwtSecretError {
+    #[error("it must be at least {min} bytes long (got {actual})")]
+    TooShort { min: usize, actual: usize },
+    #[error("it is one character repeated or only whitespace: use a random value, e.g. `openssl rand -hex 32`")]
+    Guessable,
 }
 
 impl JwtSecret {
@@ -24,10 +27,15 @@ impl JwtSecret {
     pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, JwtSecretError> {
         let bytes = bytes.into();
         if bytes.len() < Self::MIN_BYTES {
-            return Err(JwtSecretError {
+            return Err(JwtSecretError::TooShort {
                 min: Self::MIN_BYTES,
                 actual: bytes.len(),
             });
+        }
+        let one_repeated = bytes.iter().all(|b| *b == bytes[0]);
+        let blank = bytes.iter().all(u8::is_ascii_whitespace);
+        if one_repeated || blank {
+            return Err(JwtSecretError::Guessable);
         }
         Ok(Self(bytes))
     }
@@ -49,6 +57,10 @@ struct Claims {
 
 /// Issues and verifies tokens; the algorithm is pinned to HS256 and `exp`
 /// is required, so `alg: none` and algorithm-confusion tokens are refused.
+/// A token verifies only while `exp` is strictly in the future, once its
+/// `nbf` (if any) has come, if its `iat` is not in the future, and if `sub`
+/// is a user id in canonical decimal (`7`, not `07` or `+7`): one user,
+/// one spelling.
 pub struct JwtTokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -60,6 +72,7 @@ impl JwtTokens {
     pub fn new(secret: &JwtSecret, ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = true;
         validation.leeway = 0;
         Self {
             encoding: EncodingKey::from_secret(&secret.0),
@@ -86,12 +99,19 @@ impl TokenIssuer for JwtTokens {
     fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
+        let now = jsonwebtoken::get_current_timestamp();
+        // The library accepts `exp == now`; a token is dead at its `exp`.
+        if data.claims.exp <= now || data.claims.iat > now {
+            return Err(TokenError::Invalid);
+        }
         let user = data
             .claims
             .sub
             .parse::<i64>()
+            .ok()
+            .filter(|id| id.to_string() == data.claims.sub)
             .map(UserId::new)
-            .map_err(|_| TokenError::Invalid)?;
+            .ok_or(TokenError::Invalid)?;
         let expires_at = i64::try_from(data.claims.exp)
             .ok()
             .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0))
@@ -128,8 +148,20 @@ mod tests {
     fn a_short_secret_is_refused() {
         assert_eq!(
             JwtSecret::new(b"short".to_vec()).err(),
-            Some(JwtSecretError { min: 32, actual: 5 })
+            Some(JwtSecretError::TooShort { min: 32, actual: 5 })
         );
+    }
+
+    #[test]
+    fn a_repeated_character_or_blank_secret_is_refused() {
+        for guessable in ["x".repeat(64), " ".repeat(40), " \t\n".repeat(12)] {
+            assert_eq!(
+                JwtSecret::new(guessable.clone()).err(),
+                Some(JwtSecretError::Guessable),
+                "{guessable:?}"
+            );
+        }
+        assert!(JwtSecret::new("xy".repeat(16)).is_ok());
     }
 
     #[test]
@@ -155,6 +187,53 @@ mod tests {
         )
         .unwrap();
         assert_eq!(tokens(KEY).verify(&token), Err(TokenError::Invalid));
+    }
+
+    fn signed(claims: &serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(KEY),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_token_at_its_exp_second_is_dead() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let token = signed(&serde_json::json!({"sub": "1", "iat": now - 10, "exp": now}));
+        assert_eq!(tokens(KEY).verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_token_not_yet_valid_or_issued_in_the_future_is_refused() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let tokens = tokens(KEY);
+        let not_yet = signed(&serde_json::json!({
+            "sub": "1", "iat": now, "nbf": now + 600, "exp": now + 3600
+        }));
+        assert_eq!(tokens.verify(&not_yet), Err(TokenError::Invalid));
+        let from_the_future = signed(&serde_json::json!({
+            "sub": "1", "iat": now + 600, "exp": now + 3600
+        }));
+        assert_eq!(tokens.verify(&from_the_future), Err(TokenError::Invalid));
+        // An nbf that has come is fine.
+        let valid = signed(&serde_json::json!({
+            "sub": "1", "iat": now, "nbf": now - 5, "exp": now + 3600
+        }));
+        assert_eq!(tokens.verify(&valid).unwrap().user, UserId::new(1));
+    }
+
+    #[test]
+    fn sub_must_be_a_canonical_decimal_id() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let tokens = tokens(KEY);
+        for sub in ["07", "+7", " 7", "7 ", "7.0", "0x7", "", "seven"] {
+            let token = signed(&serde_json::json!({"sub": sub, "iat": now, "exp": now + 3600}));
+            assert_eq!(tokens.verify(&token), Err(TokenError::Invalid), "{sub:?}");
+        }
+        let token = signed(&serde_json::json!({"sub": "7", "iat": now, "exp": now + 3600}));
+        assert_eq!(tokens.verify(&token).unwrap().user, UserId::new(7));
     }
 
     #[test]
