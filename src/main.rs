@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use chat_server::configuration::Settings;
-use chat_server::startup::Application;
+use chat_server::startup::{Application, ShutdownSignals};
 use chat_server::telemetry;
 use clap::Parser as _;
 
@@ -20,8 +20,11 @@ fn main() -> ExitCode {
     telemetry::init(settings.log_format);
     raise_open_file_limit();
     let result = actix_web::rt::System::new().block_on(async {
+        let signals = ShutdownSignals::listen();
         let app = Application::build(&settings).map_err(|e| e.to_string())?;
-        app.run_until_stopped().await.map_err(|e| e.to_string())
+        app.run_until_stopped(signals)
+            .await
+            .map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => {

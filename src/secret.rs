@@ -47,7 +47,7 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<JwtSe
             })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(data_dir).map_err(io)?;
+            chat_persistence::create_private_dir(data_dir).map_err(io)?;
             let mut random = [0u8; 32];
             getrandom::fill(&mut random).map_err(|e| SecretError::Random(e.to_string()))?;
             let encoded: String = random.iter().map(|b| format!("{b:02x}")).collect();

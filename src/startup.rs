@@ -326,10 +326,10 @@ impl Application {
 
     /// Serves until SIGINT or SIGTERM (or a [`Stopper`]), then stops
     /// gracefully: sockets are closed with 1001, in-flight requests finish.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    pub async fn run_until_stopped(self, signals: ShutdownSignals) -> std::io::Result<()> {
         let stopper = self.stopper();
         actix_web::rt::spawn(async move {
-            wait_for_signal().await;
+            signals.received().await;
             tracing::info!("shutdown requested");
             stopper.stop().await;
         });
@@ -402,25 +402,58 @@ impl Stopper {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, listened for from the moment this is made. `main`
+/// makes it before the server binds: made later, a signal that came as
+/// soon as the server said it was listening killed the process instead of
+/// stopping it gracefully (seen in a test under load).
+pub struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    /// Needs the async runtime (call it inside `System::block_on`).
+    pub fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(signal) => Some(signal),
+                Err(error) => {
+                    tracing::warn!(%error, signal = name, "cannot listen for a shutdown signal");
+                    None
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = tokio::signal::ctrl_c().await;
+            };
+            Self {
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
             }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn received(self) {
+        #[cfg(unix)]
+        {
+            async fn one(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = one(self.interrupt) => {}
+                () = one(self.terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -419,10 +419,22 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(dir).map_err(|cause| DatabaseError::CreateDirectory {
+        create_private_dir(dir).map_err(|cause| DatabaseError::CreateDirectory {
             path: dir.display().to_string(),
             cause,
         })?;
+        warn_if_shared(dir);
+    }
+    // The file holds every password hash. Created here, owner-only, before
+    // SQLite opens it: SQLite gives its `-wal` and `-shm` files the
+    // database file's permissions, whatever the umask.
+    create_private_file(Path::new(path)).map_err(|e| connect_error(e.to_string()))?;
+    for file in [
+        path.to_owned(),
+        format!("{path}-wal"),
+        format!("{path}-shm"),
+    ] {
+        warn_if_shared(Path::new(&file));
     }
 
     // One connection first, outside the pool: it reports the real error,
@@ -450,6 +462,58 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
     Ok(Database {
         pools: Pools::Sqlite(pool),
     })
+}
+
+/// Creates `dir` and its missing parents, owner-only (0700) whatever the
+/// umask; an existing directory is left as it is.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates an empty `path` readable and writable by its owner only (0600),
+/// unless it exists.
+#[cfg(feature = "sqlite")]
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Warns when group or others may read `path` (a database, its journal, the
+/// directory holding them); they are left as the operator made them.
+#[cfg(feature = "sqlite")]
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "readable by other users, and it holds password hashes: `chmod {}` it",
+                    if metadata.is_dir() { "700" } else { "600" }
+                );
+            }
+        }
+    }
 }
 
 /// The most page cache one SQLite connection keeps, in KiB.
@@ -657,6 +721,34 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(all(feature = "sqlite", unix))]
+    #[test]
+    fn a_new_sqlite_database_and_its_directory_are_owner_only() {
+        use diesel::RunQueryDsl as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data").join("nested");
+        let file = dir.join("chat.sqlite3");
+        let db = Database::connect(
+            &format!("sqlite://{}", file.display()),
+            &DatabaseOptions::default(),
+        )
+        .unwrap();
+        // A write, so that the WAL and shared-memory files exist.
+        let Pools::Sqlite(pool) = &db.pools else {
+            panic!("sqlite")
+        };
+        diesel::sql_query("CREATE TABLE probe (x INTEGER)")
+            .execute(&mut pool.get().unwrap())
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&root.path().join("data")), 0o700);
+        for name in ["chat.sqlite3", "chat.sqlite3-wal", "chat.sqlite3-shm"] {
+            assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+        }
+    }
 
     #[cfg(feature = "sqlite")]
     #[test]

@@ -39,7 +39,9 @@ mod models;
 mod schema;
 mod users;
 
-pub use database::{Backend, Database, DatabaseError, DatabaseOptions, SqliteSynchronous};
+pub use database::{
+    create_private_dir, Backend, Database, DatabaseError, DatabaseOptions, SqliteSynchronous,
+};
 
 #[cfg(feature = "memory")]
 mod memory;
