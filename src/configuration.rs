@@ -187,8 +187,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The database URL in force: the configured one, or the SQLite file in
-    /// the data directory.
     /// The Redis URL when one is set (an empty value counts as unset).
     pub fn cluster_redis_url(&self) -> Option<&str> {
         self.redis_url
@@ -197,6 +195,16 @@ impl Settings {
             .filter(|u| !u.is_empty())
     }
 
+    /// `DATABASE_URL` when one is set (an empty value counts as unset).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+    }
+
+    /// The database URL in force: the configured one, or the SQLite file in
+    /// the data directory.
     pub fn effective_database_url(&self) -> String {
         match &self.database_url {
             Some(url) if !url.trim().is_empty() => url.clone(),

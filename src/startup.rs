@@ -95,8 +95,25 @@ fn open_store(url: &str, options: &DatabaseOptions) -> Result<Store, StartupErro
         ));
     }
     let database = Database::connect(url, options)?;
-    tracing::info!(backend = %database.backend(), "database ready, migrations applied");
+    tracing::info!(
+        backend = %database.backend(),
+        location = %without_credentials(url),
+        "database ready, migrations applied"
+    );
     Ok(Store::of(database))
+}
+
+/// Where `url` points, without what may be secret: a PostgreSQL URL's user
+/// and password and its parameters (`?password=...`).
+fn without_credentials(url: &str) -> String {
+    let url = url.split('?').next().unwrap_or_default();
+    match url.split_once("://") {
+        Some((scheme, rest)) if scheme.starts_with("postgres") => {
+            let host_and_db = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+            format!("{scheme}://{host_and_db}")
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// A bound, ready server. Build it, read its port, then run it.
@@ -131,6 +148,10 @@ impl Application {
                     SqliteSync::Normal => SqliteSynchronous::Normal,
                     SqliteSync::Full => SqliteSynchronous::Full,
                 },
+                // The data directory is ours to create; a directory named
+                // in DATABASE_URL must exist (a typo is refused, not served
+                // as a new empty database).
+                create_directory: settings.database_url().is_none(),
                 ..DatabaseOptions::default()
             },
         )?;
@@ -455,5 +476,28 @@ impl ShutdownSignals {
         {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn the_logged_database_location_carries_no_credentials() {
+        assert_eq!(
+            without_credentials(
+                "postgres://chat:hunter2@db.example:5432/chat?sslmode=require&password=x"
+            ),
+            "postgres://db.example:5432/chat"
+        );
+        assert_eq!(
+            without_credentials("postgresql://a:p@ss@h/db"),
+            "postgresql://h/db"
+        );
+        assert_eq!(
+            without_credentials("sqlite://./data/chat.sqlite3"),
+            "sqlite://./data/chat.sqlite3"
+        );
     }
 }

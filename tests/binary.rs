@@ -145,6 +145,20 @@ fn an_unknown_database_scheme_is_refused_with_a_clear_error() {
 }
 
 #[test]
+fn a_bare_word_or_a_missing_directory_as_database_url_is_refused() {
+    let error = Server::start(&[("DATABASE_URL", "garbage")])
+        .err()
+        .expect("refused");
+    assert!(error.contains("expected sqlite://<path>"), "{error}");
+    let missing = std::env::temp_dir().join("chat-server-no-such-dir-3f9a/chat.sqlite3");
+    let error = Server::start(&[("DATABASE_URL", &format!("sqlite://{}", missing.display()))])
+        .err()
+        .expect("refused");
+    assert!(error.contains("does not exist"), "{error}");
+    assert!(!missing.parent().unwrap().exists());
+}
+
+#[test]
 fn sigint_stops_the_server_too() {
     let mut server = Server::start(&[]).unwrap();
     server.signal("INT");

@@ -52,6 +52,10 @@ pub struct DatabaseOptions {
     pub connect_timeout: Duration,
     /// SQLite's `PRAGMA synchronous` (ignored by PostgreSQL).
     pub sqlite_synchronous: SqliteSynchronous,
+    /// Create a SQLite file's missing directory (owner-only). Off, a
+    /// missing directory is an error: a mistyped path is refused instead
+    /// of served as a new, empty database.
+    pub create_directory: bool,
 }
 
 /// When SQLite waits for the disk (`PRAGMA synchronous`). Both survive a
@@ -83,6 +87,7 @@ impl Default for DatabaseOptions {
             max_connections: 8,
             connect_timeout: Duration::from_secs(5),
             sqlite_synchronous: SqliteSynchronous::default(),
+            create_directory: false,
         }
     }
 }
@@ -98,6 +103,8 @@ pub enum DatabaseError {
     BackendNotBuilt(Backend),
     #[error("invalid database options: {0}")]
     InvalidOptions(&'static str),
+    #[error("the directory {0} for the SQLite database does not exist: create it, or fix the path in DATABASE_URL")]
+    MissingDirectory(String),
     #[error("cannot create the directory {path} for the SQLite database: {cause}")]
     CreateDirectory { path: String, cause: std::io::Error },
     #[error("cannot connect to the {backend} database: {cause}")]
@@ -135,9 +142,8 @@ impl Database {
     /// returns a ready pool.
     ///
     /// `url` is `sqlite://<path>` (`sqlite:///abs/path.db` for an absolute
-    /// path), a bare file path (SQLite), or `postgres://...` /
-    /// `postgresql://...`. A missing SQLite file and its directory are
-    /// created.
+    /// path) or `postgres://...` / `postgresql://...`. A missing SQLite file
+    /// is created; its missing directory only with `create_directory`.
     pub fn connect(url: &str, options: &DatabaseOptions) -> Result<Database, DatabaseError> {
         if options.max_connections == 0 {
             return Err(DatabaseError::InvalidOptions(
@@ -185,16 +191,17 @@ impl<'a> Target<'a> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Self::Postgres(url));
         }
-        let path = if let Some(path) = url.strip_prefix("sqlite://") {
-            path
-        } else if let Some(path) = url.strip_prefix("sqlite:") {
-            path
-        } else if let Some((scheme, _)) = url.split_once("://") {
-            return Err(DatabaseError::InvalidUrl(format!(
-                "unsupported scheme `{scheme}`: expected sqlite://, postgres:// or a file path"
-            )));
-        } else {
-            url
+        let Some(path) = url.strip_prefix("sqlite://") else {
+            // A bare word or path used to be taken as a SQLite file: a typo
+            // such as `DATABASE_URL=garbage` then served a new, empty
+            // database. The value is not repeated: it may hold a password.
+            return Err(DatabaseError::InvalidUrl(match url.split_once("://") {
+                Some((scheme, _)) => format!(
+                    "unsupported scheme `{scheme}`: expected sqlite://<path> or postgres://..."
+                ),
+                None => "expected sqlite://<path> or postgres://... (a bare path is not taken)"
+                    .to_owned(),
+            }));
         };
         if path.is_empty() {
             return Err(DatabaseError::InvalidUrl(
@@ -419,10 +426,14 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
     {
-        create_private_dir(dir).map_err(|cause| DatabaseError::CreateDirectory {
-            path: dir.display().to_string(),
-            cause,
-        })?;
+        if options.create_directory {
+            create_private_dir(dir).map_err(|cause| DatabaseError::CreateDirectory {
+                path: dir.display().to_string(),
+                cause,
+            })?;
+        } else if !dir.is_dir() {
+            return Err(DatabaseError::MissingDirectory(dir.display().to_string()));
+        }
         warn_if_shared(dir);
     }
     // The file holds every password hash. Created here, owner-only, before
@@ -722,6 +733,22 @@ where
 mod tests {
     use super::*;
 
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn a_missing_directory_is_refused_unless_asked_to_create_it() {
+        let root = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}",
+            root.path().join("typo/chat.sqlite3").display()
+        );
+        let error = Database::connect(&url, &DatabaseOptions::default()).unwrap_err();
+        assert!(
+            matches!(error, DatabaseError::MissingDirectory(_)),
+            "{error}"
+        );
+        assert!(!root.path().join("typo").exists());
+    }
+
     #[cfg(all(feature = "sqlite", unix))]
     #[test]
     fn a_new_sqlite_database_and_its_directory_are_owner_only() {
@@ -732,7 +759,10 @@ mod tests {
         let file = dir.join("chat.sqlite3");
         let db = Database::connect(
             &format!("sqlite://{}", file.display()),
-            &DatabaseOptions::default(),
+            &DatabaseOptions {
+                create_directory: true,
+                ..DatabaseOptions::default()
+            },
         )
         .unwrap();
         // A write, so that the WAL and shared-memory files exist.
@@ -788,14 +818,6 @@ mod tests {
             Target::Sqlite("/var/lib/chat.db")
         );
         assert_eq!(
-            Target::parse("sqlite:chat.db").unwrap(),
-            Target::Sqlite("chat.db")
-        );
-        assert_eq!(
-            Target::parse("./chat.db").unwrap(),
-            Target::Sqlite("./chat.db")
-        );
-        assert_eq!(
             Target::parse("postgres://u@h/db").unwrap(),
             Target::Postgres("postgres://u@h/db")
         );
@@ -812,7 +834,11 @@ mod tests {
             "sqlite://",
             "",
             "sqlite::memory:",
+            "sqlite://:memory:",
             ":memory:",
+            "garbage",
+            "./chat.db",
+            "sqlite:chat.db",
         ] {
             assert!(
                 matches!(Target::parse(url), Err(DatabaseError::InvalidUrl(_))),

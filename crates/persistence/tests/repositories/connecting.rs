@@ -96,13 +96,16 @@ fn an_unknown_scheme_is_refused() {
 
 #[cfg(feature = "sqlite")]
 #[test]
-fn a_missing_sqlite_directory_is_created() {
+fn a_missing_sqlite_directory_is_created_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/deeper/chat.db");
 
     let db = Database::connect(
         &format!("sqlite://{}", path.display()),
-        &DatabaseOptions::default(),
+        &DatabaseOptions {
+            create_directory: true,
+            ..DatabaseOptions::default()
+        },
     )
     .unwrap();
 
@@ -112,14 +115,17 @@ fn a_missing_sqlite_directory_is_created() {
 
 #[cfg(feature = "sqlite")]
 #[test]
-fn a_bare_path_is_a_sqlite_file() {
+fn a_bare_path_is_refused_not_taken_for_a_sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chat.db");
 
-    let db = Database::connect(&path.display().to_string(), &DatabaseOptions::default()).unwrap();
+    let result = Database::connect(&path.display().to_string(), &DatabaseOptions::default());
 
-    assert_eq!(db.backend(), chat_persistence::Backend::Sqlite);
-    assert!(path.exists());
+    assert!(matches!(
+        result,
+        Err(chat_persistence::DatabaseError::InvalidUrl(_))
+    ));
+    assert!(!path.exists());
 }
 
 #[cfg(not(feature = "postgres"))]
