@@ -752,12 +752,11 @@ mod tests {
     #[cfg(all(feature = "sqlite", unix))]
     #[test]
     fn a_new_sqlite_database_and_its_directory_are_owner_only() {
-        use diesel::RunQueryDsl as _;
         use std::os::unix::fs::PermissionsExt as _;
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("data").join("nested");
         let file = dir.join("chat.sqlite3");
-        let db = Database::connect(
+        let _pool_held_open = Database::connect(
             &format!("sqlite://{}", file.display()),
             &DatabaseOptions {
                 create_directory: true,
@@ -765,12 +764,11 @@ mod tests {
             },
         )
         .unwrap();
-        // A write, so that the WAL and shared-memory files exist.
-        let Pools::Sqlite(pool) = &db.pools else {
-            panic!("sqlite")
-        };
-        diesel::sql_query("CREATE TABLE probe (x INTEGER)")
-            .execute(&mut pool.get().unwrap())
+        // A write while the pool is open, so that the WAL and shared-memory
+        // files exist.
+        let mut writer = SqliteConnection::establish(&file.display().to_string()).unwrap();
+        writer
+            .batch_execute("CREATE TABLE probe (x INTEGER)")
             .unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
