@@ -6,6 +6,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use chat_api::auth::{JwtSecret, JwtSecretError};
+use chat_persistence::files;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -40,14 +41,15 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<JwtSe
     };
     match fs::read_to_string(&path) {
         Ok(stored) => {
-            warn_if_readable_by_others(&path);
+            // Anyone who can read the key can be anyone.
+            files::warn_if_shared(&path, "the key that signs every token");
             JwtSecret::new(stored.trim().as_bytes()).map_err(|source| SecretError::Stored {
                 path: path.clone(),
                 source,
             })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            chat_persistence::create_private_dir(data_dir).map_err(io)?;
+            files::create_private_dir(data_dir).map_err(io)?;
             let mut random = [0u8; 32];
             getrandom::fill(&mut random).map_err(|e| SecretError::Random(e.to_string()))?;
             let encoded: String = random.iter().map(|b| format!("{b:02x}")).collect();
@@ -56,24 +58,6 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<JwtSe
             JwtSecret::new(encoded.into_bytes()).map_err(SecretError::Configured)
         }
         Err(e) => Err(io(e)),
-    }
-}
-
-/// The key signs every token: anyone who can read it can be anyone.
-fn warn_if_readable_by_others(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        if let Ok(metadata) = fs::metadata(path) {
-            let mode = metadata.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    path = %path.display(),
-                    mode = format!("{mode:o}"),
-                    "the JWT secret file can be read by other users; `chmod 600` it"
-                );
-            }
-        }
     }
 }
 

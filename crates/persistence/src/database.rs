@@ -300,6 +300,7 @@ impl WriteTransaction for SqliteConnection {
     /// SQLite keeps for a multi-row INSERT inside a transaction stays in
     /// memory (`temp_store = MEMORY`, see `configure_sqlite`): written to a
     /// temporary file, it cost nine system calls per message.
+    ///
     /// Every chat, always: there is no other writer to skip.
     fn append_to_chats<T, F>(
         &mut self,
@@ -427,25 +428,27 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
         .filter(|d| !d.as_os_str().is_empty())
     {
         if options.create_directory {
-            create_private_dir(dir).map_err(|cause| DatabaseError::CreateDirectory {
-                path: dir.display().to_string(),
-                cause,
+            crate::files::create_private_dir(dir).map_err(|cause| {
+                DatabaseError::CreateDirectory {
+                    path: dir.display().to_string(),
+                    cause,
+                }
             })?;
         } else if !dir.is_dir() {
             return Err(DatabaseError::MissingDirectory(dir.display().to_string()));
         }
-        warn_if_shared(dir);
+        crate::files::warn_if_shared(dir, "password hashes");
     }
     // The file holds every password hash. Created here, owner-only, before
     // SQLite opens it: SQLite gives its `-wal` and `-shm` files the
     // database file's permissions, whatever the umask.
-    create_private_file(Path::new(path)).map_err(|e| connect_error(e.to_string()))?;
+    crate::files::create_private_file(Path::new(path)).map_err(|e| connect_error(e.to_string()))?;
     for file in [
         path.to_owned(),
         format!("{path}-wal"),
         format!("{path}-shm"),
     ] {
-        warn_if_shared(Path::new(&file));
+        crate::files::warn_if_shared(Path::new(&file), "password hashes");
     }
 
     // One connection first, outside the pool: it reports the real error,
@@ -473,58 +476,6 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
     Ok(Database {
         pools: Pools::Sqlite(pool),
     })
-}
-
-/// Creates `dir` and its missing parents, owner-only (0700) whatever the
-/// umask; an existing directory is left as it is.
-pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
-/// Creates an empty `path` readable and writable by its owner only (0600),
-/// unless it exists.
-#[cfg(feature = "sqlite")]
-fn create_private_file(path: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Warns when group or others may read `path` (a database, its journal, the
-/// directory holding them); they are left as the operator made them.
-#[cfg(feature = "sqlite")]
-fn warn_if_shared(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        if let Ok(metadata) = std::fs::metadata(path) {
-            let mode = metadata.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    path = %path.display(),
-                    mode = format!("{mode:o}"),
-                    "readable by other users, and it holds password hashes: `chmod {}` it",
-                    if metadata.is_dir() { "700" } else { "600" }
-                );
-            }
-        }
-    }
 }
 
 /// The most page cache one SQLite connection keeps, in KiB.

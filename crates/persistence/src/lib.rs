@@ -34,14 +34,13 @@ compile_error!("chat-persistence needs a backend: enable the `sqlite` and/or `po
 mod chats;
 mod database;
 mod error;
+pub mod files;
 mod messages;
 mod models;
 mod schema;
 mod users;
 
-pub use database::{
-    create_private_dir, Backend, Database, DatabaseError, DatabaseOptions, SqliteSynchronous,
-};
+pub use database::{Backend, Database, DatabaseError, DatabaseOptions, SqliteSynchronous};
 
 #[cfg(feature = "memory")]
 mod memory;

@@ -250,7 +250,7 @@ impl Database {
         // locks, their heads, the retry keys it reuses (if it has any; on
         // SQLite only if the insert says some are), one multi-row INSERT,
         // one commit (one fsync) for all of it.
-        let (included, existing, plan, ids, created) = with_conn!(self, |conn| conn
+        let (included, messages, existing, plan, ids, created) = with_conn!(self, |conn| conn
             .append_to_chats(&chats, skip_busy_except, |conn, locked| {
                 // The messages of the chats this transaction holds, as
                 // indexes into `all`.
@@ -308,10 +308,12 @@ impl Database {
                         conn.stored_with_keys(&keys)?
                     };
                     let (plan, ids, created) = plan_and_insert(conn, &existing)?;
-                    return Ok((included, existing, plan, ids, created));
+                    return Ok((included, messages, existing, plan, ids, created));
                 }
                 match plan_and_insert(conn, &[]) {
-                    Ok((plan, ids, created)) => Ok((included, Vec::new(), plan, ids, created)),
+                    Ok((plan, ids, created)) => {
+                        Ok((included, messages, Vec::new(), plan, ids, created))
+                    }
                     // A key of the batch was stored before: the statement is
                     // undone (the transaction goes on), so look the keys up
                     // and plan again.
@@ -321,12 +323,12 @@ impl Database {
                     )) => {
                         let existing = conn.stored_with_keys(&keys)?;
                         let (plan, ids, created) = plan_and_insert(conn, &existing)?;
-                        Ok((included, existing, plan, ids, created))
+                        Ok((included, messages, existing, plan, ids, created))
                     }
                     Err(error) => Err(error),
                 }
             }))?;
-        let outcomes = plan.outcomes(&subset(all, &included), ids, created, existing)?;
+        let outcomes = plan.outcomes(&messages, ids, created, existing)?;
         let mut spread: Vec<Option<Inserted>> = (0..all.len()).map(|_| None).collect();
         for (index, outcome) in included.into_iter().zip(outcomes) {
             spread[index] = Some(outcome);
