@@ -6,7 +6,7 @@ export CARGO_INCREMENTAL ?= 0
 CARGO ?= cargo
 PG_FEATURES := --features postgres
 
-.PHONY: help run build release lint layering test test-sqlite test-postgres test-memory test-browser test-slow clean
+.PHONY: help run build release lint layering test test-sqlite test-postgres test-memory test-browser test-schemathesis test-slow clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ layering: ## The domain crate must not depend on the web or database stacks
 		echo "chat-domain depends on an outer layer (above)"; exit 1; \
 	else echo "layering ok: chat-domain has no actix/diesel/r2d2/tokio dependency"; fi
 
-test: lint test-sqlite test-postgres test-memory test-browser ## Everything: lint, the suite on SQLite, on PostgreSQL, the end-to-end suites on the in-memory store, the web client in Chromium
+test: lint test-sqlite test-postgres test-memory test-browser test-schemathesis ## Everything: lint, the suite on SQLite, on PostgreSQL, the end-to-end suites on the in-memory store, the web client in Chromium, schemathesis against the OpenAPI document
 	@cat target/test-logs/*.log | awk '/^test result:/ { p += $$4; f += $$6; s += $$8 } \
 		END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }'
 
@@ -83,6 +83,32 @@ test-browser: ## The web client in headless Chromium (web-tests/; needs chromium
 		$(CARGO) build --release --bin chat-server && \
 		{ $(WEB_TESTS_DEPS); } && \
 		cd web-tests && CHROMIUM_PATH="$(CHROMIUM)" node run.mjs; \
+	fi
+
+# schemathesis (PyPI, pinned) against a live release server: every
+# operation of docs/openapi.json, generated input, stateful sequences. Needs
+# python3 with venv and curl; skipped with a banner otherwise, unless
+# REQUIRE_SCHEMATHESIS=1. The summary line goes to
+# target/test-logs/schemathesis.log in cargo's format (one per operation
+# tested), for the total above.
+SCHEMATHESIS_MISSING = $(strip $(if $(shell python3 -c 'import ensurepip, venv' 2>/dev/null && echo ok),,python3 with venv is not installed (apt-get install python3-venv)) \
+	$(if $(shell command -v curl 2>/dev/null),,curl is not installed (apt-get install curl)))
+
+test-schemathesis: ## schemathesis against a live server and docs/openapi.json (needs python3-venv, curl)
+	@mkdir -p target/test-logs && rm -f target/test-logs/schemathesis.log
+	@if [ -n "$(SCHEMATHESIS_MISSING)" ]; then \
+		echo; \
+		echo "################################################################"; \
+		echo "## SCHEMATHESIS SKIPPED: $(SCHEMATHESIS_MISSING)"; \
+		echo "################################################################"; \
+		echo; \
+		if [ "$$REQUIRE_SCHEMATHESIS" = "1" ]; then echo "REQUIRE_SCHEMATHESIS=1: failing."; exit 1; fi; \
+	else \
+		tests/schemathesis/run.sh 2>&1 | tee target/test-logs/schemathesis.out; status=$${PIPESTATUS[0]}; \
+		passed=$$(grep -oE 'Tested: [0-9]+' target/test-logs/schemathesis.out | grep -oE '[0-9]+'); \
+		if [ $$status -eq 0 ]; then echo "test result: ok. $${passed:-0} passed; 0 failed; 0 ignored" > target/test-logs/schemathesis.log; \
+		else echo "test result: FAILED. 0 passed; 1 failed; 0 ignored" > target/test-logs/schemathesis.log; fi; \
+		exit $$status; \
 	fi
 
 # npm ci when web-tests/node_modules is missing or older than the lock file.
@@ -139,3 +165,9 @@ fuzz: ## Fuzz the WebSocket frame parser and the token extractor, FUZZ_SECONDS (
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
+
+# --- API description (docs/openapi.json, generated from the code) ------------
+.PHONY: openapi
+
+openapi: ## Rewrite docs/openapi.json from the code (tests/openapi.rs fails until it matches)
+	UPDATE_API_DOCS=1 $(CARGO) test --test openapi the_served_document_is_the_committed_copy

@@ -20,8 +20,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// `allow`: the path's methods, for the `Allow` header.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
     /// The request contradicts what is stored (a retry key reused for
     /// another message).
     #[error("{0}")]
@@ -40,8 +41,9 @@ pub enum ApiError {
     Internal(#[source] BoxError),
 }
 
-/// The body of every error response.
-#[derive(Debug, Serialize)]
+/// The body of every error response: one sentence saying what was wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error, example = json!({"error": "chat not found"}))]
 pub struct ErrorBody {
     pub error: String,
 }
@@ -59,7 +61,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -77,6 +79,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            response.insert_header((header::ALLOW, *allow));
         }
         response.json(ErrorBody {
             error: self.to_string(),

@@ -24,6 +24,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
+use utoipa::OpenApi as _;
 
 pub use error::ApiError;
 pub use state::{ApiConfig, AppState};
@@ -38,68 +39,78 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .service(
                 web::resource("/api/auth/register/")
                     .post(rest::auth::register)
-                    .default_service(web::to(rest::method_not_allowed)),
+                    .default_service(rest::other_methods("POST")),
             )
             .service(
                 web::resource("/api/auth/login/")
                     .post(rest::auth::login)
-                    .default_service(web::to(rest::method_not_allowed)),
+                    .default_service(rest::other_methods("POST")),
             )
             .service(
                 web::resource("/api/users/")
                     .get(rest::users::list_users)
-                    .default_service(web::to(rest::method_not_allowed)),
+                    .default_service(rest::other_methods("GET")),
             )
             .service(
                 web::resource("/api/chats/")
                     .get(rest::chats::list_chats)
-                    .default_service(web::to(rest::method_not_allowed)),
+                    .default_service(rest::other_methods("GET")),
             )
             .service(
                 web::resource("/api/chats/create/")
                     .post(rest::chats::create_chat)
-                    .default_service(web::to(rest::method_not_allowed)),
+                    .default_service(rest::other_methods("POST")),
             )
             .service(
                 web::resource("/api/chats/{chat_id}/messages/")
                     .get(rest::messages::list_messages)
                     .post(rest::messages::send_message)
-                    .default_service(web::to(rest::method_not_allowed)),
+                    .default_service(rest::other_methods("GET, POST")),
             )
             .service(
                 web::resource("/api/chats/{chat_id}/read/")
                     .post(rest::messages::mark_read)
-                    .default_service(web::to(rest::method_not_allowed)),
+                    .default_service(rest::other_methods("POST")),
             )
             .service(
                 web::resource("/ws/chat/{chat_id}/")
                     .get(ws::chat_socket)
-                    .default_service(web::to(rest::method_not_allowed)),
+                    .default_service(rest::other_methods("GET")),
             )
             .service(
                 web::resource("/ws/v2/")
                     .get(ws::v2_socket)
-                    .default_service(web::to(rest::method_not_allowed)),
+                    .default_service(rest::other_methods("GET")),
             )
             .service(
                 web::resource("/healthz")
                     .get(rest::health::healthz)
-                    .default_service(web::to(rest::method_not_allowed)),
+                    .default_service(rest::other_methods("GET")),
             )
             .service(
                 web::resource("/readyz")
                     .get(rest::health::readyz)
-                    .default_service(web::to(rest::method_not_allowed)),
+                    .default_service(rest::other_methods("GET")),
             )
+            // The OpenAPI document and its browsable page (assets embedded).
+            .service(
+                utoipa_swagger_ui::SwaggerUi::new("/api/docs/{_:.*}")
+                    .url("/api/openapi.json", rest::openapi::ApiDoc::openapi()),
+            )
+            .service(web::resource("/api/docs").to(|| async {
+                actix_web::HttpResponse::PermanentRedirect()
+                    .insert_header(("location", "/api/docs/"))
+                    .finish()
+            }))
             .service(
                 web::resource("/")
                     .get(web_page::index)
-                    .default_service(web::to(rest::method_not_allowed)),
+                    .default_service(rest::other_methods("GET")),
             )
             .service(
                 web::resource("/web/{name:.+}")
                     .get(web_page::asset)
-                    .default_service(web::to(rest::method_not_allowed)),
+                    .default_service(rest::other_methods("GET")),
             );
     }
 }

@@ -5,6 +5,7 @@ use chat_domain::chat::{ChatSummary, DirectMessage};
 use chat_domain::user::{LoginSuccess, User, UserId};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
@@ -13,7 +14,9 @@ pub fn rest_timestamp(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-#[derive(Debug, Serialize)]
+/// An account as others see it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserDto {
     pub id: i64,
     pub username: String,
@@ -28,10 +31,15 @@ impl From<&User> for UserDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The newest message of a chat, in a chat listing.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = LastMessage)]
 pub struct LastMessageDto {
     pub body: String,
+    /// RFC 3339, UTC, seconds, `Z` suffix.
+    #[schema(format = DateTime, example = "2025-05-01T12:00:00Z")]
     pub created: String,
+    /// The sender's username.
     pub sender: String,
 }
 
@@ -45,13 +53,22 @@ impl From<&DirectMessage> for LastMessageDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A direct chat as one of its two participants sees it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Chat)]
 pub struct ChatDto {
     pub id: i64,
+    /// Both participants, in id order.
     pub participants: Vec<UserDto>,
+    /// The participant who is not the caller.
     pub other_user: UserDto,
+    /// RFC 3339, UTC, seconds, `Z` suffix.
+    #[schema(format = DateTime, example = "2025-05-01T12:00:00Z")]
     pub created: String,
+    /// `null` while the chat has no message.
+    #[schema(required = true)]
     pub last_message: Option<LastMessageDto>,
+    /// Messages from the other participant the caller has not read.
     pub unread_count: u64,
 }
 
@@ -78,13 +95,18 @@ impl ChatDto {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A username and password, to register or to log in.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = Credentials)]
 pub struct CredentialsRequest {
     pub username: String,
     pub password: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A bearer token for `Authorization: Bearer <token>` (or `?token=` on a
+/// socket URL) and the account it belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Login)]
 pub struct LoginResponse {
     pub token: String,
     pub user: UserDto,
@@ -99,10 +121,14 @@ impl From<&LoginSuccess> for LoginResponse {
     }
 }
 
-/// `{"user_id": 2}`: a JSON integer; anything else is a `400` saying why.
-#[derive(Debug, Deserialize)]
+/// The other participant of a chat to start.
+// `{"user_id": 2}`: a JSON integer; anything else is a `400` saying why.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = CreateChat)]
 pub struct CreateChatRequest {
+    /// The other participant's user id.
     #[serde(default)]
+    #[schema(value_type = i64, required = true)]
     pub user_id: Option<serde_json::Value>,
 }
 

@@ -94,7 +94,88 @@ impl Readiness {
     }
 }
 
+// The handlers build their JSON with `json!`; the next types only describe
+// it to the OpenAPI document (rest/openapi.rs), and tests/openapi.rs checks
+// real answers against that document.
+
+/// `/healthz`'s body.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Health)]
+#[allow(dead_code)]
+pub(crate) struct HealthBody {
+    #[schema(pattern = "^ok$")]
+    status: String,
+    /// The server's version.
+    version: String,
+}
+
+/// `/readyz`'s body.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Readiness)]
+#[allow(dead_code)]
+pub(crate) struct ReadinessBody {
+    status: ReadinessStatus,
+    checks: ReadinessChecks,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum ReadinessStatus {
+    /// Every check passes.
+    Ready,
+    /// Redis is down: this instance still serves, other instances'
+    /// messages arrive at the next resync.
+    Degraded,
+    /// The database fails its check, or the server is shutting down.
+    Unavailable,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ReadinessChecks {
+    database: Check,
+    /// Only when scale-out (`CHAT_REDIS_URL`) is configured.
+    #[schema(nullable = false)]
+    redis: Option<Check>,
+    /// Only while shutting down.
+    #[schema(nullable = false)]
+    shutdown: Option<Check>,
+}
+
+/// One check's outcome; which optional fields appear depends on the check.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Check {
+    status: CheckStatus,
+    /// Why it fails.
+    #[schema(nullable = false)]
+    error: Option<String>,
+    /// Database: how long the check took.
+    #[schema(nullable = false)]
+    checked_in_ms: Option<f64>,
+    /// Redis: seconds since the connection was made.
+    #[schema(nullable = false)]
+    connected_for_s: Option<u64>,
+    /// Redis: seconds since the connection was lost.
+    #[schema(nullable = false)]
+    down_for_s: Option<u64>,
+    /// Redis: what being down means for clients.
+    #[schema(nullable = false)]
+    effect: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum CheckStatus {
+    Ok,
+    Failing,
+}
+
 /// `200 {"status": "ok"}` while the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process serves HTTP (nothing else is checked)", body = HealthBody)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
@@ -104,6 +185,11 @@ pub async fn healthz() -> HttpResponse {
 /// `200` with `"ready"` (or `"degraded"`: Redis down), `503` with
 /// `"unavailable"` when the database fails its check or the server is
 /// shutting down. Each check's outcome is in `checks`.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready, or degraded (Redis down)", body = ReadinessBody),
+        (status = 503, description = "The database fails its check, or shutting down", body = ReadinessBody),
+    ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let shutting_down = *state.hub.shutdown_signal().borrow();
     let (database_ok, database) = state.readiness.database().await;

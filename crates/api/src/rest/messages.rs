@@ -22,16 +22,52 @@ use serde_json::{Map, Value};
 use super::{parse_decimal, query_params, JsonObject};
 use crate::auth::CurrentUser;
 use crate::delivery::StoreFailure;
-use crate::error::{run_blocking, ApiError};
+use crate::error::{run_blocking, ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::wire::v2::MessageObject;
 
-#[derive(Serialize)]
+/// A page of a chat's messages, oldest first.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = MessagePage)]
 struct MessagePageBody<'a> {
     messages: Vec<MessageObject<'a>>,
+    /// Older messages exist before this page.
     has_more_before: bool,
+    /// Newer messages exist after this page.
     has_more_after: bool,
+    /// The chat's newest `seq` (0 while it has none).
+    #[schema(minimum = 0)]
     head_seq: i64,
+}
+
+// `send_message` and `mark_read` check their JSON objects by hand (for
+// their error messages); the next two types only describe the bodies to
+// the OpenAPI document (rest/openapi.rs).
+
+/// A message to send, with the client's retry key.
+#[derive(utoipa::ToSchema)]
+#[schema(as = SendMessage)]
+#[allow(dead_code)]
+pub(crate) struct SendMessageRequest {
+    /// Not empty, no NUL character, at most the server's message limit
+    /// (4096 characters by default).
+    #[schema(min_length = 1)]
+    body: String,
+    /// The client's retry key for this message: 1 to 64 printable ASCII
+    /// characters without spaces. Sending the same key again returns the
+    /// stored message instead of storing a second one.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[!-~]{1,64}$")]
+    client_id: String,
+}
+
+/// How far the caller has read.
+#[derive(utoipa::ToSchema)]
+#[schema(as = MarkRead)]
+#[allow(dead_code)]
+pub(crate) struct MarkReadRequest {
+    /// The `seq` read up to (inclusive); clamped to the chat's newest.
+    #[schema(minimum = 0)]
+    up_to: i64,
 }
 
 /// A page of the chat's messages, oldest first: the newest `limit` (50 by
@@ -43,6 +79,22 @@ struct MessagePageBody<'a> {
 ///   limit out of range, a parameter given twice)
 /// - `401` without a valid token
 /// - `404` when the chat does not exist, `403` when the caller is not in it
+#[utoipa::path(get, path = "/api/chats/{chat_id}/messages/", tag = "v2",
+    params(
+        ("chat_id" = i64, Path, description = "The chat's id"),
+        ("before" = Option<i64>, Query, minimum = 0, description = "Messages with a smaller `seq` (not with `after`)"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Messages with a larger `seq` (not with `before`)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
+    ),
+    responses(
+        (status = 200, description = "A page, oldest first", body = MessagePageBody),
+        (status = 400, description = "A bad query", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The caller is not in the chat", body = ErrorBody),
+        (status = 404, description = "No such chat", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 pub async fn list_messages(
     CurrentUser(me): CurrentUser,
     req: HttpRequest,
@@ -72,6 +124,28 @@ pub async fn list_messages(
 /// - `404` when the chat does not exist, `403` when the caller is not in it
 /// - `409` when this `client_id` was already used for another body
 /// - `503` when the database is unavailable (nothing was stored)
+#[utoipa::path(post, path = "/api/chats/{chat_id}/messages/", tag = "v2",
+    params(("chat_id" = i64, Path, description = "The chat's id")),
+    request_body = SendMessageRequest,
+    responses(
+        (status = 201, description = "Stored", body = MessageObject, links(
+            ("PageBefore" = (operation_id = "list_messages", parameters(("chat_id" = "$response.body#/chat_id"), ("before" = "$response.body#/seq")))),
+            ("MarkRead" = (operation_id = "mark_read", parameters(("chat_id" = "$response.body#/chat_id")),
+                request_body = json!({"up_to": "$response.body#/seq"}))),
+            ("Resend" = (operation_id = "send_message", parameters(("chat_id" = "$response.body#/chat_id")),
+                request_body = json!({"body": "$response.body#/body", "client_id": "$response.body#/client_id"}),
+                description = "The same message again: answered 200 with the original")),
+        )),
+        (status = 200, description = "A retry: the message first stored under this `client_id`", body = MessageObject),
+        (status = 400, description = "A missing or invalid field, or a body that breaks the message rules", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The caller is not in the chat", body = ErrorBody),
+        (status = 404, description = "No such chat", body = ErrorBody),
+        (status = 409, description = "This `client_id` was used for another body", body = ErrorBody),
+        (status = 413, description = "The request body is over the size limit", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; nothing was stored", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 pub async fn send_message(
     CurrentUser(me): CurrentUser,
     JsonObject(request): JsonObject<Map<String, Value>>,
@@ -117,9 +191,12 @@ pub async fn send_message(
     }
 }
 
-#[derive(Serialize)]
+/// The caller's read cursor after the request.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ReadCursor)]
 struct ReadBody {
     chat_id: i64,
+    #[schema(minimum = 0)]
     read_up_to: i64,
     unread_count: u64,
 }
@@ -133,6 +210,19 @@ struct ReadBody {
 /// - `400` when `up_to` is missing or not an integer >= 0
 /// - `401` without a valid token
 /// - `404` when the chat does not exist, `403` when the caller is not in it
+#[utoipa::path(post, path = "/api/chats/{chat_id}/read/", tag = "v2",
+    params(("chat_id" = i64, Path, description = "The chat's id")),
+    request_body = MarkReadRequest,
+    responses(
+        (status = 200, description = "The cursor (moved or not)", body = ReadBody),
+        (status = 400, description = "`up_to` missing or not an integer >= 0", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The caller is not in the chat", body = ErrorBody),
+        (status = 404, description = "No such chat", body = ErrorBody),
+        (status = 413, description = "The request body is over the size limit", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 pub async fn mark_read(
     CurrentUser(me): CurrentUser,
     JsonObject(request): JsonObject<Map<String, Value>>,

@@ -6,6 +6,7 @@ pub mod chats;
 pub mod dto;
 pub mod health;
 pub mod messages;
+pub mod openapi;
 pub mod users;
 
 use std::future::Future;
@@ -75,9 +76,10 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-/// A known path with a method it does not support.
-pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// A known path's answer to a method it does not support: `405` with the
+/// `Allow` header listing `allow` (e.g. `"GET, POST"`), as RFC 9110 asks.
+pub fn other_methods(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) })
 }
 
 /// The values of the query parameters `names`, in that order, each given at

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::dto::UserDto;
 use super::{parse_decimal, query_params};
 use crate::auth::CurrentUser;
-use crate::error::{run_blocking, ApiError};
+use crate::error::{run_blocking, ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// How many users a search answers when the client names no `limit`.
@@ -25,6 +25,18 @@ const MAX_SEARCH_CHARS: usize = 150;
 /// - `400` for a `search` over 150 characters, a bad `limit`, a `limit`
 ///   without `search`, or a parameter given twice
 /// - `401` without a valid token
+#[utoipa::path(get, path = "/api/users/", tag = "seed",
+    params(
+        ("search" = Option<String>, Query, max_length = 150, description = "Only users whose username contains this text (ASCII case ignored), ordered by username"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "With `search` only: at most this many, default 20"),
+    ),
+    responses(
+        (status = 200, description = "Every other user by id, or the search's matches", body = Vec<UserDto>),
+        (status = 400, description = "A bad `search` or `limit`, or a parameter given twice", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 pub async fn list_users(
     CurrentUser(me): CurrentUser,
     req: HttpRequest,

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use super::frame_guard::FrameGuard;
 use super::{seed, v2};
 use crate::auth::{bearer_token, query_token};
-use crate::error::{run_blocking, ApiError};
+use crate::error::{run_blocking, ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// Upgrades to a chat socket once the caller is authenticated, the chat
@@ -31,6 +31,22 @@ use crate::state::AppState;
 /// - `429` when the caller has the most sockets allowed per user open
 /// - `503` when the server has the most sockets allowed open
 /// - `400` when the request is not a WebSocket upgrade
+#[utoipa::path(get, path = "/ws/chat/{chat_id}/", tag = "websocket",
+    description = "The seed protocol's socket for one chat (frames: docs/asyncapi.json). A WebSocket upgrade; the token comes in `Authorization: Bearer` or `?token=`.",
+    params(
+        ("chat_id" = i64, Path, description = "The chat's id"),
+        ("token" = Option<String>, Query, description = "The bearer token, for clients that cannot set headers (browsers)"),
+    ),
+    responses(
+        (status = 101, description = "Switching protocols: the session starts"),
+        (status = 400, description = "Not a WebSocket upgrade", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Origin not allowed, or the caller is not in the chat", body = ErrorBody),
+        (status = 404, description = "No such chat", body = ErrorBody),
+        (status = 429, description = "The caller has the most sockets allowed per user open", body = ErrorBody),
+        (status = 503, description = "The server has the most sockets allowed open, or the database is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
 pub async fn chat_socket(
     req: HttpRequest,
     body: web::Payload,
@@ -67,6 +83,18 @@ pub async fn chat_socket(
 /// - `429` when the caller has the most sockets allowed per user open
 /// - `503` when the server has the most sockets allowed open
 /// - `400` when the request is not a WebSocket upgrade
+#[utoipa::path(get, path = "/ws/v2/", tag = "websocket",
+    description = "Protocol v2's socket: every chat of the caller on one connection (frames: docs/asyncapi.json). A WebSocket upgrade; the token comes in `Authorization: Bearer` or `?token=`.",
+    params(("token" = Option<String>, Query, description = "The bearer token, for clients that cannot set headers (browsers)")),
+    responses(
+        (status = 101, description = "Switching protocols: the session starts with `hello`"),
+        (status = 400, description = "Not a WebSocket upgrade", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Origin not allowed", body = ErrorBody),
+        (status = 429, description = "The caller has the most sockets allowed per user open", body = ErrorBody),
+        (status = 503, description = "The server has the most sockets allowed open, or the database is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
 pub async fn v2_socket(
     req: HttpRequest,
     body: web::Payload,

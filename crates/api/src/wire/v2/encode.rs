@@ -32,17 +32,25 @@ pub fn v2_timestamp(time: &DateTime<Utc>) -> String {
     text
 }
 
-/// A v2 message: `{"id", "chat_id", "seq", "sender_id", "sender", "body",
-/// "created", "client_id"}`. No `is_read`: read state is in the cursors.
-#[derive(Debug, Serialize)]
+/// A stored message as protocol v2 sends it (no `is_read`: read state is in
+/// the cursors).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Message)]
 pub struct MessageObject<'a> {
     pub id: i64,
     pub chat_id: i64,
+    /// The message's place in its chat: 1, 2, 3, ... with no gaps.
+    #[schema(minimum = 1)]
     pub seq: i64,
     pub sender_id: i64,
+    /// The sender's username.
     pub sender: &'a str,
     pub body: &'a str,
+    /// RFC 3339, UTC, milliseconds, `Z` suffix.
+    #[schema(format = DateTime, example = "2025-05-01T12:00:00.123Z")]
     pub created: String,
+    /// The sender's retry key, `null` for messages sent without one.
+    #[schema(required = true)]
     pub client_id: Option<&'a str>,
 }
 
