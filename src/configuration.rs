@@ -142,6 +142,15 @@ pub struct Settings {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// Web origins allowed to call the REST API from a browser page served
+    /// elsewhere (CORS), comma-separated, exact: scheme, host and port, no
+    /// path (`https://app.example,http://localhost:5173`). Default: none,
+    /// so only pages served by this server can read its answers. Tokens
+    /// travel in the Authorization header, not cookies, so credentials mode
+    /// is neither needed nor allowed.
+    #[arg(long = "cors-origins", env = "CHAT_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+
     /// SQLite only: `normal` (default) survives a crash of the server
     /// process with nothing lost; `full` also survives power loss, at a
     /// cost in write throughput.
@@ -221,6 +230,34 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// One exact web origin, `scheme://host[:port]`, as browsers send it in
+/// `Origin` (so no path, no trailing slash, no wildcard).
+fn parse_origin(text: &str) -> Result<String, String> {
+    let origin = text.trim();
+    let refuse = |why: &str| {
+        Err(format!("'{origin}' is not a web origin: {why} (e.g. https://app.example or http://localhost:5173)"))
+    };
+    if origin == "*" {
+        return refuse("a wildcard would let any site read any user's chats; list the origins");
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return refuse("it needs http:// or https://");
+    };
+    if scheme != "http" && scheme != "https" {
+        return refuse("the scheme must be http or https");
+    }
+    if authority.is_empty()
+        || authority.contains(['/', '?', '#', '@', ' '])
+        || authority.ends_with(':')
+    {
+        return refuse("only scheme, host and port, with no path or trailing slash");
+    }
+    if origin.bytes().any(|b| b.is_ascii_uppercase()) {
+        return refuse("browsers send origins in lower case");
+    }
+    Ok(origin.to_owned())
+}
+
 fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
@@ -287,5 +324,33 @@ mod tests {
         assert!(parse(&["--ws-burst", "0"]).is_err());
         assert!(parse(&["--typing-ttl", "0s"]).is_err());
         assert!(parse(&["--presence-grace", "soon"]).is_err());
+    }
+
+    #[test]
+    fn cors_origins_are_exact_web_origins() {
+        let settings = parse(&[
+            "--cors-origins",
+            "https://app.example, http://localhost:5173",
+        ])
+        .unwrap();
+        assert_eq!(
+            settings.cors_origins,
+            ["https://app.example", "http://localhost:5173"]
+        );
+        assert!(parse(&[]).unwrap().cors_origins.is_empty());
+        for bad in [
+            "*",
+            "app.example",
+            "https://app.example/",
+            "https://app.example/chat",
+            "ftp://app.example",
+            "https://",
+            "https://App.Example",
+            "https://user@app.example",
+            "https://app.example:",
+        ] {
+            let error = parse(&["--cors-origins", bad]).unwrap_err().to_string();
+            assert!(error.contains("is not a web origin"), "{bad}: {error}");
+        }
     }
 }

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use actix_cors::Cors;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use chat_api::auth::{Argon2Hasher, JwtTokens};
 use chat_api::delivery::cluster_presence::{ClusterPresence, RemotePresence};
@@ -105,6 +107,23 @@ fn open_store(url: &str, options: &DatabaseOptions) -> Result<Store, StartupErro
 
 /// Where `url` points, without what may be secret: a PostgreSQL URL's user
 /// and password and its parameters (`?password=...`).
+/// CORS for `CHAT_CORS_ORIGINS` (applied only when the list is not empty):
+/// exactly those origins may read answers and send preflighted requests
+/// with a bearer token. A request from another origin is still served (a
+/// non-browser client, or this server's own page, sends what it likes) but
+/// gets no `Access-Control-Allow-Origin`, so a browser keeps the answer
+/// from the page; its preflight is refused with `400`.
+fn cross_origin_rules(origins: &[String]) -> Cors {
+    origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        // What a client reads to back off or correlate a request.
+        .expose_headers([header::RETRY_AFTER, header::ALLOW])
+        .max_age(3600)
+}
+
 fn without_credentials(url: &str) -> String {
     let url = url.split('?').next().unwrap_or_default();
     match url.split_once("://") {
@@ -277,8 +296,13 @@ impl Application {
         };
         let state = web::Data::new(state);
 
+        let cors_origins = settings.cors_origins.clone();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(Condition::new(
+                    !cors_origins.is_empty(),
+                    cross_origin_rules(&cors_origins),
+                ))
                 .wrap(from_fn(chat_api::access_log))
                 .configure(chat_api::configure(state.clone()))
                 .default_service(web::to(chat_api::rest::not_found))
