@@ -5,7 +5,90 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// The command line: `chat-server [COMMAND] [SETTINGS]`; no command serves.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chat-server",
+    version,
+    about = "Real-time direct-message chat server (REST + WebSocket)",
+    long_about = "Real-time direct-message chat server (REST + WebSocket) on SQLite or PostgreSQL.\n\n\
+        Without a command it serves (as `chat-server serve`). Every setting is a flag and an \
+        environment variable (shown as [env: ...]); a flag wins over its variable.",
+    after_help = "Examples:\n  \
+        chat-server                                   serve on 127.0.0.1:8000, SQLite in ./data\n  \
+        DATABASE_URL=postgres://chat@db/chat chat-server migrate --check\n  \
+        echo 'a long password' | chat-server create-user alice\n  \
+        CHAT_ADDR=0.0.0.0:8000 chat-server check-config",
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The settings when no command is given (serving).
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve HTTP and WebSockets (the default): migrations are applied first.
+    Serve(Settings),
+    /// Apply the database's pending migrations and exit.
+    ///
+    /// Useful before a rolling upgrade: migrate once, then restart the
+    /// instances (each would also migrate at start).
+    Migrate {
+        /// Apply nothing: list what is pending and exit 1 if anything is
+        /// (0 when up to date, 2 when the database cannot be checked).
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Create an account (the database is migrated first).
+    ///
+    /// The password is read from CHAT_NEW_PASSWORD, or else from the first
+    /// line of standard input; never from a flag, which other users could
+    /// read in the process list.
+    CreateUser {
+        /// The new account's username (the same rules as registration).
+        username: String,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Print the effective configuration (secrets redacted) and check it.
+    ///
+    /// Exits 1 when start-up would refuse it. Nothing is started,
+    /// connected to or created.
+    CheckConfig(Settings),
+}
+
+/// What to do, once the command line is parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Task {
+    Serve,
+    Migrate { check: bool },
+    CreateUser { username: String },
+    CheckConfig,
+}
+
+impl Cli {
+    /// The task (serving when no command was named) and its settings.
+    pub fn into_task(self) -> (Task, Settings) {
+        match self.command {
+            None => (Task::Serve, self.settings),
+            Some(Command::Serve(settings)) => (Task::Serve, settings),
+            Some(Command::Migrate { check, settings }) => (Task::Migrate { check }, settings),
+            Some(Command::CreateUser { username, settings }) => {
+                (Task::CreateUser { username }, settings)
+            }
+            Some(Command::CheckConfig(settings)) => (Task::CheckConfig, settings),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

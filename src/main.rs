@@ -1,11 +1,13 @@
-//! `chat-server`: parse settings, set up logging, build, serve.
+//! `chat-server`: parse the command line, set up logging, then serve (or
+//! run one of the other commands).
 
 use std::process::ExitCode;
 
-use chat_server::configuration::Settings;
+use chat_server::commands;
+use chat_server::configuration::{Cli, Settings, Task};
 use chat_server::startup::{Application, ShutdownSignals};
 use chat_server::telemetry;
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 /// glibc's allocator never reuses the 19 MiB, 64-byte-aligned buffer each
 /// Argon2 hash frees (every aligned request asks for a little more than the
@@ -16,12 +18,30 @@ use clap::Parser as _;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let settings = Settings::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let (task, settings) = cli.into_task();
     telemetry::init(settings.log_format);
+    let outcome = match task {
+        Task::Serve => return serve(&settings),
+        Task::Migrate { check } => commands::migrate(&settings, check),
+        Task::CreateUser { username } => commands::create_user(&settings, &username),
+        Task::CheckConfig => {
+            let matches = matches.subcommand().map_or(&matches, |(_, sub)| sub);
+            return commands::check_config(&settings, matches);
+        }
+    };
+    outcome.unwrap_or_else(|error| {
+        eprintln!("chat-server: {error}");
+        ExitCode::FAILURE
+    })
+}
+
+fn serve(settings: &Settings) -> ExitCode {
     raise_open_file_limit();
     let result = actix_web::rt::System::new().block_on(async {
         let signals = ShutdownSignals::listen();
-        let app = Application::build(&settings).map_err(|e| e.to_string())?;
+        let app = Application::build(settings).map_err(|e| e.to_string())?;
         app.run_until_stopped(signals)
             .await
             .map_err(|e| e.to_string())

@@ -28,6 +28,30 @@ pub enum SecretError {
 
 const FILE_NAME: &str = "jwt-secret";
 
+/// What `load_or_create` would do, without creating anything: `Err` when
+/// it would refuse, else a sentence saying which secret is in force.
+pub fn check(configured: Option<&str>, data_dir: &Path) -> Result<String, SecretError> {
+    if let Some(configured) = configured {
+        JwtSecret::new(configured.as_bytes()).map_err(SecretError::Configured)?;
+        return Ok("JWT secret: CHAT_JWT_SECRET (redacted)".to_owned());
+    }
+    let path = data_dir.join(FILE_NAME);
+    match fs::read_to_string(&path) {
+        Ok(stored) => {
+            JwtSecret::new(stored.trim().as_bytes()).map_err(|source| SecretError::Stored {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(format!("JWT secret: stored in {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(format!(
+            "JWT secret: none yet; the server generates one into {} at its first start",
+            path.display()
+        )),
+        Err(source) => Err(SecretError::Io { path, source }),
+    }
+}
+
 /// The configured secret if there is one; else the stored one; else a new
 /// random one, stored for next time.
 pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<JwtSecret, SecretError> {

@@ -37,13 +37,16 @@ pub enum StartupError {
     Database(#[from] chat_persistence::DatabaseError),
     #[error("password hasher: {0}")]
     Hasher(#[from] chat_domain::user::HashingError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} (CHAT_ADDR): {source}")]
     Bind {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
     #[error("invalid setting: {0}")]
     Setting(String),
+    /// A command (`create-user`, ...) could not do what it was asked.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Pending connections the kernel may queue for accept.
@@ -59,8 +62,8 @@ const WRITE_BATCH_MAX: usize = 512;
 
 /// The repositories, whichever store implements them.
 #[derive(Clone)]
-struct Store {
-    users: Arc<dyn UserRepository>,
+pub(crate) struct Store {
+    pub(crate) users: Arc<dyn UserRepository>,
     chats: Arc<dyn ChatRepository>,
     messages: Arc<dyn MessageRepository>,
     health: Arc<dyn StoreHealth>,
@@ -80,9 +83,26 @@ impl Store {
     }
 }
 
+/// How the settings open the database (the server and `chat-server
+/// migrate` alike).
+pub(crate) fn database_options(settings: &Settings) -> DatabaseOptions {
+    DatabaseOptions {
+        max_connections: settings.db_pool_size.max(1),
+        sqlite_synchronous: match settings.sqlite_synchronous {
+            SqliteSync::Normal => SqliteSynchronous::Normal,
+            SqliteSync::Full => SqliteSynchronous::Full,
+        },
+        // The data directory is ours to create; a directory named in
+        // DATABASE_URL must exist (a typo is refused, not served as a new
+        // empty database).
+        create_directory: settings.database_url().is_none(),
+        ..DatabaseOptions::default()
+    }
+}
+
 /// The database at `url`, migrated; or, in a `memory` build, the in-memory
 /// store for `memory://`.
-fn open_store(url: &str, options: &DatabaseOptions) -> Result<Store, StartupError> {
+pub(crate) fn open_store(url: &str, options: &DatabaseOptions) -> Result<Store, StartupError> {
     if url == "memory://" {
         #[cfg(feature = "memory")]
         {
@@ -105,8 +125,6 @@ fn open_store(url: &str, options: &DatabaseOptions) -> Result<Store, StartupErro
     Ok(Store::of(database))
 }
 
-/// Where `url` points, without what may be secret: a PostgreSQL URL's user
-/// and password and its parameters (`?password=...`).
 /// CORS for `CHAT_CORS_ORIGINS` (applied only when the list is not empty):
 /// exactly those origins may read answers and send preflighted requests
 /// with a bearer token. A request from another origin is still served (a
@@ -124,14 +142,20 @@ fn cross_origin_rules(origins: &[String]) -> Cors {
         .max_age(3600)
 }
 
-fn without_credentials(url: &str) -> String {
+/// Where `url` points, without what may be secret: the user and password
+/// of a URL's authority (`postgres://chat:pw@db/chat`, `redis://:pw@cache`)
+/// and its parameters (`?password=...`). A path keeps its `@`s.
+pub(crate) fn without_credentials(url: &str) -> String {
     let url = url.split('?').next().unwrap_or_default();
     match url.split_once("://") {
-        Some((scheme, rest)) if scheme.starts_with("postgres") => {
-            let host_and_db = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
-            format!("{scheme}://{host_and_db}")
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}{path}")
         }
-        _ => url.to_owned(),
+        None => url.to_owned(),
     }
 }
 
@@ -152,28 +176,11 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
+        // What `chat-server check-config` checks, first: one list of rules.
+        settings.validate()?;
         let database_url = settings.effective_database_url();
-        if settings.cluster_redis_url().is_some() && !database_url.starts_with("postgres") {
-            return Err(StartupError::Setting(
-                "CHAT_REDIS_URL needs a PostgreSQL DATABASE_URL: several instances must share one database, and SQLite is a file on one machine".into(),
-            ));
-        }
         let secret = secret::load_or_create(settings.jwt_secret.as_deref(), &settings.data_dir)?;
-        let store = open_store(
-            &database_url,
-            &DatabaseOptions {
-                max_connections: settings.db_pool_size.max(1),
-                sqlite_synchronous: match settings.sqlite_synchronous {
-                    SqliteSync::Normal => SqliteSynchronous::Normal,
-                    SqliteSync::Full => SqliteSynchronous::Full,
-                },
-                // The data directory is ours to create; a directory named
-                // in DATABASE_URL must exist (a typo is refused, not served
-                // as a new empty database).
-                create_directory: settings.database_url().is_none(),
-                ..DatabaseOptions::default()
-            },
-        )?;
+        let store = open_store(&database_url, &database_options(settings))?;
 
         let limit = usize::try_from(settings.max_message_chars)
             .ok()
@@ -522,6 +529,18 @@ mod tests {
         assert_eq!(
             without_credentials("sqlite://./data/chat.sqlite3"),
             "sqlite://./data/chat.sqlite3"
+        );
+        assert_eq!(
+            without_credentials("sqlite:///srv/chat@2/chat.sqlite3"),
+            "sqlite:///srv/chat@2/chat.sqlite3"
+        );
+        assert_eq!(
+            without_credentials("redis://:s3cret@cache.internal:6379/0"),
+            "redis://cache.internal:6379/0"
+        );
+        assert_eq!(
+            without_credentials("rediss://user:pw@cache"),
+            "rediss://cache"
         );
     }
 }

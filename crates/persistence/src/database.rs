@@ -97,7 +97,7 @@ impl Default for DatabaseOptions {
 /// which may hold a password.
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
-    #[error("invalid database URL: {0}")]
+    #[error("invalid DATABASE_URL: {0}")]
     InvalidUrl(String),
     #[error("this build has no {0} support: rebuild with the `{0}` cargo feature")]
     BackendNotBuilt(Backend),
@@ -162,6 +162,60 @@ impl Database {
             Target::Sqlite(_) => Err(DatabaseError::BackendNotBuilt(Backend::Sqlite)),
             #[cfg(feature = "postgres")]
             Target::Postgres(url) => connect_postgres(url, options),
+            #[cfg(not(feature = "postgres"))]
+            Target::Postgres(_) => Err(DatabaseError::BackendNotBuilt(Backend::Postgres)),
+        }
+    }
+
+    /// Which backend `url` names, if it is well-formed and this build has
+    /// that backend; nothing is opened or created.
+    pub fn check_url(url: &str) -> Result<Backend, DatabaseError> {
+        let backend = match Target::parse(url)? {
+            Target::Sqlite(_) => Backend::Sqlite,
+            Target::Postgres(_) => Backend::Postgres,
+        };
+        match backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => Ok(backend),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => Ok(backend),
+            #[allow(unreachable_patterns)]
+            other => Err(DatabaseError::BackendNotBuilt(other)),
+        }
+    }
+
+    /// The names of the embedded migrations the database at `url` lacks,
+    /// oldest first, without applying any (for `chat-server migrate
+    /// --check`). A SQLite file that does not exist yet lacks them all and
+    /// is not created.
+    pub fn pending_migrations(url: &str) -> Result<Vec<String>, DatabaseError> {
+        match Target::parse(url)? {
+            #[cfg(feature = "sqlite")]
+            Target::Sqlite(path) => {
+                let backend = Backend::Sqlite;
+                if !Path::new(path).exists() {
+                    return migration_names(SQLITE_MIGRATIONS, backend);
+                }
+                let mut conn =
+                    SqliteConnection::establish(path).map_err(|e| DatabaseError::Connect {
+                        backend,
+                        cause: e.to_string(),
+                    })?;
+                pending_names(&mut conn, SQLITE_MIGRATIONS, backend)
+            }
+            #[cfg(not(feature = "sqlite"))]
+            Target::Sqlite(_) => Err(DatabaseError::BackendNotBuilt(Backend::Sqlite)),
+            #[cfg(feature = "postgres")]
+            Target::Postgres(url) => {
+                let backend = Backend::Postgres;
+                let url = with_connect_timeout(url, DatabaseOptions::default().connect_timeout);
+                let mut conn =
+                    PgConnection::establish(&url).map_err(|e| DatabaseError::Connect {
+                        backend,
+                        cause: e.to_string(),
+                    })?;
+                pending_names(&mut conn, POSTGRES_MIGRATIONS, backend)
+            }
             #[cfg(not(feature = "postgres"))]
             Target::Postgres(_) => Err(DatabaseError::BackendNotBuilt(Backend::Postgres)),
         }
@@ -660,6 +714,38 @@ where
         Ok(pending) => Err(StoreProblem::MigrationsPending(pending.len())),
         Err(error) => Err(unreachable(error)),
     }
+}
+
+fn pending_names<C>(
+    conn: &mut C,
+    migrations: EmbeddedMigrations,
+    backend: Backend,
+) -> Result<Vec<String>, DatabaseError>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    conn.pending_migrations(migrations)
+        .map(|pending| pending.iter().map(|m| m.name().to_string()).collect())
+        .map_err(|e| DatabaseError::Migration {
+            backend,
+            cause: e.to_string(),
+        })
+}
+
+/// Every embedded migration's name, for a database that has none yet.
+#[cfg(feature = "sqlite")]
+fn migration_names(
+    migrations: EmbeddedMigrations,
+    backend: Backend,
+) -> Result<Vec<String>, DatabaseError> {
+    use diesel::migration::MigrationSource as _;
+    let all: Vec<Box<dyn diesel::migration::Migration<diesel::sqlite::Sqlite>>> = migrations
+        .migrations()
+        .map_err(|e| DatabaseError::Migration {
+            backend,
+            cause: e.to_string(),
+        })?;
+    Ok(all.iter().map(|m| m.name().to_string()).collect())
 }
 
 fn migrate<C>(

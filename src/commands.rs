@@ -1,0 +1,178 @@
+//! The command line's tasks besides serving: `migrate`, `create-user` and
+//! `check-config`. Each prints what it did on stdout and returns the exit
+//! code; a failure is one line on stderr (see `main`).
+
+use std::io::{BufRead as _, IsTerminal as _};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chat_api::auth::{Argon2Hasher, JwtTokens};
+use chat_domain::user::{AuthService, Password, Username};
+use chat_persistence::Database;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory as _};
+
+use crate::configuration::Settings;
+use crate::secret;
+use crate::startup::{database_options, open_store, without_credentials, StartupError};
+
+/// Exit code of `migrate --check` when something is pending.
+const PENDING: u8 = 1;
+/// Exit code when the database cannot even be checked.
+const UNCHECKABLE: u8 = 2;
+
+/// `chat-server migrate [--check]`.
+pub fn migrate(settings: &Settings, check: bool) -> Result<ExitCode, StartupError> {
+    let url = settings.effective_database_url();
+    let location = without_credentials(&url);
+    if url == "memory://" {
+        println!("memory:// keeps nothing between runs: there is nothing to migrate");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pending = match Database::pending_migrations(&url) {
+        Ok(pending) => pending,
+        Err(error) if check => {
+            eprintln!("chat-server: cannot check {location}: {error}");
+            return Ok(ExitCode::from(UNCHECKABLE));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if check {
+        if pending.is_empty() {
+            println!("{location}: up to date, every migration is applied");
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "{location}: {} migration(s) pending: {}",
+            pending.len(),
+            pending.join(", ")
+        );
+        return Ok(ExitCode::from(PENDING));
+    }
+    Database::connect(&url, &database_options(settings))?;
+    if pending.is_empty() {
+        println!("{location}: up to date, nothing to apply");
+    } else {
+        println!(
+            "{location}: applied {} migration(s): {}",
+            pending.len(),
+            pending.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `chat-server create-user <username>`: the password from
+/// `CHAT_NEW_PASSWORD`, else the first line of stdin.
+pub fn create_user(settings: &Settings, username: &str) -> Result<ExitCode, StartupError> {
+    let username =
+        Username::parse(username).map_err(|e| StartupError::Refused(format!("username: {e}")))?;
+    let password = match std::env::var("CHAT_NEW_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("password for {username} (the line is shown as you type it; pipe it in to hide it):");
+            }
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| StartupError::Refused(format!("cannot read the password: {e}")))?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let password =
+        Password::parse(&password).map_err(|e| StartupError::Refused(format!("password: {e}")))?;
+    let secret = secret::load_or_create(settings.jwt_secret.as_deref(), &settings.data_dir)?;
+    let store = open_store(
+        &settings.effective_database_url(),
+        &database_options(settings),
+    )?;
+    let auth = AuthService::new(
+        store.users.clone(),
+        Arc::new(Argon2Hasher::new()?),
+        Arc::new(JwtTokens::new(&secret, settings.token_ttl)),
+    );
+    let user = auth
+        .register(username, &password)
+        .map_err(|e| StartupError::Refused(format!("cannot create the user: {e}")))?;
+    println!("created user {} (id {})", user.username, user.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `chat-server check-config`: every setting with its value and where it
+/// came from, secrets redacted, then what start-up would refuse. `matches`
+/// are the subcommand's (or the top level's) parsed arguments.
+pub fn check_config(settings: &Settings, matches: &ArgMatches) -> ExitCode {
+    let command = Settings::command();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
+            continue;
+        };
+        let raw: Vec<String> = matches
+            .get_raw(id)
+            .map(|values| values.map(|v| v.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        let value = redacted(id, &raw.join(","));
+        let source = match matches.value_source(id) {
+            Some(ValueSource::CommandLine) => "flag",
+            Some(ValueSource::EnvVariable) => "environment",
+            Some(ValueSource::DefaultValue) => "default",
+            _ => "unset",
+        };
+        println!("{env}={value}  ({source})");
+    }
+    let url = settings.effective_database_url();
+    println!("# database in force: {}", without_credentials(&url));
+    match settings.validate() {
+        Ok(notes) => {
+            for note in notes {
+                println!("# {note}");
+            }
+            println!("# configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("chat-server: invalid configuration: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A setting's value as printed: secrets never, URLs without credentials.
+fn redacted(id: &str, value: &str) -> String {
+    if value.is_empty() {
+        return String::new();
+    }
+    match id {
+        "jwt_secret" => "<redacted>".to_owned(),
+        "database_url" | "redis_url" => without_credentials(value),
+        _ => value.to_owned(),
+    }
+}
+
+impl Settings {
+    /// What start-up would refuse, checked without starting, connecting or
+    /// creating anything; `Ok` carries notes worth printing.
+    pub fn validate(&self) -> Result<Vec<String>, StartupError> {
+        let mut notes = Vec::new();
+        let url = self.effective_database_url();
+        if url != "memory://" {
+            Database::check_url(&url)?;
+        }
+        if self.cluster_redis_url().is_some() && !url.starts_with("postgres") {
+            return Err(StartupError::Setting(
+                "CHAT_REDIS_URL needs a PostgreSQL DATABASE_URL: several instances must share one database, and SQLite is a file on one machine".into(),
+            ));
+        }
+        notes.push(secret::check(self.jwt_secret.as_deref(), &self.data_dir)?);
+        if self.data_dir.exists() && !self.data_dir.is_dir() {
+            return Err(StartupError::Setting(format!(
+                "CHAT_DATA_DIR {} is not a directory",
+                self.data_dir.display()
+            )));
+        }
+        Ok(notes)
+    }
+}
