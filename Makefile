@@ -20,9 +20,10 @@ build: ## Debug build of everything
 release: ## Optimised server binary at target/release/chat-server
 	$(CARGO) build --release --bin chat-server
 
-lint: layering ## Formatting check and clippy (warnings denied) on every build: SQLite, PostgreSQL, memory
+lint: layering ## Formatting check and clippy (warnings denied) on every build that ships: SQLite (default), PostgreSQL alone, all three
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --no-default-features --features postgres -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --features postgres,memory -- -D warnings
 
 layering: ## The domain crate must not depend on the web or database stacks

@@ -777,16 +777,7 @@ async fn a_frame_over_the_frame_limit_closes_the_socket_with_1009() {
 
 /// RSS of this process (the server runs in it), in KiB.
 fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
+    chat_bench::resources::rss_kib(std::process::id()).unwrap_or(0)
 }
 
 #[actix_web::test]
