@@ -211,6 +211,11 @@ pub struct Settings {
     #[arg(long = "handshake-timeout", env = "CHAT_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
 
+    /// How long a request body may take to arrive once its headers have
+    /// (then `408` and the connection is closed), e.g. `10s`.
+    #[arg(long = "body-timeout", env = "CHAT_BODY_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub body_timeout: Duration,
+
     /// How long an idle HTTP keep-alive connection stays open.
     #[arg(long = "idle-timeout", env = "CHAT_IDLE_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,

@@ -292,6 +292,7 @@ impl Application {
                     .filter(|o| !o.is_empty())
                     .collect(),
                 heartbeat_interval: settings.heartbeat_interval,
+                body_timeout: settings.body_timeout,
                 message_rate: RateLimit {
                     per_second: settings.ws_rate,
                     burst: settings.ws_burst,

@@ -1,6 +1,6 @@
 //! The configurable limits on chat sockets and HTTP connections, each
 //! answered clearly: message rate (error frame, socket stays open), sockets
-//! per user (429) and in total (503), slow headers (408, closed) and idle
+//! per user (429) and in total (503), slow headers and bodies (408, closed) and idle
 //! keep-alive connections (closed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -245,4 +245,55 @@ async fn an_idle_keep_alive_connection_is_closed() {
 
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
     assert!(took < Duration::from_secs(5), "closed after {took:?}");
+}
+
+#[actix_web::test]
+async fn a_body_that_never_arrives_gets_408_and_the_connection_is_closed() {
+    let app = spawn_app_with(&["--body-timeout", "1s"]).await;
+    let port = app.port;
+
+    let (answer, took) = actix_web::rt::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // Headers in full, then 10 of the 100 bytes promised, then nothing.
+        stream
+            .write_all(
+                b"POST /api/auth/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                  Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"usernam",
+            )
+            .unwrap();
+        read_until_closed(stream, Duration::from_secs(10))
+    })
+    .await
+    .unwrap();
+
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("did not arrive within 1 s"), "{answer:?}");
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    assert_eq!(app.get("/api/users/", None).await.status, 401);
+}
+
+#[actix_web::test]
+async fn a_slow_body_that_arrives_in_time_is_served() {
+    let app = spawn_app_with(&["--body-timeout", "3s"]).await;
+    let port = app.port;
+
+    let answer = actix_web::rt::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let body = br#"{"username": "nobody", "password": "not a password"}"#;
+        let head = format!(
+            "POST /api/auth/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        for chunk in body.chunks(10) {
+            stream.write_all(chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        read_until_closed(stream, Duration::from_secs(10)).0
+    })
+    .await
+    .unwrap();
+
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
 }

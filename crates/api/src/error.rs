@@ -29,6 +29,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request body did not arrive in time; the connection is closed.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The caller is over one of its own limits (e.g. open sockets).
     #[error("{0}")]
     TooManyRequests(String),
@@ -64,6 +67,7 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::AtCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -79,6 +83,10 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let Self::RequestTimeout(_) = self {
+            // The rest of the body may still come; nothing else can follow.
+            response.force_close();
         }
         if let Self::MethodNotAllowed { allow } = self {
             response.insert_header((header::ALLOW, *allow));

@@ -37,6 +37,10 @@ pub struct ApiConfig {
     pub allowed_origins: Vec<String>,
     /// Messages one connection may send: beyond it, an error frame each.
     pub message_rate: RateLimit,
+    /// How long a request body may take to arrive once its headers have:
+    /// then `408` and the connection is closed (headers have their own
+    /// limit, in the HTTP server).
+    pub body_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -53,6 +57,7 @@ impl Default for ApiConfig {
                 per_second: 100.0,
                 burst: 200,
             },
+            body_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -39,6 +39,7 @@ struct Registration {
                 description = "Start a chat with the new account")),
         )),
         (status = 400, description = "Username taken or invalid, password too short, or a malformed body", body = ErrorBody),
+        (status = 408, description = "The request body did not arrive in time (the connection is closed)", body = ErrorBody),
         (status = 413, description = "The request body is over the size limit", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
@@ -65,6 +66,7 @@ pub async fn register(
         (status = 200, description = "A token", body = LoginResponse),
         (status = 400, description = "A malformed body", body = ErrorBody),
         (status = 401, description = "Unknown user or wrong password (one answer for both)", body = ErrorBody),
+        (status = 408, description = "The request body did not arrive in time (the connection is closed)", body = ErrorBody),
         (status = 413, description = "The request body is over the size limit", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]

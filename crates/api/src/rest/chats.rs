@@ -54,6 +54,7 @@ pub async fn list_chats(
         )),
         (status = 400, description = "`user_id` missing, not an integer, unknown, or the caller", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 408, description = "The request body did not arrive in time (the connection is closed)", body = ErrorBody),
         (status = 413, description = "The request body is over the size limit", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::state::{ApiConfig, AppState};
 
 /// JSON bodies are parsed whatever their `Content-Type` (clients of the seed
 /// API do not all send one), up to the configured size.
@@ -41,8 +42,22 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonObject<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let object = web::Json::<Map<String, Value>>::from_request(req, payload);
+        let timeout = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(ApiConfig::default().body_timeout, |state| {
+                state.config.body_timeout
+            });
         Box::pin(async move {
-            let web::Json(object) = object.await?;
+            // A client that sends headers and then trickles (or never sends)
+            // its body would otherwise hold the connection for ever.
+            let web::Json(object) = tokio::time::timeout(timeout, object)
+                .await
+                .map_err(|_| {
+                    ApiError::RequestTimeout(format!(
+                        "the request body did not arrive within {} s",
+                        timeout.as_secs_f64()
+                    ))
+                })??;
             serde_json::from_value(Value::Object(object))
                 .map(JsonObject)
                 .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")).into())
