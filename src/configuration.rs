@@ -178,14 +178,15 @@ pub struct Settings {
     #[arg(long = "presence-grace", env = "CHAT_PRESENCE_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub presence_grace: Duration,
 
-    /// Messages one WebSocket connection may send per second, on average;
-    /// beyond it each message gets an error frame and is not stored.
+    /// Messages one user may send per second on average, over all of their
+    /// sockets and REST sends on this instance; beyond it each message gets
+    /// an error frame (REST: `429`) and is not stored, e.g. `100`.
     #[arg(long = "ws-rate", env = "CHAT_WS_RATE", default_value_t = 100.0,
           value_parser = parse_rate)]
     pub ws_rate: f64,
 
-    /// Messages one WebSocket connection may send at once before the rate
-    /// applies.
+    /// Messages one user may send at once before the rate applies, e.g.
+    /// `200`.
     #[arg(long = "ws-burst", env = "CHAT_WS_BURST", default_value_t = 200,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_burst: u32,

@@ -280,6 +280,10 @@ impl Application {
                 settings.max_connections,
                 settings.max_connections_per_user,
             ),
+            message_rates: Arc::new(chat_api::ws::UserMessageRates::new(RateLimit {
+                per_second: settings.ws_rate,
+                burst: settings.ws_burst,
+            })),
             config: ApiConfig {
                 max_body_bytes: settings.max_body_bytes,
                 max_frame_bytes: settings.max_frame_bytes,

@@ -133,7 +133,12 @@ fn create_user_makes_an_account_that_can_log_in() {
     let created = run(&["create-user", "carol"], &env, "carol's long password\n");
     assert!(created.status.success(), "{}", text(&created.stderr));
     let created = text(&created.stdout);
-    assert!(created.lines().any(|l| l.starts_with("created user carol (id ")), "{created}");
+    assert!(
+        created
+            .lines()
+            .any(|l| l.starts_with("created user carol (id ")),
+        "{created}"
+    );
     // From the environment instead of stdin.
     let mut with_password = env.to_vec();
     with_password.push(("CHAT_NEW_PASSWORD", "dave's long password"));

@@ -1,5 +1,6 @@
 //! The configurable limits on chat sockets and HTTP connections, each
-//! answered clearly: message rate (error frame, socket stays open), sockets
+//! answered clearly: message rate per user across sockets (error frame,
+//! socket stays open; 429 on REST), sockets
 //! per user (429) and in total (503), slow headers and bodies (408, closed) and idle
 //! keep-alive connections (closed).
 
@@ -73,6 +74,73 @@ async fn messages_over_the_rate_get_an_error_frame_and_the_socket_stays_open() {
         bodies
     };
     assert_eq!(bodies, ["m0", "m1", "m2", "after the pause"]);
+}
+
+#[actix_web::test]
+async fn the_rate_is_per_user_across_sockets_and_rest_sends() {
+    // Without a shared budget, 256 sockets would buy 256 times the rate.
+    let app = spawn_app_with(&["--ws-rate", "0.5", "--ws-burst", "3"]).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
+    let mut first = app.connect(&alice, chat).await;
+    let mut second = app.connect(&alice, chat).await;
+    let mut receiver = app.connect(&bob, chat).await;
+
+    first.send_body("a1").await;
+    assert_eq!(first.next_message().await["body"], "a1");
+    second.send_body("b1").await;
+    second.send_body("b2").await;
+    second.send_body("b3").await;
+    let mut stored = Vec::new();
+    let mut refused = 0;
+    while stored.len() + refused < 3 {
+        let frame = second.next_json().await;
+        match frame.get("message") {
+            Some(message) => stored.push(message["body"].as_str().unwrap().to_owned()),
+            None => {
+                assert!(
+                    frame["detail"]
+                        .as_str()
+                        .unwrap()
+                        .contains("too many messages"),
+                    "{frame}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((stored.len(), refused), (2, 1), "{stored:?}");
+
+    // The REST route draws on the same budget: 429 with Retry-After.
+    let response = app
+        .client
+        .post(app.url(&format!("/api/chats/{chat}/messages/")))
+        .bearer_auth(&alice.token)
+        .send_json(&serde_json::json!({"body": "rest", "client_id": "rest-1"}))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+
+    // Bob's budget is his own.
+    receiver.send_body("from bob").await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(
+            receiver.next_message().await["body"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(seen, ["a1", "b1", "b2", "from bob"]);
 }
 
 #[actix_web::test]

@@ -35,6 +35,10 @@ pub enum ApiError {
     /// The caller is over one of its own limits (e.g. open sockets).
     #[error("{0}")]
     TooManyRequests(String),
+    /// The caller is sending faster than allowed: try again in
+    /// `retry_after_s` seconds (the `Retry-After` header).
+    #[error("{detail}")]
+    SlowDown { detail: String, retry_after_s: u64 },
     /// The server is at one of its limits (e.g. open sockets in total).
     #[error("{0}")]
     AtCapacity(String),
@@ -68,7 +72,7 @@ impl ResponseError for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests(_) | Self::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::AtCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -83,6 +87,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let Self::SlowDown { retry_after_s, .. } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after_s.to_string()));
         }
         if let Self::RequestTimeout(_) = self {
             // The rest of the body may still come; nothing else can follow.

@@ -10,7 +10,7 @@ use chat_domain::chat::{Broadcaster, ChatService, MessageService};
 use chat_domain::user::AuthService;
 
 use crate::delivery::{Hub, MessageWriter, PresenceRegistry, TypingRegistry};
-use crate::ws::{ConnectionLimits, RateLimit};
+use crate::ws::{ConnectionLimits, RateLimit, UserMessageRates};
 
 /// Limits and timings of the HTTP and WebSocket adapters.
 #[derive(Debug, Clone)]
@@ -35,7 +35,8 @@ pub struct ApiConfig {
     /// origin is refused with 403, which stops other sites' pages from
     /// opening sockets in their visitors' name.
     pub allowed_origins: Vec<String>,
-    /// Messages one connection may send: beyond it, an error frame each.
+    /// Messages one user may send (over all their sockets and REST sends
+    /// on this instance): beyond it, an error frame or a `429` each.
     pub message_rate: RateLimit,
     /// How long a request body may take to arrive once its headers have:
     /// then `408` and the connection is closed (headers have their own
@@ -80,6 +81,9 @@ pub struct AppState {
     pub typing: Arc<dyn TypingRegistry>,
     /// Open chat sockets, in total and per user.
     pub connections: ConnectionLimits,
+    /// `config.message_rate`, per user over all their sockets and REST
+    /// sends.
+    pub message_rates: Arc<UserMessageRates>,
     pub config: ApiConfig,
     /// Password hashes computed at once (register, login). Each Argon2 run
     /// takes ~19 MiB and a core for tens of milliseconds; unbounded, a burst

@@ -11,6 +11,7 @@
 //! socket.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chat_domain::chat::{
@@ -123,6 +124,7 @@ pub async fn list_messages(
 /// - `401` without a valid token
 /// - `404` when the chat does not exist, `403` when the caller is not in it
 /// - `409` when this `client_id` was already used for another body
+/// - `429` (with `Retry-After`) over the sender's message rate
 /// - `503` when the database is unavailable (nothing was stored)
 #[utoipa::path(post, path = "/api/chats/{chat_id}/messages/", tag = "v2",
     params(("chat_id" = i64, Path, description = "The chat's id")),
@@ -142,6 +144,8 @@ pub async fn list_messages(
         (status = 403, description = "The caller is not in the chat", body = ErrorBody),
         (status = 404, description = "No such chat", body = ErrorBody),
         (status = 409, description = "This `client_id` was used for another body", body = ErrorBody),
+        (status = 429, description = "Over the sender's message rate (shared with their sockets); `Retry-After` says when to retry", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 408, description = "The request body did not arrive in time (the connection is closed)", body = ErrorBody),
         (status = 413, description = "The request body is over the size limit", body = ErrorBody),
         (status = 503, description = "The database is unavailable; nothing was stored", body = ErrorBody),
@@ -161,11 +165,23 @@ pub async fn send_message(
         Some(_) => return Err(ApiError::BadRequest("client_id must be a string".into())),
         None => return Err(ApiError::BadRequest("client_id is required".into())),
     };
+    let sender = me.id;
     let chat = open(&state, me, &chat_id).await?;
     let body = state
         .messages
         .validate(body)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // The same budget as the sender's sockets (a retry counts too: it
+    // costs a lookup in the writer).
+    if let Err(wait) = state.message_rates.take(sender, Instant::now()) {
+        return Err(ApiError::SlowDown {
+            detail: format!(
+                "too many messages: this one was not sent; wait {} ms",
+                wait.as_millis().max(1)
+            ),
+            retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
+        });
+    }
     let outcome = state
         .writer
         .store(Outgoing {

@@ -50,9 +50,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonObject<T> {
         Box::pin(async move {
             // A client that sends headers and then trickles (or never sends)
             // its body would otherwise hold the connection for ever.
-            let web::Json(object) = tokio::time::timeout(timeout, object)
-                .await
-                .map_err(|_| {
+            let web::Json(object) =
+                tokio::time::timeout(timeout, object).await.map_err(|_| {
                     ApiError::RequestTimeout(format!(
                         "the request body did not arrive within {} s",
                         timeout.as_secs_f64()

@@ -125,6 +125,15 @@ impl MessageRate {
         }
     }
 
+    /// Whether the bucket would be full at `now`: then it is the same as a
+    /// new one and need not be kept.
+    fn is_full_at(&self, now: Instant) -> bool {
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
+        self.tokens + elapsed * self.limit.per_second >= f64::from(self.limit.burst)
+    }
+
     /// Takes a token for one message sent at `now`; `Err` with how long
     /// until the next token when the bucket is empty.
     pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
@@ -144,6 +153,62 @@ impl MessageRate {
         } else {
             Err(Duration::MAX)
         }
+    }
+}
+
+/// The message rate of each user, shared by all of their sockets and
+/// their REST sends on this instance: 256 sockets do not buy 256 times the
+/// rate. A user's bucket is forgotten once it has refilled (an idle
+/// user's bucket is full anyway), so memory follows the active senders.
+pub struct UserMessageRates {
+    limit: RateLimit,
+    buckets: Mutex<Buckets>,
+}
+
+struct Buckets {
+    of_user: HashMap<UserId, MessageRate>,
+    /// Forget full buckets when the map reaches this size; doubling it
+    /// after each pass keeps the cost per message constant.
+    prune_at: usize,
+}
+
+/// The map size below which full buckets are not looked for.
+const PRUNE_FLOOR: usize = 1024;
+
+impl UserMessageRates {
+    pub fn new(limit: RateLimit) -> Self {
+        Self {
+            limit,
+            buckets: Mutex::new(Buckets {
+                of_user: HashMap::new(),
+                prune_at: PRUNE_FLOOR,
+            }),
+        }
+    }
+
+    /// Takes a token from `user`'s bucket for one message sent at `now`;
+    /// `Err` with how long until the next token when it is empty.
+    pub fn take(&self, user: UserId, now: Instant) -> Result<(), Duration> {
+        // Every update below is complete before the lock is released.
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.of_user.len() >= buckets.prune_at {
+            buckets.of_user.retain(|_, bucket| !bucket.is_full_at(now));
+            buckets.prune_at = (buckets.of_user.len() * 2).max(PRUNE_FLOOR);
+        }
+        buckets
+            .of_user
+            .entry(user)
+            .or_insert_with(|| MessageRate::new(self.limit, now))
+            .take(now)
+    }
+
+    /// Users whose bucket is remembered now.
+    pub fn tracked_users(&self) -> usize {
+        self.buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .of_user
+            .len()
     }
 }
 
@@ -221,5 +286,50 @@ mod tests {
             assert!(rate.take(much_later).is_ok());
         }
         assert!(rate.take(much_later).is_err());
+    }
+
+    #[test]
+    fn a_users_sockets_share_one_bucket_and_other_users_have_their_own() {
+        let rates = UserMessageRates::new(RateLimit {
+            per_second: 1.0,
+            burst: 3,
+        });
+        let now = Instant::now();
+        let (alice, bob) = (UserId::new(1), UserId::new(2));
+        // Three "sockets" of alice's, one message each, then a fourth.
+        for _ in 0..3 {
+            assert!(rates.take(alice, now).is_ok());
+        }
+        let wait = rates.take(alice, now).unwrap_err();
+        assert!(wait <= Duration::from_secs(1) && wait > Duration::ZERO);
+        assert!(rates.take(bob, now).is_ok());
+        assert!(rates.take(alice, now + Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn full_buckets_are_forgotten_so_memory_follows_active_senders() {
+        let rates = UserMessageRates::new(RateLimit {
+            per_second: 10.0,
+            burst: 10,
+        });
+        let start = Instant::now();
+        for id in 0..5000 {
+            rates.take(UserId::new(id), start).unwrap();
+        }
+        assert_eq!(rates.tracked_users(), 5000);
+        // Two seconds later the first 5,000 have refilled: when the map
+        // next grows to its pruning size they are forgotten, and only the
+        // users sending since are kept.
+        let later = start + Duration::from_secs(2);
+        for id in 5000..9000 {
+            rates.take(UserId::new(id), later).unwrap();
+        }
+        assert!(rates.tracked_users() <= 4000, "{}", rates.tracked_users());
+        // Forgetting a bucket never forgives a user who is over the limit.
+        let busy = UserId::new(7);
+        for _ in 0..10 {
+            rates.take(busy, later).unwrap();
+        }
+        assert!(rates.take(busy, later).is_err());
     }
 }

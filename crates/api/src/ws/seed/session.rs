@@ -19,7 +19,7 @@ use crate::error::run_blocking;
 use crate::state::AppState;
 use crate::wire::seed::{error_frame, message_frame, parse_send_frame};
 use crate::ws::connection::{close, incoming, server_failure, too_slow, Connection, End, Incoming};
-use crate::ws::limits::{ConnectionPermit, MessageRate};
+use crate::ws::limits::ConnectionPermit;
 
 pub async fn run(
     socket: Session,
@@ -46,7 +46,6 @@ pub async fn run(
                 chat: &chat,
                 state: &state,
                 replayed_up_to,
-                rate: MessageRate::new(state.config.message_rate, Instant::now()),
             };
             session.run(&mut stream).await
         }
@@ -97,7 +96,6 @@ struct Conversation<'a> {
     chat: &'a Arc<OpenChat>,
     state: &'a AppState,
     replayed_up_to: Seq,
-    rate: MessageRate,
 }
 
 impl Conversation<'_> {
@@ -172,7 +170,8 @@ impl Conversation<'_> {
         };
         // Only messages that would be stored count: they are what costs
         // the server (malformed frames are answered and forgotten).
-        if let Err(wait) = self.rate.take(Instant::now()) {
+        let sender = self.chat.member().id;
+        if let Err(wait) = self.state.message_rates.take(sender, Instant::now()) {
             let detail = format!(
                 "too many messages: this one was not sent; wait {} ms",
                 wait.as_millis().max(1)

@@ -39,7 +39,7 @@ use crate::wire::v2::{
     ClientFrame, ErrorCode,
 };
 use crate::ws::connection::{close, incoming, server_failure, too_slow, Connection, End, Incoming};
-use crate::ws::limits::{ConnectionPermit, MessageRate};
+use crate::ws::limits::ConnectionPermit;
 
 /// Sends queued for the writer and not yet answered, per socket; beyond
 /// it the session stops reading until some are. At most a quarter of the
@@ -91,7 +91,6 @@ pub async fn run(
                 state: &state,
                 chats,
                 snapshot,
-                rate: MessageRate::new(state.config.message_rate, Instant::now()),
                 pending: FuturesUnordered::new(),
             };
             session.run(&mut stream, token_expires).await
@@ -159,7 +158,6 @@ struct V2Session<'a> {
     chats: HashMap<ChatId, Arc<OpenChat>>,
     /// Each chat's `head_seq` in the `hello` snapshot.
     snapshot: HashMap<ChatId, Seq>,
-    rate: MessageRate,
     pending: FuturesUnordered<PendingSend>,
     /// The chats this socket follows through the cluster's relay.
     watch: Option<Watch>,
@@ -358,7 +356,10 @@ impl V2Session<'_> {
             };
             (code, invalid.to_string())
         })?;
-        self.rate.take(Instant::now()).map_err(rate_limited)?;
+        self.state
+            .message_rates
+            .take(self.user.id, Instant::now())
+            .map_err(rate_limited)?;
         let message = Outgoing {
             chat,
             body,
@@ -428,7 +429,12 @@ impl V2Session<'_> {
     async fn typing(&mut self, chat_id: ChatId, active: bool) -> Result<(), Refusal> {
         let chat = self.open(chat_id).await?;
         // A typing frame over the rate is dropped silently.
-        if self.rate.take(Instant::now()).is_err() {
+        if self
+            .state
+            .message_rates
+            .take(self.user.id, Instant::now())
+            .is_err()
+        {
             return Ok(());
         }
         let Some(recipient) = chat.other().map(|other| other.id) else {
@@ -478,7 +484,10 @@ impl V2Session<'_> {
         limit: PageLimit,
     ) -> Result<chat_domain::chat::MessagePage, Refusal> {
         let chat = self.open(chat_id).await?;
-        self.rate.take(Instant::now()).map_err(rate_limited)?;
+        self.state
+            .message_rates
+            .take(self.user.id, Instant::now())
+            .map_err(rate_limited)?;
         let messages = self.state.messages.clone();
         actix_web::web::block(move || messages.page(&chat, anchor, limit))
             .await
