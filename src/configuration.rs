@@ -217,6 +217,17 @@ pub struct Settings {
     #[arg(long = "body-timeout", env = "CHAT_BODY_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub body_timeout: Duration,
 
+    /// Connections one client address may hold before it authenticates
+    /// (0: no limit). Beyond it, requests without a token get `429` and
+    /// the connection is closed. Behind a reverse proxy every client has
+    /// the proxy's address: raise it or set 0 there, e.g. `256`.
+    #[arg(
+        long = "preauth-connections-per-address",
+        env = "CHAT_PREAUTH_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    pub preauth_connections_per_address: usize,
+
     /// How long an idle HTTP keep-alive connection stays open.
     #[arg(long = "idle-timeout", env = "CHAT_IDLE_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,

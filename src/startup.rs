@@ -9,6 +9,7 @@ use actix_web::http::header;
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use chat_api::auth::{Argon2Hasher, JwtTokens};
+use chat_api::connections::PreAuthLimits;
 use chat_api::delivery::cluster_presence::{ClusterPresence, RemotePresence};
 use chat_api::delivery::fanout::ClusterParts;
 use chat_api::delivery::relay::PresenceParts;
@@ -309,8 +310,10 @@ impl Application {
         let state = web::Data::new(state);
 
         let cors_origins = settings.cors_origins.clone();
+        let pre_auth = PreAuthLimits::new(settings.preauth_connections_per_address);
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(chat_api::connections::pre_auth_gate))
                 .wrap(Condition::new(
                     !cors_origins.is_empty(),
                     cross_origin_rules(&cors_origins),
@@ -322,6 +325,7 @@ impl Application {
         // Signals are handled in `run_until_stopped`, which closes sockets
         // with 1001 before stopping the server.
         .disable_signals()
+        .on_connect(move |connection, extensions| pre_auth.on_connect(connection, extensions))
         // Thousands of clients may connect at once (reconnect storms); a
         // short accept queue would drop their SYNs into second-long retries.
         // The kernel caps it at net.core.somaxconn.

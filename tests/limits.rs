@@ -365,3 +365,91 @@ async fn a_slow_body_that_arrives_in_time_is_served() {
 
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
 }
+
+/// Sends one request on a new connection and reads until the server closes
+/// it (or `limit` passes with the connection still open: `None`).
+fn one_request(port: u16, request: &str, limit: Duration) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return Some(String::from_utf8_lossy(&received).into_owned()),
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(String::from_utf8_lossy(&received).into_owned())
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+#[actix_web::test]
+async fn one_address_may_hold_only_so_many_connections_before_signing_in() {
+    let app = spawn_app_with(&[
+        "--preauth-connections-per-address",
+        "3",
+        "--handshake-timeout",
+        "30s",
+        "--idle-timeout",
+        "1s",
+    ])
+    .await;
+    let user = app.user("preauth").await;
+    // The test client's own keep-alive connections close first.
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    let port = app.port;
+    let token = user.token.clone();
+
+    let answers = actix_web::rt::task::spawn_blocking(move || {
+        // Three connections that send nothing: the address's three places.
+        let held: Vec<TcpStream> = (0..3)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let anonymous = "GET /api/users/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        let refused = one_request(port, anonymous, Duration::from_secs(5));
+        // With a token the fourth connection is served all the same...
+        let signed_in = one_request(
+            port,
+            &format!(
+                "GET /api/users/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            ),
+            Duration::from_secs(5),
+        );
+        // ...but a forged one is answered and the connection closed.
+        let forged = one_request(
+            port,
+            "GET /api/users/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer forged\r\n\r\n",
+            Duration::from_secs(5),
+        );
+        drop(held);
+        std::thread::sleep(Duration::from_millis(300));
+        let after = one_request(
+            port,
+            "GET /api/users/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        );
+        [refused, signed_in, forged, after]
+    })
+    .await
+    .unwrap();
+    let [refused, signed_in, forged, after] =
+        answers.map(|a| a.expect("the server closed the connection"));
+
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(
+        refused.to_lowercase().contains("retry-after: 5"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("too many connections from your address (3)"),
+        "{refused}"
+    );
+    assert!(signed_in.starts_with("HTTP/1.1 200"), "{signed_in}");
+    assert!(forged.starts_with("HTTP/1.1 401"), "{forged}");
+    // The places came back when the connections closed.
+    assert!(after.starts_with("HTTP/1.1 401"), "{after}");
+}

@@ -10,6 +10,7 @@
 //! blocking pool.
 
 pub mod auth;
+pub mod connections;
 pub mod delivery;
 pub mod error;
 pub mod rest;
