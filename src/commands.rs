@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chat_api::auth::{Argon2Hasher, JwtTokens};
+use chat_api::error::error_chain;
 use chat_domain::user::{AuthService, Password, Username};
 use chat_persistence::Database;
 use clap::parser::ValueSource;
@@ -32,7 +33,7 @@ pub fn migrate(settings: &Settings, check: bool) -> Result<ExitCode, StartupErro
     let pending = match Database::pending_migrations(&url) {
         Ok(pending) => pending,
         Err(error) if check => {
-            eprintln!("chat-server: cannot check {location}: {error}");
+            eprintln!("chat-server: cannot check {location}: {}", error_chain(&error));
             return Ok(ExitCode::from(UNCHECKABLE));
         }
         Err(error) => return Err(error.into()),
@@ -134,7 +135,7 @@ pub fn check_config(settings: &Settings, matches: &ArgMatches) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("chat-server: invalid configuration: {error}");
+            eprintln!("chat-server: invalid configuration: {}", error_chain(&error));
             ExitCode::FAILURE
         }
     }

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use chat_api::error::error_chain;
 use chat_server::commands;
 use chat_server::configuration::{Cli, Settings, Task};
 use chat_server::startup::{Application, ShutdownSignals};
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
         }
     };
     outcome.unwrap_or_else(|error| {
-        eprintln!("chat-server: {error}");
+        eprintln!("chat-server: {}", error_chain(&error));
         ExitCode::FAILURE
     })
 }
@@ -41,10 +42,10 @@ fn serve(settings: &Settings) -> ExitCode {
     raise_open_file_limit();
     let result = actix_web::rt::System::new().block_on(async {
         let signals = ShutdownSignals::listen();
-        let app = Application::build(settings).map_err(|e| e.to_string())?;
+        let app = Application::build(settings).map_err(|e| error_chain(&e))?;
         app.run_until_stopped(signals)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| error_chain(&e))
     });
     match result {
         Ok(()) => {

@@ -8,22 +8,26 @@ use std::path::{Path, PathBuf};
 use chat_api::auth::{JwtSecret, JwtSecretError};
 use chat_persistence::files;
 
+/// Each message names what is at fault; its cause is the `source` (print
+/// the chain, as `main` does).
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("CHAT_JWT_SECRET is unusable: {0}")]
-    Configured(JwtSecretError),
-    #[error("the secret in {path} is unusable: {source}")]
+    #[error("CHAT_JWT_SECRET is unusable")]
+    Configured(#[source] JwtSecretError),
+    #[error("the secret in {path} is unusable")]
     Stored {
         path: PathBuf,
+        #[source]
         source: JwtSecretError,
     },
-    #[error("cannot read or write the secret file {path}: {source}")]
+    #[error("cannot read or write the secret file {path}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
-    #[error("no randomness available to generate a secret: {0}")]
-    Random(String),
+    #[error("no randomness available to generate a secret")]
+    Random(#[source] getrandom::Error),
 }
 
 const FILE_NAME: &str = "jwt-secret";
@@ -75,7 +79,7 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<JwtSe
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             files::create_private_dir(data_dir).map_err(io)?;
             let mut random = [0u8; 32];
-            getrandom::fill(&mut random).map_err(|e| SecretError::Random(e.to_string()))?;
+            getrandom::fill(&mut random).map_err(SecretError::Random)?;
             let encoded: String = random.iter().map(|b| format!("{b:02x}")).collect();
             write_private(&path, encoded.as_bytes()).map_err(io)?;
             tracing::info!(path = %path.display(), "generated a new JWT secret");

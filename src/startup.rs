@@ -30,17 +30,21 @@ use chat_persistence::{Database, DatabaseOptions, SqliteSynchronous};
 use crate::configuration::{Settings, SqliteSync};
 use crate::secret;
 
+/// Why the server (or a command) could not start. Causes are kept as
+/// `source`s; `chat_api::error::error_chain` prints the whole story in one
+/// line.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
-    #[error("database: {0}")]
+    #[error(transparent)]
     Database(#[from] chat_persistence::DatabaseError),
-    #[error("password hasher: {0}")]
+    #[error("password hasher")]
     Hasher(#[from] chat_domain::user::HashingError),
-    #[error("cannot listen on {addr} (CHAT_ADDR): {source}")]
+    #[error("cannot listen on {addr} (CHAT_ADDR)")]
     Bind {
         addr: std::net::SocketAddr,
+        #[source]
         source: std::io::Error,
     },
     #[error("invalid setting: {0}")]

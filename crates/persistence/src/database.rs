@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use chat_domain::error::BoxError;
 use chat_domain::health::StoreProblem;
 use diesel::r2d2::{ConnectionManager, HandleError, Pool};
 use diesel::{Connection, QueryResult};
@@ -107,10 +108,19 @@ pub enum DatabaseError {
     MissingDirectory(String),
     #[error("cannot create the directory {path} for the SQLite database: {cause}")]
     CreateDirectory { path: String, cause: std::io::Error },
-    #[error("cannot connect to the {backend} database: {cause}")]
-    Connect { backend: Backend, cause: String },
-    #[error("cannot migrate the {backend} database: {cause}")]
-    Migration { backend: Backend, cause: String },
+    /// `cause` is the driver's or pool's own error.
+    #[error("cannot connect to the {backend} database")]
+    Connect {
+        backend: Backend,
+        #[source]
+        cause: BoxError,
+    },
+    #[error("cannot migrate the {backend} database")]
+    Migration {
+        backend: Backend,
+        #[source]
+        cause: BoxError,
+    },
 }
 
 /// One pool per backend; the variant is chosen once, by the URL.
@@ -199,7 +209,7 @@ impl Database {
                 let mut conn =
                     SqliteConnection::establish(path).map_err(|e| DatabaseError::Connect {
                         backend,
-                        cause: e.to_string(),
+                        cause: e.into(),
                     })?;
                 pending_names(&mut conn, SQLITE_MIGRATIONS, backend)
             }
@@ -212,7 +222,7 @@ impl Database {
                 let mut conn =
                     PgConnection::establish(&url).map_err(|e| DatabaseError::Connect {
                         backend,
-                        cause: e.to_string(),
+                        cause: e.into(),
                     })?;
                 pending_names(&mut conn, POSTGRES_MIGRATIONS, backend)
             }
@@ -475,7 +485,7 @@ impl<E: std::error::Error> HandleError<E> for LogConnectionErrors {
 #[cfg(feature = "sqlite")]
 fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, DatabaseError> {
     let backend = Backend::Sqlite;
-    let connect_error = |cause: String| DatabaseError::Connect { backend, cause };
+    let connect_error = |cause: BoxError| DatabaseError::Connect { backend, cause };
 
     if let Some(dir) = Path::new(path)
         .parent()
@@ -496,7 +506,7 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
     // The file holds every password hash. Created here, owner-only, before
     // SQLite opens it: SQLite gives its `-wal` and `-shm` files the
     // database file's permissions, whatever the umask.
-    crate::files::create_private_file(Path::new(path)).map_err(|e| connect_error(e.to_string()))?;
+    crate::files::create_private_file(Path::new(path)).map_err(|e| connect_error(e.into()))?;
     for file in [
         path.to_owned(),
         format!("{path}-wal"),
@@ -507,14 +517,14 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
 
     // One connection first, outside the pool: it reports the real error,
     // switches the file to WAL, and migrates before anyone else connects.
-    let mut conn = SqliteConnection::establish(path).map_err(|e| connect_error(e.to_string()))?;
+    let mut conn = SqliteConnection::establish(path).map_err(|e| connect_error(e.into()))?;
     configure_sqlite(&mut conn, options.sqlite_synchronous)
-        .map_err(|e| connect_error(e.to_string()))?;
+        .map_err(|e| connect_error(e.into()))?;
     // WAL lets readers run alongside the one writer. The mode is stored in
     // the file, so setting it once is enough; doing it in the per-connection
     // hook races while the pool opens connections in parallel.
     conn.batch_execute("PRAGMA journal_mode = WAL")
-        .map_err(|e| connect_error(e.to_string()))?;
+        .map_err(|e| connect_error(e.into()))?;
     migrate(&mut conn, SQLITE_MIGRATIONS, backend)?;
     drop(conn);
 
@@ -526,7 +536,7 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
         .connection_customizer(Box::new(SqliteSetup(options.sqlite_synchronous)))
         .error_handler(Box::new(LogConnectionErrors))
         .build(ConnectionManager::<SqliteConnection>::new(path))
-        .map_err(|e| connect_error(e.to_string()))?;
+        .map_err(|e| connect_error(e.into()))?;
     Ok(Database {
         pools: Pools::Sqlite(pool),
     })
@@ -581,7 +591,7 @@ impl diesel::r2d2::CustomizeConnection<SqliteConnection, diesel::r2d2::Error> fo
 #[cfg(feature = "postgres")]
 fn connect_postgres(url: &str, options: &DatabaseOptions) -> Result<Database, DatabaseError> {
     let backend = Backend::Postgres;
-    let connect_error = |cause: String| DatabaseError::Connect { backend, cause };
+    let connect_error = |cause: BoxError| DatabaseError::Connect { backend, cause };
     let url = with_url_parameter(
         &with_connect_timeout(url, options.connect_timeout),
         "application_name",
@@ -591,7 +601,7 @@ fn connect_postgres(url: &str, options: &DatabaseOptions) -> Result<Database, Da
     // One connection first, outside the pool: libpq's own message ("connection
     // refused", "password authentication failed") reaches the caller at once,
     // and migrations run before the pool opens.
-    let mut conn = PgConnection::establish(&url).map_err(|e| connect_error(e.to_string()))?;
+    let mut conn = PgConnection::establish(&url).map_err(|e| connect_error(e.into()))?;
     migrate(&mut conn, POSTGRES_MIGRATIONS, backend)?;
     wait_for_earlier_transactions(&mut conn, options.connect_timeout);
     drop(conn);
@@ -601,7 +611,7 @@ fn connect_postgres(url: &str, options: &DatabaseOptions) -> Result<Database, Da
         .connection_timeout(options.connect_timeout)
         .error_handler(Box::new(LogConnectionErrors))
         .build(ConnectionManager::<PgConnection>::new(url))
-        .map_err(|e| connect_error(e.to_string()))?;
+        .map_err(|e| connect_error(e.into()))?;
     Ok(Database {
         pools: Pools::Postgres(pool),
     })
@@ -728,7 +738,7 @@ where
         .map(|pending| pending.iter().map(|m| m.name().to_string()).collect())
         .map_err(|e| DatabaseError::Migration {
             backend,
-            cause: e.to_string(),
+            cause: e.into(),
         })
 }
 
@@ -743,7 +753,7 @@ fn migration_names(
         .migrations()
         .map_err(|e| DatabaseError::Migration {
             backend,
-            cause: e.to_string(),
+            cause: e.into(),
         })?;
     Ok(all.iter().map(|m| m.name().to_string()).collect())
 }
@@ -760,7 +770,7 @@ where
         conn.run_pending_migrations(migrations)
             .map_err(|e| DatabaseError::Migration {
                 backend,
-                cause: e.to_string(),
+                cause: e.into(),
             })?;
     tracing::info!(%backend, applied = applied.len(), "database migrated");
     Ok(())
