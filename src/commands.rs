@@ -33,7 +33,10 @@ pub fn migrate(settings: &Settings, check: bool) -> Result<ExitCode, StartupErro
     let pending = match Database::pending_migrations(&url) {
         Ok(pending) => pending,
         Err(error) if check => {
-            eprintln!("chat-server: cannot check {location}: {}", error_chain(&error));
+            eprintln!(
+                "chat-server: cannot check {location}: {}",
+                error_chain(&error)
+            );
             return Ok(ExitCode::from(UNCHECKABLE));
         }
         Err(error) => return Err(error.into()),
@@ -135,7 +138,10 @@ pub fn check_config(settings: &Settings, matches: &ArgMatches) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("chat-server: invalid configuration: {}", error_chain(&error));
+            eprintln!(
+                "chat-server: invalid configuration: {}",
+                error_chain(&error)
+            );
             ExitCode::FAILURE
         }
     }

@@ -2,6 +2,7 @@
 //! safe default, as CONTRACT.md names them.
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -143,22 +144,22 @@ pub struct Settings {
     #[arg(
         long = "max-body-bytes",
         env = "CHAT_MAX_BODY_BYTES",
-        default_value_t = 65536
+        default_value = "65536"
     )]
-    pub max_body_bytes: usize,
+    pub max_body_bytes: NonZeroUsize,
 
     /// Largest WebSocket frame, in bytes (larger: close 1009).
     #[arg(
         long = "max-frame-bytes",
         env = "CHAT_MAX_FRAME_BYTES",
-        default_value_t = 65536
+        default_value = "65536"
     )]
-    pub max_frame_bytes: usize,
+    pub max_frame_bytes: NonZeroUsize,
 
     /// Frames queued per WebSocket before the connection is closed as too
     /// slow (1013).
-    #[arg(long = "ws-queue", env = "CHAT_WS_QUEUE", default_value_t = 1024)]
-    pub ws_queue: usize,
+    #[arg(long = "ws-queue", env = "CHAT_WS_QUEUE", default_value = "1024")]
+    pub ws_queue: NonZeroUsize,
 
     /// How long one write to a WebSocket client may take before the client
     /// is closed as too slow (1013).
@@ -195,17 +196,17 @@ pub struct Settings {
     #[arg(
         long = "max-connections",
         env = "CHAT_MAX_CONNECTIONS",
-        default_value_t = 20_000
+        default_value = "20000"
     )]
-    pub max_connections: usize,
+    pub max_connections: NonZeroUsize,
 
     /// Open chat sockets per user; beyond it handshakes get 429.
     #[arg(
         long = "max-connections-per-user",
         env = "CHAT_MAX_CONNECTIONS_PER_USER",
-        default_value_t = 256
+        default_value = "256"
     )]
-    pub max_connections_per_user: usize,
+    pub max_connections_per_user: NonZeroUsize,
 
     /// How long a client has to send a request's headers (a handshake
     /// included) once connected; slower ones get 408 and are closed.
@@ -263,12 +264,12 @@ pub struct Settings {
     pub sqlite_synchronous: SqliteSync,
 
     /// Database connections in the pool.
-    #[arg(long = "db-pool-size", env = "CHAT_DB_POOL_SIZE", default_value_t = 8)]
-    pub db_pool_size: u32,
+    #[arg(long = "db-pool-size", env = "CHAT_DB_POOL_SIZE", default_value = "8")]
+    pub db_pool_size: NonZeroU32,
 
     /// HTTP worker threads (default: one per core).
     #[arg(long = "workers", env = "CHAT_WORKERS")]
-    pub workers: Option<usize>,
+    pub workers: Option<NonZeroUsize>,
 
     /// `redis://host:port`: run as one instance of a cluster (PostgreSQL
     /// only), publishing every event to Redis and receiving the others'.
@@ -382,7 +383,7 @@ mod tests {
         assert_eq!(settings.data_dir, PathBuf::from("./data"));
         assert_eq!(settings.token_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(settings.max_message_chars, 4096);
-        assert_eq!(settings.max_body_bytes, 65536);
+        assert_eq!(settings.max_body_bytes.get(), 65536);
         assert_eq!(settings.log_format, LogFormat::Text);
         assert_eq!(settings.typing_ttl, Duration::from_secs(6));
         assert_eq!(settings.presence_grace, Duration::from_secs(10));
@@ -424,6 +425,18 @@ mod tests {
         assert!(parse(&["--ws-burst", "0"]).is_err());
         assert!(parse(&["--typing-ttl", "0s"]).is_err());
         assert!(parse(&["--presence-grace", "soon"]).is_err());
+        // Sizes and counts are refused at zero, not clamped later.
+        for flag in [
+            "--db-pool-size",
+            "--ws-queue",
+            "--workers",
+            "--max-connections",
+            "--max-connections-per-user",
+            "--max-body-bytes",
+            "--max-frame-bytes",
+        ] {
+            assert!(parse(&[flag, "0"]).is_err(), "{flag} 0 was accepted");
+        }
     }
 
     #[test]

@@ -145,7 +145,8 @@ mod tests {
             error,
             SecretError::Configured(JwtSecretError::Guessable)
         ));
-        assert!(error.to_string().contains("openssl rand"), "{error}");
+        let told = chat_api::error::error_chain(&error);
+        assert!(told.contains("openssl rand"), "{told}");
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl Store {
 /// migrate` alike).
 pub(crate) fn database_options(settings: &Settings) -> DatabaseOptions {
     DatabaseOptions {
-        max_connections: settings.db_pool_size.max(1),
+        max_connections: settings.db_pool_size.get(),
         sqlite_synchronous: match settings.sqlite_synchronous {
             SqliteSync::Normal => SqliteSynchronous::Normal,
             SqliteSync::Full => SqliteSynchronous::Full,
@@ -282,17 +282,17 @@ impl Application {
             presence: presence_registry,
             typing,
             connections: ConnectionLimits::new(
-                settings.max_connections,
-                settings.max_connections_per_user,
+                settings.max_connections.get(),
+                settings.max_connections_per_user.get(),
             ),
             message_rates: Arc::new(chat_api::ws::UserMessageRates::new(RateLimit {
                 per_second: settings.ws_rate,
                 burst: settings.ws_burst,
             })),
             config: ApiConfig {
-                max_body_bytes: settings.max_body_bytes,
-                max_frame_bytes: settings.max_frame_bytes,
-                outbound_queue: settings.ws_queue.max(1),
+                max_body_bytes: settings.max_body_bytes.get(),
+                max_frame_bytes: settings.max_frame_bytes.get(),
+                outbound_queue: settings.ws_queue.get(),
                 write_timeout: settings.ws_write_timeout,
                 allowed_origins: settings
                     .allowed_origins
@@ -345,7 +345,7 @@ impl Application {
         .keep_alive(settings.idle_timeout)
         .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
         if let Some(workers) = settings.workers {
-            server = server.workers(workers.max(1));
+            server = server.workers(workers.get());
         }
         // Bound here (not from a std listener) so the backlog applies.
         let server = server

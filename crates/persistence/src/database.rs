@@ -518,8 +518,7 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
     // One connection first, outside the pool: it reports the real error,
     // switches the file to WAL, and migrates before anyone else connects.
     let mut conn = SqliteConnection::establish(path).map_err(|e| connect_error(e.into()))?;
-    configure_sqlite(&mut conn, options.sqlite_synchronous)
-        .map_err(|e| connect_error(e.into()))?;
+    configure_sqlite(&mut conn, options.sqlite_synchronous).map_err(|e| connect_error(e.into()))?;
     // WAL lets readers run alongside the one writer. The mode is stored in
     // the file, so setting it once is enough; doing it in the per-connection
     // hook races while the pool opens connections in parallel.
