@@ -160,7 +160,9 @@ fn an_unreachable_postgres_fails_fast_with_the_real_cause() {
     let error = result.unwrap_err();
     assert!(matches!(error, DatabaseError::Connect { .. }), "{error:?}");
     // The driver's own error is kept as the source, not flattened.
-    let cause = std::error::Error::source(&error).expect("a cause").to_string();
+    let cause = std::error::Error::source(&error)
+        .expect("a cause")
+        .to_string();
     assert!(cause.contains("refused"), "{cause}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
