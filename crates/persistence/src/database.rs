@@ -735,10 +735,7 @@ where
 {
     conn.pending_migrations(migrations)
         .map(|pending| pending.iter().map(|m| m.name().to_string()).collect())
-        .map_err(|e| DatabaseError::Migration {
-            backend,
-            cause: e.into(),
-        })
+        .map_err(|e| DatabaseError::Migration { backend, cause: e })
 }
 
 /// Every embedded migration's name, for a database that has none yet.
@@ -750,10 +747,7 @@ fn migration_names(
     use diesel::migration::MigrationSource as _;
     let all: Vec<Box<dyn diesel::migration::Migration<diesel::sqlite::Sqlite>>> = migrations
         .migrations()
-        .map_err(|e| DatabaseError::Migration {
-            backend,
-            cause: e.into(),
-        })?;
+        .map_err(|e| DatabaseError::Migration { backend, cause: e })?;
     Ok(all.iter().map(|m| m.name().to_string()).collect())
 }
 
@@ -765,12 +759,9 @@ fn migrate<C>(
 where
     C: MigrationHarness<C::Backend> + Connection,
 {
-    let applied =
-        conn.run_pending_migrations(migrations)
-            .map_err(|e| DatabaseError::Migration {
-                backend,
-                cause: e.into(),
-            })?;
+    let applied = conn
+        .run_pending_migrations(migrations)
+        .map_err(|e| DatabaseError::Migration { backend, cause: e })?;
     tracing::info!(%backend, applied = applied.len(), "database migrated");
     Ok(())
 }
