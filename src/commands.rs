@@ -69,8 +69,8 @@ pub fn migrate(settings: &Settings, check: bool) -> Result<ExitCode, StartupErro
 /// `chat-server create-user <username>`: the password from
 /// `CHAT_NEW_PASSWORD`, else the first line of stdin.
 pub fn create_user(settings: &Settings, username: &str) -> Result<ExitCode, StartupError> {
-    let username =
-        Username::parse(username).map_err(|e| StartupError::Refused(format!("username: {e}")))?;
+    let username = Username::new_account(username)
+        .map_err(|e| StartupError::Refused(format!("username: {e}")))?;
     let password = match std::env::var("CHAT_NEW_PASSWORD") {
         Ok(password) => password,
         Err(_) => {

@@ -229,6 +229,32 @@ pub struct Settings {
     )]
     pub preauth_connections_per_address: usize,
 
+    /// Wrong passwords one username may be tried with per
+    /// `CHAT_LOGIN_FAILURE_WINDOW` (logins and password changes; right
+    /// ones do not count), on each instance; beyond it `429` and
+    /// `Retry-After`.
+    #[arg(
+        long = "login-failures-per-username",
+        env = "CHAT_LOGIN_FAILURES_PER_USERNAME",
+        default_value = "10"
+    )]
+    pub login_failures_per_username: NonZeroU32,
+
+    /// Wrong passwords one client address (an IPv6 client: its /64) may
+    /// try per `CHAT_LOGIN_FAILURE_WINDOW`, over all usernames. Behind a
+    /// reverse proxy every client has the proxy's address: raise it.
+    #[arg(
+        long = "login-failures-per-address",
+        env = "CHAT_LOGIN_FAILURES_PER_ADDRESS",
+        default_value = "100"
+    )]
+    pub login_failures_per_address: NonZeroU32,
+
+    /// The window the login failure limits count over; the allowance
+    /// comes back evenly over it.
+    #[arg(long = "login-failure-window", env = "CHAT_LOGIN_FAILURE_WINDOW", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub login_failure_window: Duration,
+
     /// How long an idle HTTP keep-alive connection stays open.
     #[arg(long = "idle-timeout", env = "CHAT_IDLE_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,

@@ -8,7 +8,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::header;
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
-use chat_api::auth::{Argon2Hasher, JwtTokens};
+use chat_api::auth::{Argon2Hasher, JwtTokens, LoginThrottle, Revocations};
 use chat_api::connections::PreAuthLimits;
 use chat_api::delivery::cluster_presence::{ClusterPresence, RemotePresence};
 use chat_api::delivery::fanout::ClusterParts;
@@ -210,6 +210,7 @@ impl Application {
             None => presence.clone(),
         };
         let hub = Hub::new(presence_registry.clone(), typing.clone());
+        let revocations = Revocations::default();
         let fan_out_failed = |e: std::io::Error| {
             StartupError::Setting(format!("cannot start the fan-out thread: {e}"))
         };
@@ -232,6 +233,7 @@ impl Application {
                             local: presence.clone(),
                             remote: remote_presence.clone().unwrap_or_default(),
                         },
+                        revocations: revocations.clone(),
                     },
                 )
                 .map_err(fan_out_failed)?;
@@ -276,6 +278,7 @@ impl Application {
             chats,
             messages,
             hub: hub.clone(),
+            revocations,
             writer,
             broadcaster,
             relay,
@@ -285,6 +288,11 @@ impl Application {
                 settings.max_connections.get(),
                 settings.max_connections_per_user.get(),
             ),
+            login_throttle: Arc::new(LoginThrottle::new(
+                settings.login_failures_per_username.get(),
+                settings.login_failures_per_address.get(),
+                settings.login_failure_window,
+            )),
             message_rates: Arc::new(chat_api::ws::UserMessageRates::new(RateLimit {
                 per_second: settings.ws_rate,
                 burst: settings.ws_burst,

@@ -201,7 +201,9 @@ async fn a_well_signed_token_for_a_user_that_does_not_exist_is_refused_at_every_
         &JwtSecret::new(common::JWT_SECRET).unwrap(),
         std::time::Duration::from_secs(3600),
     );
-    let ghost = tokens.issue(UserId::new(999_999)).unwrap();
+    let ghost = tokens
+        .issue(UserId::new(999_999), TokenGeneration(0))
+        .unwrap();
     let ghost = ghost.as_ref();
 
     for reply in [

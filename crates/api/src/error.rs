@@ -6,7 +6,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use chat_domain::chat::{CreateChatError, OpenChatError};
 use chat_domain::error::BoxError;
-use chat_domain::user::{AuthenticateError, LoginError, RegisterError};
+use chat_domain::user::{AuthenticateError, ChangePasswordError, LoginError, RegisterError};
 use chat_domain::RepositoryError;
 use serde::Serialize;
 
@@ -58,6 +58,16 @@ pub struct ErrorBody {
 impl ApiError {
     pub fn internal(cause: impl Into<BoxError>) -> Self {
         Self::Internal(cause.into())
+    }
+
+    /// `429` with `Retry-After`: `wait` in whole seconds, rounded up, at
+    /// least one (`Retry-After: 0` would invite an immediate retry).
+    pub fn slow_down(detail: String, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_millis().div_ceil(1000).max(1);
+        Self::SlowDown {
+            detail,
+            retry_after_s: u64::try_from(seconds).unwrap_or(u64::MAX),
+        }
     }
 }
 
@@ -141,6 +151,19 @@ impl From<LoginError> for ApiError {
             LoginError::InvalidCredentials => Self::Unauthorized(error.to_string()),
             LoginError::Token(e) => Self::internal(e),
             LoginError::Repository(e) => e.into(),
+        }
+    }
+}
+
+impl From<ChangePasswordError> for ApiError {
+    fn from(error: ChangePasswordError) -> Self {
+        match error {
+            // Not 401: the token is fine, and a client must not take this
+            // for being signed out.
+            ChangePasswordError::WrongPassword => Self::BadRequest(error.to_string()),
+            ChangePasswordError::Hashing(e) => Self::internal(e),
+            ChangePasswordError::Token(e) => Self::internal(e),
+            ChangePasswordError::Repository(e) => e.into(),
         }
     }
 }

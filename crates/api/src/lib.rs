@@ -48,6 +48,16 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
                     .default_service(rest::other_methods("POST")),
             )
             .service(
+                web::resource("/api/auth/password/")
+                    .post(rest::auth::change_password)
+                    .default_service(rest::other_methods("POST")),
+            )
+            .service(
+                web::resource("/api/auth/logout/")
+                    .post(rest::auth::logout)
+                    .default_service(rest::other_methods("POST")),
+            )
+            .service(
                 web::resource("/api/users/")
                     .get(rest::users::list_users)
                     .default_service(rest::other_methods("GET")),

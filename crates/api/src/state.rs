@@ -69,6 +69,8 @@ pub struct AppState {
     pub chats: ChatService,
     pub messages: MessageService,
     pub hub: Hub,
+    /// Password changes and logouts, told to the sockets they close.
+    pub revocations: crate::auth::Revocations,
     /// Where sessions and REST send messages to be stored (in batches) and
     /// published.
     pub writer: MessageWriter,
@@ -81,6 +83,8 @@ pub struct AppState {
     pub typing: Arc<dyn TypingRegistry>,
     /// Open chat sockets, in total and per user.
     pub connections: ConnectionLimits,
+    /// Wrong passwords allowed per username and per client address.
+    pub login_throttle: Arc<crate::auth::LoginThrottle>,
     /// `config.message_rate`, per user over all their sockets and REST
     /// sends.
     pub message_rates: Arc<UserMessageRates>,

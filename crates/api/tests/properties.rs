@@ -16,7 +16,7 @@ use chat_api::wire::seed::{
 use chat_api::wire::v2::parse::parse_any_frame;
 use chat_api::wire::v2::{parse_client_frame, ClientFrame};
 use chat_domain::chat::{ChatId, ClientId, DirectMessage, MessageId, PageAnchor, PageLimit, Seq};
-use chat_domain::user::{TokenError, TokenIssuer, User, UserId, Username};
+use chat_domain::user::{TokenError, TokenGeneration, TokenIssuer, User, UserId, Username};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -316,7 +316,7 @@ proptest! {
     #[test]
     fn a_token_issued_for_any_user_verifies_back_to_that_user(id in any::<i64>()) {
         let tokens = tokens();
-        let token = tokens.issue(UserId::new(id)).unwrap();
+        let token = tokens.issue(UserId::new(id), TokenGeneration(0)).unwrap();
         prop_assert_eq!(tokens.verify(token.as_ref()).map(|v| v.user), Ok(UserId::new(id)));
     }
 
@@ -328,7 +328,7 @@ proptest! {
         byte in 0u8..0x80,
     ) {
         let tokens = tokens();
-        let token = tokens.issue(UserId::new(id)).unwrap();
+        let token = tokens.issue(UserId::new(id), TokenGeneration(0)).unwrap();
         let mut bytes = token.as_ref().as_bytes().to_vec();
         let i = at.index(bytes.len());
         prop_assume!(bytes[i] != byte);
@@ -343,7 +343,7 @@ proptest! {
         other in prop::collection::vec(any::<u8>(), 32..=64).prop_filter("another key", |k| k != KEY),
     ) {
         let forged = JwtTokens::new(&JwtSecret::new(other).unwrap(), Duration::from_secs(3600))
-            .issue(UserId::new(id))
+            .issue(UserId::new(id), TokenGeneration(0))
             .unwrap();
         prop_assert_eq!(tokens().verify(forged.as_ref()), Err(TokenError::Invalid));
     }

@@ -165,7 +165,7 @@ impl Database {
                 "connect_timeout must be longer than zero",
             ));
         }
-        match Target::parse(url)? {
+        let database = match Target::parse(url)? {
             #[cfg(feature = "sqlite")]
             Target::Sqlite(path) => connect_sqlite(path, options),
             #[cfg(not(feature = "sqlite"))]
@@ -174,7 +174,15 @@ impl Database {
             Target::Postgres(url) => connect_postgres(url, options),
             #[cfg(not(feature = "postgres"))]
             Target::Postgres(_) => Err(DatabaseError::BackendNotBuilt(Backend::Postgres)),
-        }
+        }?;
+        // The one step of a migration that SQL cannot do on every backend.
+        database
+            .fill_username_keys()
+            .map_err(|e| DatabaseError::Migration {
+                backend: database.backend(),
+                cause: e.into(),
+            })?;
+        Ok(database)
     }
 
     /// Which backend `url` names, if it is well-formed and this build has

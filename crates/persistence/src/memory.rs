@@ -17,8 +17,10 @@ use chat_domain::chat::{
     MessageRepository, NewMessage, PageAnchor, PageLimit, Participants, ReadCursors, Seq, UserPair,
 };
 use chat_domain::user::{
-    CreateUserError, NewUser, StoredCredentials, User, UserId, UserRepository, Username,
+    CreateUserError, NewUser, PasswordHash, StoredCredentials, TokenGeneration, User, UserId,
+    UserRepository, Username, UsernameKey,
 };
+
 use chat_domain::RepositoryError;
 use chrono::{DateTime, SubsecRound, Utc};
 
@@ -31,7 +33,7 @@ pub struct MemoryStore {
 struct State {
     /// Index `i` holds user id `i + 1`.
     users: Vec<StoredUser>,
-    user_by_name: HashMap<Username, UserId>,
+    user_by_key: HashMap<UsernameKey, UserId>,
     /// Index `i` holds chat id `i + 1`.
     chats: Vec<Chat>,
     chat_by_pair: HashMap<UserPair, ChatId>,
@@ -176,18 +178,20 @@ impl chat_domain::health::StoreHealth for MemoryStore {
 impl UserRepository for MemoryStore {
     fn create_user(&self, new_user: &NewUser) -> Result<User, CreateUserError> {
         let mut state = self.write();
-        if state.user_by_name.contains_key(&new_user.username) {
+        let key = new_user.username.key();
+        if state.user_by_key.contains_key(&key) {
             return Err(CreateUserError::Duplicate);
         }
         let user = User {
             id: UserId::new(state.users.len() as i64 + 1),
             username: new_user.username.clone(),
         };
-        state.user_by_name.insert(user.username.clone(), user.id);
+        state.user_by_key.insert(key, user.id);
         state.users.push(StoredUser {
             credentials: StoredCredentials {
                 user: user.clone(),
                 password_hash: new_user.password_hash.clone(),
+                token_generation: TokenGeneration::default(),
             },
             last_seen: None,
         });
@@ -200,8 +204,8 @@ impl UserRepository for MemoryStore {
     ) -> Result<Option<StoredCredentials>, RepositoryError> {
         let state = self.read();
         Ok(state
-            .user_by_name
-            .get(username)
+            .user_by_key
+            .get(&username.key())
             .and_then(|id| index(id.get()))
             .and_then(|i| state.users.get(i))
             .map(|u| u.credentials.clone()))
@@ -209,6 +213,39 @@ impl UserRepository for MemoryStore {
 
     fn find_user(&self, id: UserId) -> Result<Option<User>, RepositoryError> {
         Ok(self.read().user(id).cloned())
+    }
+
+    fn find_user_with_generation(
+        &self,
+        id: UserId,
+    ) -> Result<Option<(User, TokenGeneration)>, RepositoryError> {
+        let state = self.read();
+        Ok(index(id.get())
+            .and_then(|i| state.users.get(i))
+            .map(|u| (u.credentials.user.clone(), u.credentials.token_generation)))
+    }
+
+    fn set_password(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+    ) -> Result<TokenGeneration, RepositoryError> {
+        let mut state = self.write();
+        let user = index(id.get())
+            .and_then(|i| state.users.get_mut(i))
+            .ok_or_else(|| RepositoryError::unexpected(format!("no user {id}")))?;
+        user.credentials.password_hash = hash.clone();
+        user.credentials.token_generation.0 += 1;
+        Ok(user.credentials.token_generation)
+    }
+
+    fn revoke_tokens(&self, id: UserId) -> Result<TokenGeneration, RepositoryError> {
+        let mut state = self.write();
+        let user = index(id.get())
+            .and_then(|i| state.users.get_mut(i))
+            .ok_or_else(|| RepositoryError::unexpected(format!("no user {id}")))?;
+        user.credentials.token_generation.0 += 1;
+        Ok(user.credentials.token_generation)
     }
 
     fn list_users_except(&self, id: UserId) -> Result<Vec<User>, RepositoryError> {

@@ -28,6 +28,7 @@ pub(crate) fn to_utc(stored: NaiveDateTime) -> DateTime<Utc> {
 #[diesel(table_name = users)]
 pub(crate) struct NewUserRow<'a> {
     pub username: &'a str,
+    pub username_key: &'a str,
     pub password_hash: &'a str,
     pub created: NaiveDateTime,
 }

@@ -11,6 +11,8 @@ diesel::table! {
         password_hash -> Text,
         created -> Timestamp,
         last_seen -> Nullable<Timestamp>,
+        token_generation -> BigInt,
+        username_key -> Nullable<Text>,
     }
 }
 

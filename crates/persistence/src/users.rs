@@ -1,8 +1,10 @@
 //! [`UserRepository`]: accounts.
 
+use std::collections::HashSet;
+
 use chat_domain::user::{
-    CreateUserError, NewUser, PasswordHash, StoredCredentials, User, UserId, UserRepository,
-    Username,
+    CreateUserError, NewUser, PasswordHash, StoredCredentials, TokenGeneration, User, UserId,
+    UserRepository, Username, UsernameKey,
 };
 use chat_domain::RepositoryError;
 use chrono::{DateTime, SubsecRound as _, Utc};
@@ -16,8 +18,10 @@ use crate::schema::users;
 
 impl UserRepository for Database {
     fn create_user(&self, new_user: &NewUser) -> Result<User, CreateUserError> {
+        let key = new_user.username.key();
         let row = NewUserRow {
             username: new_user.username.as_ref(),
+            username_key: key.as_ref(),
             password_hash: new_user.password_hash.as_ref(),
             created: now(),
         };
@@ -30,7 +34,9 @@ impl UserRepository for Database {
                 id: UserId::new(id),
                 username: new_user.username.clone(),
             }),
-            // `username` is the only unique column besides the generated id.
+            // `username` and `username_key` are the only unique columns
+            // besides the generated id; the key is unique whenever the
+            // name is.
             Err(StoreError::Query(DieselError::DatabaseError(
                 DatabaseErrorKind::UniqueViolation,
                 _,
@@ -43,15 +49,33 @@ impl UserRepository for Database {
         &self,
         username: &Username,
     ) -> Result<Option<StoredCredentials>, RepositoryError> {
-        let row = with_conn!(self, |conn| users::table
-            .filter(users::username.eq(username.as_ref()))
-            .select((users::id, users::username, users::password_hash))
-            .first::<(i64, String, String)>(conn)
-            .optional())?;
-        row.map(|(id, name, hash)| {
+        let key = username.key();
+        // The exact name, else the key: of two accounts from before keys
+        // existed whose names share one, each still finds its own.
+        let rows = with_conn!(self, |conn| users::table
+            .filter(
+                users::username
+                    .eq(username.as_ref())
+                    .or(users::username_key.eq(key.as_ref())),
+            )
+            .select((
+                users::id,
+                users::username,
+                users::password_hash,
+                users::token_generation,
+            ))
+            .limit(2)
+            .load::<(i64, String, String, i64)>(conn))?;
+        let best = rows
+            .iter()
+            .find(|row| row.1 == username.as_ref())
+            .or(rows.first())
+            .cloned();
+        best.map(|(id, name, hash, generation)| {
             Ok(StoredCredentials {
                 user: user_from_row((id, name))?,
                 password_hash: PasswordHash::new(hash),
+                token_generation: TokenGeneration(generation),
             })
         })
         .transpose()
@@ -64,6 +88,44 @@ impl UserRepository for Database {
             .first::<UserRow>(conn)
             .optional())?;
         row.map(user_from_row).transpose()
+    }
+
+    fn find_user_with_generation(
+        &self,
+        id: UserId,
+    ) -> Result<Option<(User, TokenGeneration)>, RepositoryError> {
+        let row = with_conn!(self, |conn| users::table
+            .find(id.get())
+            .select((users::id, users::username, users::token_generation))
+            .first::<(i64, String, i64)>(conn)
+            .optional())?;
+        row.map(|(id, name, generation)| {
+            Ok((user_from_row((id, name))?, TokenGeneration(generation)))
+        })
+        .transpose()
+    }
+
+    fn set_password(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+    ) -> Result<TokenGeneration, RepositoryError> {
+        let generation = with_conn!(self, |conn| diesel::update(users::table.find(id.get()))
+            .set((
+                users::password_hash.eq(hash.as_ref()),
+                users::token_generation.eq(users::token_generation + 1),
+            ))
+            .returning(users::token_generation)
+            .get_result::<i64>(conn))?;
+        Ok(TokenGeneration(generation))
+    }
+
+    fn revoke_tokens(&self, id: UserId) -> Result<TokenGeneration, RepositoryError> {
+        let generation = with_conn!(self, |conn| diesel::update(users::table.find(id.get()))
+            .set(users::token_generation.eq(users::token_generation + 1))
+            .returning(users::token_generation)
+            .get_result::<i64>(conn))?;
+        Ok(TokenGeneration(generation))
     }
 
     fn list_users_except(&self, id: UserId) -> Result<Vec<User>, RepositoryError> {
@@ -98,6 +160,56 @@ impl UserRepository for Database {
         with_conn!(self, |conn| diesel::update(users::table.find(id.get()))
             .set(users::last_seen.eq(at))
             .execute(conn))?;
+        Ok(())
+    }
+}
+
+impl Database {
+    /// Gives every account from before the accounts migration its username
+    /// key, in id order. Of two whose names share a key, the older gets it;
+    /// the newer keeps none (it still logs in by its exact name) and is
+    /// warned about at every start, so an operator can rename it.
+    pub(crate) fn fill_username_keys(&self) -> Result<(), RepositoryError> {
+        let missing = with_conn!(self, |conn| users::table
+            .filter(users::username_key.is_null())
+            .order(users::id.asc())
+            .select((users::id, users::username))
+            .load::<(i64, String)>(conn))?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut taken: HashSet<String> = with_conn!(self, |conn| users::table
+            .filter(users::username_key.is_not_null())
+            .select(users::username_key.assume_not_null())
+            .load::<String>(conn))?
+        .into_iter()
+        .collect();
+        let mut keyed = Vec::new();
+        for (id, username) in &missing {
+            let key = UsernameKey::of(username);
+            if taken.insert(key.as_ref().to_owned()) {
+                keyed.push((*id, key));
+            } else {
+                tracing::warn!(
+                    user_id = id,
+                    username = %username,
+                    key = key.as_ref(),
+                    "this account's name differs from an older one's only in case or \
+                     width: it still logs in by its exact name, but rename it"
+                );
+            }
+        }
+        if !keyed.is_empty() {
+            with_conn!(self, |conn| conn.transaction(|conn| {
+                for (id, key) in &keyed {
+                    diesel::update(users::table.find(id))
+                        .set(users::username_key.eq(key.as_ref()))
+                        .execute(conn)?;
+                }
+                Ok(())
+            }))?;
+            tracing::info!(accounts = keyed.len(), "username keys filled in");
+        }
         Ok(())
     }
 }

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use chat_domain::user::{AuthToken, TokenError, TokenIssuer, UserId, VerifiedToken};
+use chat_domain::user::{
+    AuthToken, TokenError, TokenGeneration, TokenIssuer, UserId, VerifiedToken,
+};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +55,10 @@ struct Claims {
     sub: String,
     iat: u64,
     exp: u64,
+    /// The user's token generation at issue (see `TokenGeneration`); a
+    /// token from before generations existed has none and counts as 0.
+    #[serde(default)]
+    gen: i64,
 }
 
 /// Issues and verifies tokens; the algorithm is pinned to HS256 and `exp`
@@ -84,12 +90,13 @@ impl JwtTokens {
 }
 
 impl TokenIssuer for JwtTokens {
-    fn issue(&self, user: UserId) -> Result<AuthToken, TokenError> {
+    fn issue(&self, user: UserId, generation: TokenGeneration) -> Result<AuthToken, TokenError> {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: user.to_string(),
             iat: now,
             exp: now.saturating_add(self.ttl.as_secs()),
+            gen: generation.0,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map(AuthToken::new)
@@ -116,7 +123,11 @@ impl TokenIssuer for JwtTokens {
             .ok()
             .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0))
             .ok_or(TokenError::Invalid)?;
-        Ok(VerifiedToken { user, expires_at })
+        Ok(VerifiedToken {
+            user,
+            expires_at,
+            generation: TokenGeneration(data.claims.gen),
+        })
     }
 }
 
@@ -130,10 +141,33 @@ mod tests {
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
+    trait IssueNow {
+        fn issue_now(&self, user: UserId) -> Result<AuthToken, TokenError>;
+    }
+
+    impl IssueNow for JwtTokens {
+        fn issue_now(&self, user: UserId) -> Result<AuthToken, TokenError> {
+            self.issue(user, TokenGeneration(0))
+        }
+    }
+
+    #[test]
+    fn the_generation_travels_in_the_token_and_a_token_without_one_is_generation_0() {
+        let tokens = tokens(KEY);
+        let token = tokens.issue(UserId::new(5), TokenGeneration(7)).unwrap();
+        assert_eq!(
+            tokens.verify(token.as_ref()).unwrap().generation,
+            TokenGeneration(7)
+        );
+        let now = jsonwebtoken::get_current_timestamp();
+        let old = signed(&serde_json::json!({"sub": "5", "iat": now, "exp": now + 60}));
+        assert_eq!(tokens.verify(&old).unwrap().generation, TokenGeneration(0));
+    }
+
     #[test]
     fn an_issued_token_verifies_to_its_user() {
         let tokens = tokens(KEY);
-        let token = tokens.issue(UserId::new(42)).unwrap();
+        let token = tokens.issue_now(UserId::new(42)).unwrap();
         let verified = tokens.verify(token.as_ref()).unwrap();
         assert_eq!(verified.user, UserId::new(42));
         // The lifetime given, to the second.
@@ -167,7 +201,7 @@ mod tests {
     #[test]
     fn a_token_signed_with_another_key_is_refused() {
         let token = tokens(b"another key that is long enough!!")
-            .issue(UserId::new(1))
+            .issue_now(UserId::new(1))
             .unwrap();
         assert_eq!(tokens(KEY).verify(token.as_ref()), Err(TokenError::Invalid));
     }
@@ -179,6 +213,7 @@ mod tests {
             sub: "1".into(),
             iat: now - 100,
             exp: now - 10,
+            gen: 0,
         };
         let token = encode(
             &Header::new(Algorithm::HS256),
@@ -243,6 +278,7 @@ mod tests {
             sub: "1".into(),
             iat: now,
             exp: now + 3600,
+            gen: 0,
         };
         for algorithm in [Algorithm::HS384, Algorithm::HS512] {
             let token = encode(
@@ -277,7 +313,7 @@ mod tests {
     #[test]
     fn an_unsigned_alg_none_token_is_refused() {
         let tokens = tokens(KEY);
-        let real = tokens.issue(UserId::new(1)).unwrap();
+        let real = tokens.issue_now(UserId::new(1)).unwrap();
         let payload = real.as_ref().split('.').nth(1).unwrap();
         // {"alg":"none","typ":"JWT"}
         let forged = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
@@ -287,9 +323,9 @@ mod tests {
     #[test]
     fn a_tampered_payload_is_refused() {
         let tokens = tokens(KEY);
-        let real = tokens.issue(UserId::new(1)).unwrap();
+        let real = tokens.issue_now(UserId::new(1)).unwrap();
         let mut parts: Vec<String> = real.as_ref().split('.').map(str::to_owned).collect();
-        let other = tokens.issue(UserId::new(2)).unwrap();
+        let other = tokens.issue_now(UserId::new(2)).unwrap();
         parts[1] = other.as_ref().split('.').nth(1).unwrap().to_owned();
         // Signature of user 1's token over user 2's claims: must fail.
         assert_eq!(tokens.verify(&parts.join(".")), Err(TokenError::Invalid));

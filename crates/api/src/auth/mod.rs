@@ -4,7 +4,11 @@
 pub mod extractor;
 pub mod jwt;
 pub mod password;
+pub mod revocations;
+pub mod throttle;
 
 pub use extractor::{bearer_token, query_token, CurrentUser};
 pub use jwt::{JwtSecret, JwtSecretError, JwtTokens};
 pub use password::Argon2Hasher;
+pub use revocations::{Revocations, Revoked};
+pub use throttle::LoginThrottle;

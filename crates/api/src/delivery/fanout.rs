@@ -53,6 +53,7 @@ pub struct ClusterParts {
     pub redis_url: String,
     pub resync_every: std::time::Duration,
     pub presence: super::relay::PresenceParts,
+    pub revocations: crate::auth::Revocations,
 }
 
 impl FanOut {
@@ -93,6 +94,7 @@ impl FanOut {
             queue.clone(),
             parts.resync_every,
             parts.presence,
+            parts.revocations,
         )
         .map_err(std::io::Error::other)?;
         let thread_relay = relay.clone();

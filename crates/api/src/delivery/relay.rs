@@ -14,7 +14,10 @@
 //! to a user while that user has a v2 socket here, and unsubscribes when
 //! the last one goes. `chat-server:presence`, which every instance
 //! follows, carries who came online or went offline where and each
-//! instance's heartbeat (see `cluster_presence.rs`). The relay runs on a
+//! instance's heartbeat (see `cluster_presence.rs`); and
+//! `chat-server:revocations`, also followed by every instance, carries
+//! password changes and logouts, so that every instance closes the
+//! sockets of revoked tokens (see `auth/revocations.rs`). The relay runs on a
 //! thread of its own with its own small runtime, so a slow Redis never
 //! holds a request or a socket.
 //!
@@ -35,11 +38,14 @@ use tokio::sync::{mpsc, oneshot};
 use super::cluster_presence::RemotePresence;
 use super::fanout::Input;
 use super::presence::LocalPresence;
+use crate::auth::{Revocations, Revoked};
 
 const PREFIX: &str = "chat-server:";
 /// Every instance listens here: who came online or went offline where, and
 /// each instance's heartbeat (everyone online there).
 const PRESENCE_CHANNEL: &str = "chat-server:presence";
+/// Every instance listens here too: whose tokens were revoked.
+const REVOCATIONS_CHANNEL: &str = "chat-server:revocations";
 /// How long a connect, a subscribe or a publish may take before Redis is
 /// considered unreachable.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -132,6 +138,7 @@ impl Relay {
         fan_out: SyncSender<Input>,
         resync_every: Duration,
         presence: PresenceParts,
+        revocations: Revocations,
     ) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let (commands, queued) = mpsc::unbounded_channel();
@@ -159,8 +166,16 @@ impl Relay {
                     }
                 };
                 runtime.block_on(
-                    RelayTask::new(client, instance, fan_out, resync_every, presence, status)
-                        .run(queued),
+                    RelayTask::new(
+                        client,
+                        instance,
+                        fan_out,
+                        resync_every,
+                        presence,
+                        revocations,
+                        status,
+                    )
+                    .run(queued),
                 );
             })
             .map_err(|e| redis::RedisError::from(std::io::Error::other(e)))?;
@@ -212,6 +227,25 @@ impl Relay {
         let messages = wire_messages(&self.instance, event);
         if !messages.is_empty() {
             let _ = self.commands.send(Command::Publish(messages));
+        }
+    }
+}
+
+impl Relay {
+    /// Tells the other instances that `revoked.user`'s older tokens are
+    /// revoked (never blocks). Lost while Redis is down; each instance
+    /// then has its sockets ask the database once it reconnects.
+    pub fn publish_revocation(&self, revoked: Revoked) {
+        let wire = RevokedWire {
+            from: self.instance.clone(),
+            user: revoked.user.get(),
+            generation: revoked.generation.0,
+        };
+        if let Ok(payload) = serde_json::to_string(&wire) {
+            let _ = self.commands.send(Command::Publish(vec![(
+                REVOCATIONS_CHANNEL.to_owned(),
+                payload,
+            )]));
         }
     }
 }
@@ -285,6 +319,14 @@ struct PresenceWire {
     online: Vec<i64>,
     #[serde(default)]
     offline: Vec<(i64, DateTime<Utc>)>,
+}
+
+/// A password change or logout on one instance.
+#[derive(Serialize, Deserialize)]
+struct RevokedWire {
+    from: String,
+    user: i64,
+    generation: i64,
 }
 
 /// What another instance sent, ready for the fan-out thread.
@@ -470,6 +512,7 @@ struct RelayTask {
         mpsc::UnboundedReceiver<String>,
     ),
     presence: PresenceParts,
+    revocations: Revocations,
     status: Arc<std::sync::Mutex<RedisStatus>>,
 }
 
@@ -482,6 +525,7 @@ impl RelayTask {
         fan_out: SyncSender<Input>,
         resync_every: Duration,
         presence: PresenceParts,
+        revocations: Revocations,
         status: Arc<std::sync::Mutex<RedisStatus>>,
     ) -> Self {
         Self {
@@ -495,8 +539,16 @@ impl RelayTask {
             outbox: None,
             publish_failed: mpsc::unbounded_channel(),
             presence,
+            revocations,
             status,
         }
+    }
+
+    fn status_now(&self) -> RedisStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn set_status(&self, connected: Result<(), String>) {
@@ -567,6 +619,7 @@ impl RelayTask {
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut subscriber: Option<Subscriber> = None;
+        let mut ever_connected = false;
         let mut retry = RETRY_MIN;
         let mut next_attempt = tokio::time::Instant::now();
         let mut resync = tokio::time::interval(self.resync_every);
@@ -583,6 +636,12 @@ impl RelayTask {
                             "Redis connected, subscriptions restored"
                         );
                         subscriber = Some(connected);
+                        // Revocations announced while we were cut off are
+                        // lost: the sockets ask the database instead.
+                        if matches!(self.status_now(), RedisStatus::Down { .. }) && ever_connected {
+                            self.revocations.recheck();
+                        }
+                        ever_connected = true;
                         self.set_status(Ok(()));
                         retry = RETRY_MIN;
                         // Whatever was published while we were away is in
@@ -658,7 +717,7 @@ impl RelayTask {
             .keys()
             .map(|c| chat_channel(*c))
             .chain(self.users.keys().map(|u| user_channel(*u)))
-            .chain(std::iter::once(PRESENCE_CHANNEL.to_owned()))
+            .chain([PRESENCE_CHANNEL.to_owned(), REVOCATIONS_CHANNEL.to_owned()])
             .collect();
         for batch in channels.chunks(1000) {
             within(sink.subscribe(batch)).await?;
@@ -761,6 +820,17 @@ impl RelayTask {
         };
         if message.get_channel_name() == PRESENCE_CHANNEL {
             self.presence_heard(&payload);
+            return;
+        }
+        if message.get_channel_name() == REVOCATIONS_CHANNEL {
+            match serde_json::from_str::<RevokedWire>(&payload) {
+                Ok(wire) if wire.from != self.instance => self.revocations.announce(Revoked {
+                    user: UserId::new(wire.user),
+                    generation: chat_domain::user::TokenGeneration(wire.generation),
+                }),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "an unreadable revocation on Redis, ignored"),
+            }
             return;
         }
         if let Some(remote) = decode(&self.instance, &payload) {

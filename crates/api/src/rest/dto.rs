@@ -96,11 +96,37 @@ impl ChatDto {
 }
 
 /// A username and password, to register or to log in.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[schema(as = Credentials)]
 pub struct CredentialsRequest {
     pub username: String,
     pub password: String,
+}
+
+// By hand, so that no log line can ever show a password.
+impl std::fmt::Debug for CredentialsRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsRequest")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The caller's current password and the one to replace it.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = PasswordChange)]
+pub struct PasswordChangeRequest {
+    pub current_password: String,
+    /// At least 8 characters.
+    #[schema(min_length = 8)]
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for PasswordChangeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordChangeRequest(<redacted>)")
+    }
 }
 
 /// A bearer token for `Authorization: Bearer <token>` (or `?token=` on a

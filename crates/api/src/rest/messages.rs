@@ -174,13 +174,13 @@ pub async fn send_message(
     // The same budget as the sender's sockets (a retry counts too: it
     // costs a lookup in the writer).
     if let Err(wait) = state.message_rates.take(sender, Instant::now()) {
-        return Err(ApiError::SlowDown {
-            detail: format!(
+        return Err(ApiError::slow_down(
+            format!(
                 "too many messages: this one was not sent; wait {} ms",
                 wait.as_millis().max(1)
             ),
-            retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
-        });
+            wait,
+        ));
     }
     let outcome = state
         .writer

@@ -21,6 +21,8 @@ use crate::ws::handshake;
     paths(
         auth::register,
         auth::login,
+        auth::change_password,
+        auth::logout,
         users::list_users,
         chats::list_chats,
         chats::create_chat,
@@ -35,6 +37,7 @@ use crate::ws::handshake;
     modifiers(&BearerToken),
     tags(
         (name = "seed", description = "The original API; existing clients depend on it byte for byte."),
+        (name = "accounts", description = "Password changes and signing out (revoking tokens)."),
         (name = "v2", description = "Protocol v2's REST routes: paging, retry-safe sends, read cursors."),
         (name = "websocket", description = "WebSocket handshakes (HTTP until the upgrade)."),
         (name = "operations", description = "Health checks for load balancers and orchestrators."),

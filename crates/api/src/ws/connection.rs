@@ -104,6 +104,18 @@ async fn bounded(
     }
 }
 
+/// The close code for a socket whose token no longer works (expired, or
+/// revoked by a password change or logout): log in again.
+pub const TOKEN_NO_LONGER_VALID: u16 = 4001;
+
+/// The end of a socket whose token a password change or logout revoked.
+pub fn signed_out() -> End {
+    close(
+        CloseCode::Other(TOKEN_NO_LONGER_VALID),
+        "signed out (password changed or logged out): log in again",
+    )
+}
+
 pub fn too_slow() -> End {
     close(
         CloseCode::Again,

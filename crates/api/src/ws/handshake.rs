@@ -10,8 +10,7 @@ use actix_web::error::PayloadError;
 use actix_web::web::Bytes;
 use actix_web::{dev, web, FromRequest as _, HttpRequest, HttpResponse};
 use chat_domain::chat::ChatId;
-use chat_domain::user::User;
-use chrono::{DateTime, Utc};
+use chat_domain::user::SignedIn;
 
 use super::frame_guard::FrameGuard;
 use super::{seed, v2};
@@ -53,7 +52,8 @@ pub async fn chat_socket(
     chat_id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, _) = authenticate_handshake(&req, &state).await?;
+    let session = authenticate_handshake(&req, &state).await?;
+    let user = session.user.clone();
     // A non-numeric id names no chat.
     let chat_id = chat_id
         .parse::<i64>()
@@ -68,6 +68,7 @@ pub async fn chat_socket(
         socket,
         stream,
         chat,
+        session.generation,
         permit,
         state.into_inner(),
     ));
@@ -100,27 +101,23 @@ pub async fn v2_socket(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, token_expires) = authenticate_handshake(&req, &state).await?;
-    let permit = state.connections.admit(user.id)?;
+    let session = authenticate_handshake(&req, &state).await?;
+    let permit = state.connections.admit(session.user.id)?;
 
     let (response, socket, stream) = upgrade(&req, body, &state).await?;
     actix_web::rt::spawn(v2::session::run(
         socket,
         stream,
-        user,
-        token_expires,
+        session,
         permit,
         state.into_inner(),
     ));
     Ok(response)
 }
 
-/// The origin check, then the token (header first, else `?token=`) and its
-/// user, with when the token expires.
-async fn authenticate_handshake(
-    req: &HttpRequest,
-    state: &AppState,
-) -> Result<(User, DateTime<Utc>), ApiError> {
+/// The origin check, then the token (header first, else `?token=`): its
+/// user, when it expires and its generation.
+async fn authenticate_handshake(req: &HttpRequest, state: &AppState) -> Result<SignedIn, ApiError> {
     check_origin(req, &state.config.allowed_origins)?;
     let token = match bearer_token(req)? {
         Some(token) => token,
@@ -132,7 +129,7 @@ async fn authenticate_handshake(
         })?,
     };
     let auth = state.auth.clone();
-    run_blocking(move || auth.authenticate_until(&token)).await
+    run_blocking(move || auth.authenticate_session(&token)).await
 }
 
 /// The WebSocket handshake's answer and the socket, with frame sizes

@@ -158,57 +158,74 @@ impl MessageRate {
 
 /// The message rate of each user, shared by all of their sockets and
 /// their REST sends on this instance: 256 sockets do not buy 256 times the
-/// rate. A user's bucket is forgotten once it has refilled (an idle
-/// user's bucket is full anyway), so memory follows the active senders.
-pub struct UserMessageRates {
+/// rate.
+pub type UserMessageRates = RatesByKey<UserId>;
+
+/// A token bucket per key (a user, a username, an address), all with the
+/// same limit. A key's bucket is forgotten once it has refilled (an idle
+/// key's bucket is full anyway), so memory follows the active keys.
+pub struct RatesByKey<K> {
     limit: RateLimit,
-    buckets: Mutex<Buckets>,
+    buckets: Mutex<Buckets<K>>,
 }
 
-struct Buckets {
-    of_user: HashMap<UserId, MessageRate>,
+struct Buckets<K> {
+    of_key: HashMap<K, MessageRate>,
     /// Forget full buckets when the map reaches this size; doubling it
-    /// after each pass keeps the cost per message constant.
+    /// after each pass keeps the cost per take constant.
     prune_at: usize,
 }
 
 /// The map size below which full buckets are not looked for.
 const PRUNE_FLOOR: usize = 1024;
 
-impl UserMessageRates {
+impl<K: std::hash::Hash + Eq> RatesByKey<K> {
     pub fn new(limit: RateLimit) -> Self {
         Self {
             limit,
             buckets: Mutex::new(Buckets {
-                of_user: HashMap::new(),
+                of_key: HashMap::new(),
                 prune_at: PRUNE_FLOOR,
             }),
         }
     }
 
-    /// Takes a token from `user`'s bucket for one message sent at `now`;
-    /// `Err` with how long until the next token when it is empty.
-    pub fn take(&self, user: UserId, now: Instant) -> Result<(), Duration> {
+    /// Takes a token from `key`'s bucket at `now`; `Err` with how long
+    /// until the next token when it is empty.
+    pub fn take(&self, key: K, now: Instant) -> Result<(), Duration> {
         // Every update below is complete before the lock is released.
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.of_user.len() >= buckets.prune_at {
-            buckets.of_user.retain(|_, bucket| !bucket.is_full_at(now));
-            buckets.prune_at = (buckets.of_user.len() * 2).max(PRUNE_FLOOR);
+        let mut buckets = self.buckets();
+        if buckets.of_key.len() >= buckets.prune_at {
+            buckets.of_key.retain(|_, bucket| !bucket.is_full_at(now));
+            buckets.prune_at = (buckets.of_key.len() * 2).max(PRUNE_FLOOR);
         }
         buckets
-            .of_user
-            .entry(user)
+            .of_key
+            .entry(key)
             .or_insert_with(|| MessageRate::new(self.limit, now))
             .take(now)
     }
 
-    /// Users whose bucket is remembered now.
-    pub fn tracked_users(&self) -> usize {
-        self.buckets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .of_user
-            .len()
+    /// Puts back a token taken from `key`'s bucket (what it paid for did
+    /// not count).
+    pub fn give_back(&self, key: &K) {
+        if let Some(bucket) = self.buckets().of_key.get_mut(key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(f64::from(self.limit.burst));
+        }
+    }
+
+    /// Refills `key`'s bucket at once.
+    pub fn forget(&self, key: &K) {
+        self.buckets().of_key.remove(key);
+    }
+
+    /// Keys whose bucket is remembered now.
+    pub fn tracked_keys(&self) -> usize {
+        self.buckets().of_key.len()
+    }
+
+    fn buckets(&self) -> std::sync::MutexGuard<'_, Buckets<K>> {
+        self.buckets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -316,7 +333,7 @@ mod tests {
         for id in 0..5000 {
             rates.take(UserId::new(id), start).unwrap();
         }
-        assert_eq!(rates.tracked_users(), 5000);
+        assert_eq!(rates.tracked_keys(), 5000);
         // Two seconds later the first 5,000 have refilled: when the map
         // next grows to its pruning size they are forgotten, and only the
         // users sending since are kept.
@@ -324,7 +341,7 @@ mod tests {
         for id in 5000..9000 {
             rates.take(UserId::new(id), later).unwrap();
         }
-        assert!(rates.tracked_users() <= 4000, "{}", rates.tracked_users());
+        assert!(rates.tracked_keys() <= 4000, "{}", rates.tracked_keys());
         // Forgetting a bucket never forgives a user who is over the limit.
         let busy = UserId::new(7);
         for _ in 0..10 {

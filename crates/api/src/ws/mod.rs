@@ -13,4 +13,4 @@ pub mod seed;
 pub mod v2;
 
 pub use handshake::{chat_socket, v2_socket};
-pub use limits::{ConnectionLimits, RateLimit, UserMessageRates};
+pub use limits::{ConnectionLimits, RateLimit, RatesByKey, UserMessageRates};

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use unicode_normalization::UnicodeNormalization as _;
+
 /// The database id of a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(i64);
@@ -46,6 +48,10 @@ pub enum UsernameError {
     TooLong { max: usize },
     #[error("username may contain only letters, digits and @ . + - _ (found {0:?})")]
     InvalidCharacter(char),
+    /// A character that renders as nothing (U+3164 HANGUL FILLER and the
+    /// like): `alice\u{3164}` would look exactly like `alice`.
+    #[error("username may not contain invisible characters (found U+{:04X})", u32::from(*.0))]
+    Invisible(char),
 }
 
 impl Username {
@@ -68,6 +74,61 @@ impl Username {
         }
         Ok(Self(raw.to_owned()))
     }
+
+    /// A name for a new account: NFKC-normalised first (as Django's
+    /// `create_user` does, so the full-width `ａｌｉｃｅ` becomes `alice`
+    /// and `Ⓐlice` becomes `Alice`), then checked by [`parse`](Self::parse)
+    /// and refused if it holds a character that renders as nothing.
+    /// Existing names are read with `parse` alone, so every stored name
+    /// keeps working.
+    pub fn new_account(raw: &str) -> Result<Self, UsernameError> {
+        let normalized: String = raw.nfkc().collect();
+        let name = Self::parse(&normalized)?;
+        if let Some(invisible) = normalized.chars().find(|c| renders_as_nothing(*c)) {
+            return Err(UsernameError::Invisible(invisible));
+        }
+        Ok(name)
+    }
+
+    /// The form uniqueness and login compare: NFKC, lower case, NFKC again
+    /// (lowering can undo a normalisation). `Alice`, `ALICE` and
+    /// `ａｌｉｃｅ` all have the key `alice`.
+    pub fn key(&self) -> UsernameKey {
+        UsernameKey::of(&self.0)
+    }
+}
+
+/// A username as compared for uniqueness and at login; see
+/// [`Username::key`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UsernameKey(String);
+
+impl UsernameKey {
+    /// The key of any string, valid username or not (a login attempt).
+    pub fn of(raw: &str) -> Self {
+        let normalized: String = raw.nfkc().collect();
+        Self(normalized.to_lowercase().nfkc().collect())
+    }
+}
+
+impl AsRef<str> for UsernameKey {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Unicode's default-ignorable code points (drawn as nothing when a font
+/// has no glyph for them) that `char::is_alphanumeric` lets through or
+/// that NFKC keeps, and the Braille blank: the Hangul fillers, the Khmer
+/// inherent vowels, Mongolian variation selectors, zero-width and
+/// bidirectional controls, variation selectors, the byte-order mark,
+/// shorthand format controls and tags.
+fn renders_as_nothing(c: char) -> bool {
+    matches!(u32::from(c),
+        0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5
+        | 0x180B..=0x180F | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F
+        | 0x2800 | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
 }
 
 impl AsRef<str> for Username {
@@ -153,7 +214,15 @@ pub struct NewUser {
 pub struct StoredCredentials {
     pub user: User,
     pub password_hash: PasswordHash,
+    pub token_generation: TokenGeneration,
 }
+
+/// Which of a user's tokens are valid: those issued at the user's current
+/// generation. Changing the password or logging out moves it on, which
+/// revokes every token issued before (tokens carry it as a claim; one
+/// issued before generations existed counts as generation 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct TokenGeneration(pub i64);
 
 /// A bearer token, as handed to a client after login. `Debug` is redacted.
 #[derive(Clone, PartialEq, Eq)]
@@ -260,5 +329,47 @@ mod tests {
             format!("{:?}", AuthToken::new("secret.jwt.value")),
             "AuthToken(<redacted>)"
         );
+    }
+
+    #[test]
+    fn a_new_account_name_is_nfkc_normalised() {
+        let name = |raw: &str| Username::new_account(raw).map(|u| u.to_string());
+        assert_eq!(name("ａｌｉｃｅ"), Ok("alice".to_owned()));
+        assert_eq!(name("Ⓐlice"), Ok("Alice".to_owned()));
+        // A decomposed é is composed.
+        assert_eq!(name("Zoe\u{301}"), Ok("Zoé".to_owned()));
+    }
+
+    #[test]
+    fn names_that_differ_in_case_or_width_share_a_key() {
+        let key = |raw: &str| Username::parse(raw).map(|u| u.key());
+        let alice = key("alice");
+        for variant in ["Alice", "ALICE", "ａｌｉｃｅ", "ＡＬＩＣＥ"] {
+            assert_eq!(key(variant), alice, "{variant}");
+        }
+        assert_ne!(key("alice2"), alice);
+        assert_eq!(UsernameKey::of("ALİCE").as_ref(), "ali\u{307}ce");
+    }
+
+    #[test]
+    fn fillers_that_render_as_nothing_are_refused_in_new_names() {
+        for raw in [
+            "\u{3164}",
+            "alice\u{3164}",
+            "\u{FFA0}",
+            "a\u{115F}",
+            "a\u{1160}",
+        ] {
+            assert!(
+                matches!(Username::new_account(raw), Err(UsernameError::Invisible(_))),
+                "{raw:?}"
+            );
+        }
+        // Other invisible characters are not letters in the first place.
+        for raw in ["a\u{200B}", "a\u{17B4}", "a\u{2800}", "a\u{FEFF}"] {
+            assert!(Username::new_account(raw).is_err(), "{raw:?}");
+        }
+        // Stored names with them still parse, so such accounts keep working.
+        assert!(Username::parse("alice\u{3164}").is_ok());
     }
 }

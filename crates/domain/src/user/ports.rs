@@ -1,7 +1,8 @@
 //! What the user services need from the outside world.
 
 use super::models::{
-    AuthToken, NewUser, Password, PasswordHash, StoredCredentials, User, UserId, Username,
+    AuthToken, NewUser, Password, PasswordHash, StoredCredentials, TokenGeneration, User, UserId,
+    Username,
 };
 use crate::error::{BoxError, RepositoryError};
 use chrono::{DateTime, Utc};
@@ -19,14 +20,37 @@ pub enum CreateUserError {
 /// the async executor.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait UserRepository: Send + Sync + 'static {
+    /// Fails with `Duplicate` when another account has the same
+    /// [`Username::key`].
     fn create_user(&self, new_user: &NewUser) -> Result<User, CreateUserError>;
 
+    /// The account named exactly `username`, else the one whose key is
+    /// `username`'s key (`ALICE` finds `alice`).
     fn find_credentials(
         &self,
         username: &Username,
     ) -> Result<Option<StoredCredentials>, RepositoryError>;
 
     fn find_user(&self, id: UserId) -> Result<Option<User>, RepositoryError>;
+
+    /// The user and the generation their valid tokens carry, in one read
+    /// (every authenticated request makes it).
+    fn find_user_with_generation(
+        &self,
+        id: UserId,
+    ) -> Result<Option<(User, TokenGeneration)>, RepositoryError>;
+
+    /// Stores a new password hash and moves the token generation on, in
+    /// one statement; returns the new generation.
+    fn set_password(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+    ) -> Result<TokenGeneration, RepositoryError>;
+
+    /// Moves the token generation on (every token issued so far stops
+    /// working); returns the new generation.
+    fn revoke_tokens(&self, id: UserId) -> Result<TokenGeneration, RepositoryError>;
 
     /// Every user but `id`, ordered by id.
     fn list_users_except(&self, id: UserId) -> Result<Vec<User>, RepositoryError>;
@@ -77,12 +101,13 @@ pub enum TokenError {
 pub struct VerifiedToken {
     pub user: UserId,
     pub expires_at: DateTime<Utc>,
+    pub generation: TokenGeneration,
 }
 
 /// Issues and checks bearer tokens (HS256 JWTs in production).
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait TokenIssuer: Send + Sync + 'static {
-    fn issue(&self, user: UserId) -> Result<AuthToken, TokenError>;
+    fn issue(&self, user: UserId, generation: TokenGeneration) -> Result<AuthToken, TokenError>;
 
     /// The user a genuine, unexpired token was issued to, and when it
     /// expires.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::models::{AuthToken, NewUser, Password, User, UserId, Username};
+use super::models::{AuthToken, NewUser, Password, TokenGeneration, User, UserId, Username};
 use super::ports::{
     CreateUserError, HashingError, PasswordHasher, TokenError, TokenIssuer, UserRepository,
 };
@@ -33,11 +33,34 @@ pub enum LoginError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthenticateError {
-    /// Malformed, forged, expired, or issued to a user that no longer exists.
+    /// Malformed, forged, expired, revoked (issued before the user's last
+    /// password change or logout), or issued to a user that no longer
+    /// exists.
     #[error("invalid or expired token")]
     InvalidToken,
     #[error(transparent)]
     Repository(#[from] RepositoryError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangePasswordError {
+    #[error("the current password is not correct")]
+    WrongPassword,
+    #[error(transparent)]
+    Hashing(#[from] HashingError),
+    #[error(transparent)]
+    Token(TokenError),
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+/// An authenticated token: whose it is, until when, and the generation it
+/// was issued at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    pub user: User,
+    pub expires_at: DateTime<Utc>,
+    pub generation: TokenGeneration,
 }
 
 /// A successful login: the token to present from now on, and who it is for.
@@ -90,7 +113,7 @@ impl AuthService {
             Some(credentials) if self.hasher.verify(password, &credentials.password_hash) => {
                 let token = self
                     .tokens
-                    .issue(credentials.user.id)
+                    .issue(credentials.user.id, credentials.token_generation)
                     .map_err(LoginError::Token)?;
                 Ok(LoginSuccess {
                     token,
@@ -118,15 +141,79 @@ impl AuthService {
         &self,
         token: &str,
     ) -> Result<(User, DateTime<Utc>), AuthenticateError> {
+        self.authenticate_session(token)
+            .map(|session| (session.user, session.expires_at))
+    }
+
+    /// Like [`authenticate`](Self::authenticate), with when the token
+    /// expires and the generation it was issued at, which a socket watches
+    /// for revocation.
+    pub fn authenticate_session(&self, token: &str) -> Result<SignedIn, AuthenticateError> {
         let verified = self
             .tokens
             .verify(token)
             .map_err(|_| AuthenticateError::InvalidToken)?;
-        let user = self
+        let (user, generation) = self
             .users
-            .find_user(verified.user)?
+            .find_user_with_generation(verified.user)?
             .ok_or(AuthenticateError::InvalidToken)?;
-        Ok((user, verified.expires_at))
+        // A token from before the last password change or logout.
+        if verified.generation != generation {
+            return Err(AuthenticateError::InvalidToken);
+        }
+        Ok(SignedIn {
+            user,
+            expires_at: verified.expires_at,
+            generation,
+        })
+    }
+
+    /// Changes `user`'s password once `current` is theirs; every token
+    /// issued before stops working, and a fresh one is returned so the
+    /// caller stays signed in on this device.
+    pub fn change_password(
+        &self,
+        user: &User,
+        current: &str,
+        new: &Password,
+    ) -> Result<(LoginSuccess, TokenGeneration), ChangePasswordError> {
+        let credentials = self
+            .users
+            .find_credentials(&user.username)?
+            .filter(|c| c.user.id == user.id)
+            .ok_or(ChangePasswordError::WrongPassword)?;
+        if !self.hasher.verify(current, &credentials.password_hash) {
+            return Err(ChangePasswordError::WrongPassword);
+        }
+        let hash = self.hasher.hash(new)?;
+        let generation = self.users.set_password(user.id, &hash)?;
+        let token = self
+            .tokens
+            .issue(user.id, generation)
+            .map_err(ChangePasswordError::Token)?;
+        let success = LoginSuccess {
+            token,
+            user: credentials.user,
+        };
+        Ok((success, generation))
+    }
+
+    /// Revokes every token of `user` (on every device); returns the new
+    /// generation.
+    pub fn log_out(&self, user: UserId) -> Result<TokenGeneration, RepositoryError> {
+        self.users.revoke_tokens(user)
+    }
+
+    /// The generation `user`'s valid tokens carry now (`None`: the user is
+    /// gone), for a socket that may have missed a revocation.
+    pub fn current_generation(
+        &self,
+        user: UserId,
+    ) -> Result<Option<TokenGeneration>, RepositoryError> {
+        Ok(self
+            .users
+            .find_user_with_generation(user)?
+            .map(|(_, generation)| generation))
     }
 
     /// Everyone but `me`, ordered by id.
@@ -174,6 +261,7 @@ mod tests {
         VerifiedToken {
             user: UserId::new(user),
             expires_at: Utc::now() + chrono::Duration::hours(1),
+            generation: TokenGeneration(0),
         }
     }
 
@@ -226,6 +314,7 @@ mod tests {
             Ok(Some(StoredCredentials {
                 user: alice(),
                 password_hash: PasswordHash::new("h"),
+                token_generation: TokenGeneration(3),
             }))
         });
         let mut hasher = MockPasswordHasher::new();
@@ -236,8 +325,8 @@ mod tests {
         let mut tokens = MockTokenIssuer::new();
         tokens
             .expect_issue()
-            .with(eq(UserId::new(1)))
-            .returning(|_| Ok(AuthToken::new("t")));
+            .with(eq(UserId::new(1)), eq(TokenGeneration(3)))
+            .returning(|_, _| Ok(AuthToken::new("t")));
         let service = service(users, hasher, tokens);
 
         let success = service.login("alice", "correct horse");
@@ -258,6 +347,7 @@ mod tests {
             Ok(Some(StoredCredentials {
                 user: alice(),
                 password_hash: PasswordHash::new("h"),
+                token_generation: TokenGeneration(3),
             }))
         });
         let mut hasher = MockPasswordHasher::new();
@@ -301,9 +391,9 @@ mod tests {
         tokens.expect_verify().returning(|_| Ok(verified(1)));
         let mut users = MockUserRepository::new();
         users
-            .expect_find_user()
+            .expect_find_user_with_generation()
             .with(eq(UserId::new(1)))
-            .returning(|_| Ok(Some(alice())));
+            .returning(|_| Ok(Some((alice(), TokenGeneration(0)))));
         let service = service(users, MockPasswordHasher::new(), tokens);
 
         assert_eq!(service.authenticate("t").ok(), Some(alice()));
@@ -328,12 +418,86 @@ mod tests {
         let mut tokens = MockTokenIssuer::new();
         tokens.expect_verify().returning(|_| Ok(verified(99)));
         let mut users = MockUserRepository::new();
-        users.expect_find_user().returning(|_| Ok(None));
+        users
+            .expect_find_user_with_generation()
+            .returning(|_| Ok(None));
         let service = service(users, MockPasswordHasher::new(), tokens);
 
         assert!(matches!(
             service.authenticate("t"),
             Err(AuthenticateError::InvalidToken)
         ));
+    }
+
+    #[test]
+    fn a_token_from_before_the_last_revocation_is_refused() {
+        let mut tokens = MockTokenIssuer::new();
+        tokens.expect_verify().returning(|_| Ok(verified(1)));
+        let mut users = MockUserRepository::new();
+        users
+            .expect_find_user_with_generation()
+            .returning(|_| Ok(Some((alice(), TokenGeneration(1)))));
+        let service = service(users, MockPasswordHasher::new(), tokens);
+
+        assert!(matches!(
+            service.authenticate("t"),
+            Err(AuthenticateError::InvalidToken)
+        ));
+    }
+
+    fn alices_credentials() -> MockUserRepository {
+        let mut users = MockUserRepository::new();
+        users.expect_find_credentials().returning(|_| {
+            Ok(Some(StoredCredentials {
+                user: alice(),
+                password_hash: PasswordHash::new("old-hash"),
+                token_generation: TokenGeneration(0),
+            }))
+        });
+        users
+    }
+
+    #[test]
+    fn changing_the_password_stores_the_new_hash_and_issues_a_token_of_the_new_generation() {
+        let mut users = alices_credentials();
+        users
+            .expect_set_password()
+            .withf(|id, hash| *id == UserId::new(1) && hash.as_ref() == "new-hash")
+            .times(1)
+            .returning(|_, _| Ok(TokenGeneration(1)));
+        let mut hasher = MockPasswordHasher::new();
+        hasher
+            .expect_verify()
+            .withf(|candidate, hash| candidate == "old password" && hash.as_ref() == "old-hash")
+            .return_const(true);
+        hasher
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("new-hash")));
+        let mut tokens = MockTokenIssuer::new();
+        tokens
+            .expect_issue()
+            .with(eq(UserId::new(1)), eq(TokenGeneration(1)))
+            .returning(|_, _| Ok(AuthToken::new("fresh")));
+        let service = service(users, hasher, tokens);
+
+        let changed = service.change_password(&alice(), "old password", &password("new password"));
+
+        let (success, generation) = changed.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(success.token, AuthToken::new("fresh"));
+        assert_eq!(generation, TokenGeneration(1));
+    }
+
+    #[test]
+    fn a_wrong_current_password_changes_nothing() {
+        let mut users = alices_credentials();
+        users.expect_set_password().never();
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().return_const(false);
+        hasher.expect_hash().never();
+        let service = service(users, hasher, MockTokenIssuer::new());
+
+        let changed = service.change_password(&alice(), "guess", &password("new password"));
+
+        assert!(matches!(changed, Err(ChangePasswordError::WrongPassword)));
     }
 }

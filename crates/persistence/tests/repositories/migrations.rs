@@ -17,6 +17,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migration
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
 sql_tests!(
+    the_accounts_migration_keys_old_usernames_and_the_older_of_two_that_clash_keeps_the_key,
     the_v2_migration_numbers_old_messages_per_chat_in_id_order_and_moves_read_cursors_to_seqs,
     the_health_check_passes_when_migrated_and_names_a_migration_that_is_not_applied,
 );
@@ -104,10 +105,85 @@ where
         pending,
         [
             "2026-12-01-000000_protocol_v2",
-            "2026-12-02-000000_retry_key_order"
+            "2026-12-02-000000_retry_key_order",
+            "2026-12-03-000000_accounts"
         ]
     );
     conn.batch_execute(AT_THE_PREVIOUS_SCHEMA).unwrap();
+}
+
+/// Every migration before the accounts one, then accounts whose names
+/// differ only in case or width, as an older server let them be created.
+fn before_the_accounts_migration<C>(conn: &mut C, migrations: fn() -> EmbeddedMigrations)
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    for _ in 0..4 {
+        conn.run_next_migration(migrations()).unwrap();
+    }
+    conn.batch_execute(
+        "INSERT INTO users (username, password_hash, created) VALUES ('Bob', 'h1', '2025-11-24 10:00:00');
+         INSERT INTO users (username, password_hash, created) VALUES ('bob', 'h2', '2025-11-24 10:00:00');
+         INSERT INTO users (username, password_hash, created) VALUES ('dave', 'h3', '2025-11-24 10:00:00');
+         INSERT INTO users (username, password_hash, created) VALUES ('ＤＡＶＥ', 'h4', '2025-11-24 10:00:00');
+         INSERT INTO users (username, password_hash, created) VALUES ('erin', 'h5', '2025-11-24 10:00:00');",
+    )
+    .unwrap();
+}
+
+fn the_accounts_migration_keys_old_usernames_and_the_older_of_two_that_clash_keeps_the_key(
+    empty: EmptyDb,
+) {
+    use chat_domain::user::{CreateUserError, NewUser, PasswordHash, TokenGeneration, Username};
+    match empty.backend() {
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite => {
+            let path = empty.url().trim_start_matches("sqlite://");
+            let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+            before_the_accounts_migration(&mut conn, || SQLITE_MIGRATIONS);
+        }
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => {
+            let mut conn = diesel::PgConnection::establish(empty.url()).unwrap();
+            before_the_accounts_migration(&mut conn, || POSTGRES_MIGRATIONS);
+        }
+        #[allow(unreachable_patterns)]
+        other => panic!("this build has no {other}"),
+    }
+
+    // Connecting migrates and fills in the keys.
+    let db = empty.connect();
+
+    let found = |name: &str| {
+        db.find_credentials(&Username::parse(name).unwrap())
+            .unwrap()
+            .map(|c| (c.user.id.get(), c.token_generation))
+    };
+    // Every account still logs in by its exact name, at generation 0.
+    for (id, name) in [
+        (1, "Bob"),
+        (2, "bob"),
+        (3, "dave"),
+        (4, "ＤＡＶＥ"),
+        (5, "erin"),
+    ] {
+        assert_eq!(found(name), Some((id, TokenGeneration(0))), "{name}");
+    }
+    // Any other spelling finds the older account of a clash.
+    assert_eq!(found("BOB").map(|f| f.0), Some(1));
+    assert_eq!(found("Dave").map(|f| f.0), Some(3));
+    assert_eq!(found("ERIN").map(|f| f.0), Some(5));
+    // And no new account can take any spelling of them.
+    for name in ["BOB", "bOb", "Dave", "Ｅｒｉｎ"] {
+        let again = db.create_user(&NewUser {
+            username: Username::new_account(name).unwrap(),
+            password_hash: PasswordHash::new("h"),
+        });
+        assert!(
+            matches!(again, Err(CreateUserError::Duplicate)),
+            "{name}: {again:?}"
+        );
+    }
 }
 
 /// Runs `sql` on a connection of its own (no pool, no migrations).

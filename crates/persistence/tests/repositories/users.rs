@@ -1,14 +1,19 @@
 //! Accounts (`UserRepository`). `last_seen` is read back through chat
 //! summaries; see `chats.rs`.
 
-use chat_domain::user::{CreateUserError, NewUser, PasswordHash, UserId, Username};
+use chat_domain::user::{
+    CreateUserError, NewUser, PasswordHash, TokenGeneration, UserId, Username,
+};
 
 use crate::stores::{Store, StoreExt as _};
 
 contract_tests!(
     a_new_user_gets_an_id_and_keeps_its_username,
     a_taken_username_is_a_duplicate,
-    credentials_are_found_by_exact_username,
+    credentials_are_found_by_username_in_any_case_or_width,
+    a_username_that_differs_only_in_case_or_width_is_a_duplicate,
+    a_password_change_stores_the_hash_and_moves_the_token_generation_on,
+    revoking_tokens_moves_the_generation_on_and_nothing_else,
     an_unknown_user_is_not_found,
     users_are_listed_by_id_without_the_viewer,
     a_search_matches_part_of_a_username_ignoring_ascii_case,
@@ -42,7 +47,7 @@ fn a_taken_username_is_a_duplicate(store: &dyn Store) {
     );
 }
 
-fn credentials_are_found_by_exact_username(store: &dyn Store) {
+fn credentials_are_found_by_username_in_any_case_or_width(store: &dyn Store) {
     let alice = store.user("alice");
 
     let found = store.find_credentials(&username("alice")).unwrap().unwrap();
@@ -51,8 +56,73 @@ fn credentials_are_found_by_exact_username(store: &dyn Store) {
         found.password_hash.as_ref(),
         "$argon2id$v=19$fake-hash-of-alice"
     );
-    assert_eq!(store.find_credentials(&username("Alice")).unwrap(), None);
+    assert_eq!(found.token_generation, TokenGeneration(0));
+    for spelling in ["Alice", "ALICE", "ａｌｉｃｅ"] {
+        let found = store.find_credentials(&username(spelling)).unwrap();
+        assert_eq!(found.map(|c| c.user), Some(alice.clone()), "{spelling}");
+    }
     assert_eq!(store.find_credentials(&username("ali")).unwrap(), None);
+}
+
+fn a_username_that_differs_only_in_case_or_width_is_a_duplicate(store: &dyn Store) {
+    store.user("alice");
+    for name in ["Alice", "ALICE", "ａｌｉｃｅ"] {
+        let again = store.create_user(&NewUser {
+            username: username(name),
+            password_hash: PasswordHash::new("$argon2id$other"),
+        });
+        assert!(
+            matches!(again, Err(CreateUserError::Duplicate)),
+            "{name}: {again:?}"
+        );
+    }
+}
+
+fn a_password_change_stores_the_hash_and_moves_the_token_generation_on(store: &dyn Store) {
+    let alice = store.user("alice");
+    let bob = store.user("bob");
+
+    let generation = store
+        .set_password(alice.id, &PasswordHash::new("$argon2id$new"))
+        .unwrap();
+
+    assert_eq!(generation, TokenGeneration(1));
+    let found = store.find_credentials(&username("alice")).unwrap().unwrap();
+    assert_eq!(found.password_hash.as_ref(), "$argon2id$new");
+    assert_eq!(found.token_generation, TokenGeneration(1));
+    assert_eq!(
+        store.find_user_with_generation(alice.id).unwrap(),
+        Some((alice.clone(), TokenGeneration(1)))
+    );
+    // Nobody else's.
+    assert_eq!(
+        store.find_user_with_generation(bob.id).unwrap(),
+        Some((bob, TokenGeneration(0)))
+    );
+    assert_eq!(
+        store
+            .set_password(alice.id, &PasswordHash::new("$argon2id$newer"))
+            .unwrap(),
+        TokenGeneration(2)
+    );
+}
+
+fn revoking_tokens_moves_the_generation_on_and_nothing_else(store: &dyn Store) {
+    let alice = store.user("alice");
+
+    assert_eq!(store.revoke_tokens(alice.id).unwrap(), TokenGeneration(1));
+    assert_eq!(store.revoke_tokens(alice.id).unwrap(), TokenGeneration(2));
+
+    let found = store.find_credentials(&username("alice")).unwrap().unwrap();
+    assert_eq!(
+        found.password_hash.as_ref(),
+        "$argon2id$v=19$fake-hash-of-alice"
+    );
+    assert_eq!(found.token_generation, TokenGeneration(2));
+    assert_eq!(
+        store.find_user_with_generation(UserId::new(999)).unwrap(),
+        None
+    );
 }
 
 fn an_unknown_user_is_not_found(store: &dyn Store) {

@@ -12,19 +12,24 @@ use std::time::Instant;
 
 use actix_ws::{AggregatedMessageStream, CloseCode, Session};
 use chat_domain::chat::{CursorKind, OpenChat, Outgoing, PageAnchor, PageLimit, Seq};
+use chat_domain::user::TokenGeneration;
 use futures_util::StreamExt as _;
 
 use crate::delivery::{About, Membership, PresenceGuard, StoreFailure};
 use crate::error::run_blocking;
 use crate::state::AppState;
 use crate::wire::seed::{error_frame, message_frame, parse_send_frame};
-use crate::ws::connection::{close, incoming, server_failure, too_slow, Connection, End, Incoming};
+use crate::ws::connection::{
+    close, incoming, server_failure, signed_out, too_slow, Connection, End, Incoming,
+};
 use crate::ws::limits::ConnectionPermit;
 
 pub async fn run(
     socket: Session,
     mut stream: AggregatedMessageStream,
     chat: OpenChat,
+    // The token's: a password change or logout moves it on and closes us.
+    generation: TokenGeneration,
     // Held to the end: dropping it frees this socket's place.
     _permit: ConnectionPermit,
     state: Arc<AppState>,
@@ -46,6 +51,7 @@ pub async fn run(
                 chat: &chat,
                 state: &state,
                 replayed_up_to,
+                generation,
             };
             session.run(&mut stream).await
         }
@@ -96,6 +102,7 @@ struct Conversation<'a> {
     chat: &'a Arc<OpenChat>,
     state: &'a AppState,
     replayed_up_to: Seq,
+    generation: TokenGeneration,
 }
 
 impl Conversation<'_> {
@@ -104,6 +111,12 @@ impl Conversation<'_> {
         let mut heartbeat =
             tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let mut shutdown = self.state.hub.shutdown_signal();
+        let revoked = self.state.revocations.session_revoked(
+            self.state.auth.clone(),
+            self.chat.member().id,
+            self.generation,
+        );
+        tokio::pin!(revoked);
         let mut last_heard = Instant::now();
         loop {
             let step = tokio::select! {
@@ -141,6 +154,7 @@ impl Conversation<'_> {
                         self.connection.ping().await
                     }
                 }
+                () = &mut revoked => Err(signed_out()),
                 _ = shutdown.wait_for(|stopping| *stopping) => {
                     Err(close(CloseCode::Away, "server shutting down"))
                 }

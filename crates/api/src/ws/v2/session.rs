@@ -23,7 +23,7 @@ use chat_domain::chat::{
     ChatId, ClientId, CursorKind, MessageBodyError, OpenChat, OpenChatError, Outgoing, PageAnchor,
     PageLimit, SendOutcome, Seq,
 };
-use chat_domain::user::User;
+use chat_domain::user::{SignedIn, TokenGeneration, User};
 use chrono::{DateTime, Utc};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Future, StreamExt as _};
@@ -38,7 +38,10 @@ use crate::wire::v2::{
     ack_frame, error_frame, hello_frame, history_frame, parse_client_frame, pong_frame, ChatState,
     ClientFrame, ErrorCode,
 };
-use crate::ws::connection::{close, incoming, server_failure, too_slow, Connection, End, Incoming};
+use crate::ws::connection::{
+    close, incoming, server_failure, signed_out, too_slow, Connection, End, Incoming,
+    TOKEN_NO_LONGER_VALID,
+};
 use crate::ws::limits::ConnectionPermit;
 
 /// Sends queued for the writer and not yet answered, per socket; beyond
@@ -49,9 +52,6 @@ fn max_sends_in_flight(outbound_queue: usize) -> usize {
     (outbound_queue / 4).clamp(1, 256)
 }
 
-/// The close code for a socket whose token expired: log in again.
-const TOKEN_EXPIRED: u16 = 4001;
-
 /// The answer to one send, once its batch is stored, with what its answer
 /// must echo: the `client_id` and the frame's `ref`.
 type PendingSend = Pin<Box<dyn Future<Output = (ClientId, Option<Value>, Stored)>>>;
@@ -59,12 +59,16 @@ type PendingSend = Pin<Box<dyn Future<Output = (ClientId, Option<Value>, Stored)
 pub async fn run(
     socket: Session,
     mut stream: AggregatedMessageStream,
-    user: User,
-    token_expires: DateTime<Utc>,
+    signed_in: SignedIn,
     // Held to the end: dropping it frees this socket's place.
     _permit: ConnectionPermit,
     state: Arc<AppState>,
 ) {
+    let SignedIn {
+        user,
+        expires_at: token_expires,
+        generation,
+    } = signed_in;
     let mut connection = Connection::new(socket, state.config.write_timeout);
     let mut membership = state.hub.join_user(user.id, state.config.outbound_queue);
     let presence = PresenceGuard::new(state.presence.clone(), user.id);
@@ -93,7 +97,7 @@ pub async fn run(
                 snapshot,
                 pending: FuturesUnordered::new(),
             };
-            session.run(&mut stream, token_expires).await
+            session.run(&mut stream, token_expires, generation).await
         }
         Err(end) => end,
     };
@@ -168,6 +172,7 @@ impl V2Session<'_> {
         &mut self,
         stream: &mut AggregatedMessageStream,
         token_expires: DateTime<Utc>,
+        generation: TokenGeneration,
     ) -> End {
         let interval = self.state.config.heartbeat_interval;
         let mut heartbeat =
@@ -178,6 +183,12 @@ impl V2Session<'_> {
             .unwrap_or(Duration::ZERO);
         let expiry = tokio::time::sleep(until_expiry);
         tokio::pin!(expiry);
+        let revoked = self.state.revocations.session_revoked(
+            self.state.auth.clone(),
+            self.user.id,
+            generation,
+        );
+        tokio::pin!(revoked);
         let mut last_heard = Instant::now();
         let max_in_flight = max_sends_in_flight(self.state.config.outbound_queue);
         loop {
@@ -223,8 +234,9 @@ impl V2Session<'_> {
                     }
                 }
                 () = &mut expiry => {
-                    Err(close(CloseCode::Other(TOKEN_EXPIRED), "token expired: log in again"))
+                    Err(close(CloseCode::Other(TOKEN_NO_LONGER_VALID), "token expired: log in again"))
                 }
+                () = &mut revoked => Err(signed_out()),
                 _ = shutdown.wait_for(|stopping| *stopping) => {
                     Err(close(CloseCode::Away, "server shutting down"))
                 }
