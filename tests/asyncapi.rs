@@ -230,7 +230,9 @@ fn the_document_is_asyncapi_3_and_every_reference_resolves() {
             .unwrap_or_default();
         assert_eq!(in_address, declared, "{id}: parameters");
         assert!(
-            channel["messages"].as_object().is_some_and(|m| !m.is_empty()),
+            channel["messages"]
+                .as_object()
+                .is_some_and(|m| !m.is_empty()),
             "{id}: no messages"
         );
         // Every documented close code is in the description too.
@@ -344,10 +346,9 @@ fn the_documents_examples_and_the_guides_validate() {
     }
 
     // Every frame and object shown in docs/protocol.md.
-    let guide = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/protocol.md"),
-    )
-    .unwrap();
+    let guide =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/protocol.md"))
+            .unwrap();
     let message_object = validator(&spec.document, "#/components/schemas/Message");
     let chat_object = validator(&spec.document, "#/components/schemas/ChatState");
     let mut checked = 0;
@@ -371,7 +372,10 @@ fn the_documents_examples_and_the_guides_validate() {
                     ["rest"] => continue,
                     other => panic!("docs/protocol.md: unknown example kind {other:?}"),
                 };
-                assert!(valid, "docs/protocol.md ({info}) does not validate: {frame}");
+                assert!(
+                    valid,
+                    "docs/protocol.md ({info}) does not validate: {frame}"
+                );
                 checked += 1;
             }
             (Some((_, text)), _) => {
@@ -569,4 +573,640 @@ fn with(object: &Value, field: &str, value: Value) -> Value {
     let mut changed = object.clone();
     changed[field] = value;
     changed
+}
+
+// ---- real sessions ------------------------------------------------------
+
+/// What a captured client frame is meant to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intent {
+    /// A frame the parser accepts (it may still be refused later, as an
+    /// empty body is): it must match exactly one message.
+    WellFormed,
+    /// A frame the parser rejects: it must match no message.
+    Malformed,
+}
+
+#[derive(Debug)]
+struct Captured {
+    channel: &'static str,
+    direction: Direction,
+    frame: Value,
+    intent: Intent,
+}
+
+/// Every frame of every session, and the close codes the server closed
+/// with, by channel.
+#[derive(Default)]
+struct Capture {
+    frames: Vec<Captured>,
+    /// Client frames that were not JSON at all (sent to provoke
+    /// `bad_frame`): they cannot match a schema.
+    not_json: Vec<(&'static str, String)>,
+    closes: Vec<(&'static str, u16)>,
+}
+
+type Log = Rc<RefCell<Capture>>;
+
+/// A socket whose every frame, both ways, goes into the log.
+struct Tapped {
+    socket: WsClient,
+    channel: &'static str,
+    log: Log,
+}
+
+impl Tapped {
+    fn new(socket: WsClient, channel: &'static str, log: &Log) -> Self {
+        Self {
+            socket,
+            channel,
+            log: log.clone(),
+        }
+    }
+
+    async fn send(&mut self, frame: Value) {
+        self.record_sent(frame.clone(), Intent::WellFormed);
+        self.socket.send_json(&frame).await;
+    }
+
+    /// Sends text the server's parser rejects.
+    async fn send_malformed(&mut self, text: &str) {
+        match serde_json::from_str::<Value>(text) {
+            Ok(frame) => self.record_sent(frame, Intent::Malformed),
+            Err(_) => self
+                .log
+                .borrow_mut()
+                .not_json
+                .push((self.channel, text.to_owned())),
+        }
+        self.socket.send_text(text).await;
+    }
+
+    async fn send_binary(&mut self) {
+        self.socket
+            .send_message(Message::Binary(vec![1, 2, 3].into()))
+            .await;
+    }
+
+    fn record_sent(&self, frame: Value, intent: Intent) {
+        self.log.borrow_mut().frames.push(Captured {
+            channel: self.channel,
+            direction: Direction::ToServer,
+            frame,
+            intent,
+        });
+    }
+
+    fn record_received(&self, frame: &Value) {
+        self.log.borrow_mut().frames.push(Captured {
+            channel: self.channel,
+            direction: Direction::ToClient,
+            frame: frame.clone(),
+            intent: Intent::WellFormed,
+        });
+    }
+
+    /// The next frame, recorded; panics on close.
+    async fn next(&mut self) -> Value {
+        match self.socket.receive().await {
+            Received::Json(frame) => {
+                self.record_received(&frame);
+                frame
+            }
+            Received::Close(code) => panic!("{}: closed ({code:?})", self.channel),
+        }
+    }
+
+    /// Frames (all recorded) up to the first of `kind` for which `wanted`
+    /// holds: the order of events of different sources is not fixed.
+    async fn until(&mut self, kind: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == kind && wanted(&frame) {
+                return frame;
+            }
+        }
+    }
+
+    async fn expect(&mut self, kind: &str) -> Value {
+        self.until(kind, |_| true).await
+    }
+
+    /// The next `error` with `code`, skipping (recording) anything else.
+    async fn expect_error(&mut self, code: &str) -> Value {
+        self.until("error", |f| f["code"] == code).await
+    }
+
+    /// The next seed frame, which must be an error.
+    async fn expect_seed_error(&mut self) -> Value {
+        let frame = self.next().await;
+        assert_eq!(frame["error"], common::GENERIC_ERROR, "{frame}");
+        frame
+    }
+
+    /// Records everything that arrives until nothing has for `quiet`.
+    async fn drain(&mut self, quiet: Duration) {
+        while let Some(received) = self.socket.receive_until_gone_within(quiet).await {
+            match received {
+                Received::Json(frame) => self.record_received(&frame),
+                Received::Close(code) => {
+                    panic!("{}: closed ({code:?}) while draining", self.channel)
+                }
+            }
+        }
+    }
+
+    /// Reads (and records) frames until the server closes; its code.
+    async fn closed_with(&mut self, within: Duration) -> u16 {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.socket.receive_until_gone_within(left).await {
+                Some(Received::Json(frame)) => self.record_received(&frame),
+                Some(Received::Close(Some(code))) => {
+                    self.log.borrow_mut().closes.push((self.channel, code));
+                    return code;
+                }
+                Some(Received::Close(None)) => panic!("{}: closed without a code", self.channel),
+                None => panic!("{}: not closed within {within:?}", self.channel),
+            }
+        }
+    }
+
+    /// Closes with 1000 and reads the server's echo.
+    async fn close(mut self) {
+        self.socket
+            .send_message(Message::Close(Some(CloseReason::from(CloseCode::Normal))))
+            .await;
+        assert_eq!(self.closed_with(Duration::from_secs(5)).await, 1000);
+    }
+}
+
+/// How a socket gives its token.
+#[derive(Clone, Copy)]
+enum Auth {
+    Query,
+    Bearer,
+}
+
+async fn open(api: &Api, user: &TestUser, path: &str, auth: Auth) -> WsClient {
+    let result = match auth {
+        Auth::Query => {
+            api.try_connect(&format!("{path}?token={}", user.token), None)
+                .await
+        }
+        Auth::Bearer => api.try_connect(path, Some(&user.token)).await,
+    };
+    result.unwrap_or_else(|status| panic!("{path} refused with {status}"))
+}
+
+async fn seed_socket(api: &Api, user: &TestUser, chat: i64, auth: Auth, log: &Log) -> Tapped {
+    let socket = open(api, user, &format!("/ws/chat/{chat}/"), auth).await;
+    Tapped::new(socket, SEED, log)
+}
+
+/// A v2 socket, its `hello` read (and recorded).
+async fn v2_socket(api: &Api, user: &TestUser, auth: Auth, log: &Log) -> (Tapped, Value) {
+    let mut socket = Tapped::new(open(api, user, "/ws/v2/", auth).await, V2, log);
+    let hello = socket.next().await;
+    assert_eq!(hello["type"], "hello", "{hello}");
+    (socket, hello)
+}
+
+fn send(chat: i64, client_id: &str, body: &str) -> Value {
+    json!({"type": "send", "chat_id": chat, "client_id": client_id, "body": body})
+}
+
+/// The seed socket: sends, replays, errors of every kind it has.
+async fn seed_session(api: &Api, log: &Log, alice: &TestUser, bob: &TestUser, chat: i64) {
+    let mut socket = seed_socket(api, alice, chat, Auth::Query, log).await;
+    socket.send(json!({"body": "Hello, seed"})).await;
+    assert_eq!(socket.next().await["message"]["body"], "Hello, seed");
+    // Unknown fields are ignored.
+    socket
+        .send(json!({"body": "with extras", "extra": [1], "type": "send"}))
+        .await;
+    assert_eq!(socket.next().await["message"]["body"], "with extras");
+    // Parsed, then refused by the message rules.
+    socket.send(json!({"body": ""})).await;
+    socket.expect_seed_error().await;
+    socket.send(json!({"body": "x".repeat(4097)})).await;
+    socket.expect_seed_error().await;
+    // Rejected by the parser.
+    for text in [
+        r#"{"text": "no body"}"#,
+        r#"{"body": 5}"#,
+        "[1]",
+        "not json",
+    ] {
+        socket.send_malformed(text).await;
+        socket.expect_seed_error().await;
+    }
+    socket.send_binary().await;
+    socket.expect_seed_error().await;
+
+    // Bob, by header: the history replayed, then live messages.
+    let mut other = seed_socket(api, bob, chat, Auth::Bearer, log).await;
+    assert_eq!(other.next().await["message"]["body"], "Hello, seed");
+    assert_eq!(other.next().await["message"]["body"], "with extras");
+    other.send(json!({"body": "Hi alice"})).await;
+    for socket in [&mut socket, &mut other] {
+        assert_eq!(socket.next().await["message"]["body"], "Hi alice");
+    }
+    // A frame over the limit closes with 1009.
+    other.socket.send_text(&"x".repeat(70_000)).await;
+    assert_eq!(other.closed_with(Duration::from_secs(5)).await, 1009);
+    socket.close().await;
+}
+
+#[allow(clippy::too_many_lines)] // one session, read top to bottom
+async fn v2_session(
+    api: &Api,
+    log: &Log,
+    (alice, bob, carol): (&TestUser, &TestUser, &TestUser),
+    chat: i64,
+    not_alices: i64,
+) {
+    let (mut a, hello) = v2_socket(api, alice, Auth::Query, log).await;
+    assert_eq!(hello["chats"][0]["id"], chat, "{hello}");
+    let (mut b, _) = v2_socket(api, bob, Auth::Bearer, log).await;
+
+    // send: ack, its duplicate, message to the other side; a conflict.
+    a.send(send(chat, "a-1", "Hello, v2")).await;
+    let ack = a.expect("ack").await;
+    assert_eq!(ack["duplicate"], false, "{ack}");
+    let seq = ack["message"]["seq"].as_i64().unwrap();
+    b.until("message", |f| f["message"]["seq"] == seq).await;
+    a.send(send(chat, "a-1", "Hello, v2")).await;
+    assert_eq!(a.expect("ack").await["duplicate"], true);
+    a.send(json!({"type": "send", "chat_id": chat, "client_id": "a-1",
+        "body": "another body", "ref": 12}))
+        .await;
+    let conflict = a.expect_error("conflict").await;
+    assert_eq!(
+        (&conflict["client_id"], &conflict["ref"]),
+        (&json!("a-1"), &json!(12))
+    );
+
+    // Refused after parsing, in the documented order.
+    a.send(json!({"type": "send", "chat_id": 999_999, "client_id": "a-2", "body": "x"}))
+        .await;
+    a.expect_error("unknown_chat").await;
+    a.send(send(not_alices, "a-2", "x")).await;
+    a.expect_error("not_participant").await;
+    a.send(json!({"type": "send", "chat_id": chat, "client_id": "a-2", "body": "", "ref": "s-1"}))
+        .await;
+    assert_eq!(a.expect_error("empty").await["ref"], "s-1");
+    a.send(send(chat, "a-2", &"x".repeat(4097))).await;
+    a.expect_error("too_long").await;
+    // Parsed, but no message can hold a NUL: bad_frame too.
+    a.send(send(chat, "a-2", "a\u{0}b")).await;
+    a.expect_error("bad_frame").await;
+
+    // Rejected by the parser: bad_frame, echoing what can be echoed.
+    for (text, client_id, reference) in [
+        (
+            r#"{"type": "shout", "ref": 1}"#.to_owned(),
+            None,
+            Some(json!(1)),
+        ),
+        (
+            format!(r#"{{"type": "send", "chat_id": {chat}, "body": "x"}}"#),
+            None,
+            None,
+        ),
+        (
+            format!(
+                r#"{{"type": "send", "chat_id": {chat}, "client_id": "has space", "body": "x"}}"#
+            ),
+            Some("has space"),
+            None,
+        ),
+        (
+            format!(
+                r#"{{"type": "history", "chat_id": {chat}, "before": 3, "after": 1, "ref": "h-x"}}"#
+            ),
+            None,
+            Some(json!("h-x")),
+        ),
+        (
+            format!(r#"{{"type": "typing", "chat_id": {chat}}}"#),
+            None,
+            None,
+        ),
+        (
+            format!(r#"{{"type": "read", "chat_id": {chat}, "up_to": -1}}"#),
+            None,
+            None,
+        ),
+        (
+            format!(r#"{{"type": "ping", "ref": "{}"}}"#, "r".repeat(65)),
+            None,
+            None,
+        ),
+        (
+            r#"{"ref": "no type"}"#.to_owned(),
+            None,
+            Some(json!("no type")),
+        ),
+        ("[1]".to_owned(), None, None),
+        ("not json".to_owned(), None, None),
+    ] {
+        a.send_malformed(&text).await;
+        let error = a.expect_error("bad_frame").await;
+        assert_eq!(
+            error.get("client_id").and_then(Value::as_str),
+            client_id,
+            "{text}: {error}"
+        );
+        assert_eq!(error.get("ref"), reference.as_ref(), "{text}: {error}");
+    }
+    a.send_binary().await;
+    a.expect_error("bad_frame").await;
+
+    // Cursors: bob reads (clamped to the head; reading implies delivery),
+    // alice marks bob's message delivered, then read.
+    b.send(json!({"type": "read", "chat_id": chat, "up_to": 1000}))
+        .await;
+    for socket in [&mut a, &mut b] {
+        socket
+            .until("read", |f| f["user_id"] == bob.id && f["up_to"] == seq)
+            .await;
+        socket.until("delivered", |f| f["user_id"] == bob.id).await;
+    }
+    b.send(send(chat, "b-1", "from bob")).await;
+    let bobs = b.expect("ack").await["message"]["seq"].as_i64().unwrap();
+    a.until("message", |f| f["message"]["seq"] == bobs).await;
+    a.send(json!({"type": "delivered", "chat_id": chat, "up_to": bobs}))
+        .await;
+    b.until("delivered", |f| {
+        f["user_id"] == alice.id && f["up_to"] == bobs
+    })
+    .await;
+    a.send(json!({"type": "read", "chat_id": chat, "up_to": bobs, "ref": null}))
+        .await;
+    b.until("read", |f| f["user_id"] == alice.id && f["up_to"] == bobs)
+        .await;
+    a.send(json!({"type": "delivered", "chat_id": 999_999, "up_to": 1}))
+        .await;
+    a.expect_error("unknown_chat").await;
+
+    // Typing, both ways; unknown chats are errors.
+    b.send(json!({"type": "typing", "chat_id": chat, "active": true}))
+        .await;
+    a.until("typing", |f| f["active"] == true && f["user_id"] == bob.id)
+        .await;
+    b.send(json!({"type": "typing", "chat_id": chat, "active": false}))
+        .await;
+    a.until("typing", |f| f["active"] == false).await;
+    b.send(json!({"type": "typing", "chat_id": 999_999, "active": true}))
+        .await;
+    b.expect_error("unknown_chat").await;
+
+    // History: newest, after, before; errors echo the ref.
+    a.send(json!({"type": "history", "chat_id": chat, "ref": "h-1"}))
+        .await;
+    let page = a.expect("history").await;
+    assert_eq!(
+        (&page["ref"], &page["has_more"]),
+        (&json!("h-1"), &json!(false))
+    );
+    a.send(json!({"type": "history", "chat_id": chat, "after": 0, "limit": 1, "ref": 7}))
+        .await;
+    let page = a.expect("history").await;
+    assert_eq!((&page["ref"], &page["has_more"]), (&json!(7), &json!(true)));
+    a.send(json!({"type": "history", "chat_id": chat, "before": 2, "after": null, "limit": null}))
+        .await;
+    assert!(a.expect("history").await.get("ref").is_none());
+    a.send(json!({"type": "history", "chat_id": not_alices, "ref": "h-2"}))
+        .await;
+    assert_eq!(a.expect_error("not_participant").await["ref"], "h-2");
+
+    // Ping, with and without a ref; unknown fields are ignored.
+    a.send(json!({"type": "ping", "ref": "p-1"})).await;
+    assert_eq!(a.expect("pong").await["ref"], "p-1");
+    a.send(json!({"type": "ping", "ref": 2.5, "extra": {"a": 1}}))
+        .await;
+    assert_eq!(a.expect("pong").await["ref"], 2.5);
+    a.send(json!({"type": "ping"})).await;
+    assert!(a.expect("pong").await.get("ref").is_none());
+
+    // A new chat, then its other user's presence: online, then offline
+    // once the grace period is over.
+    let new_chat = api.chat(carol, alice).await;
+    let event = a.until("chat", |f| f["chat"]["id"] == new_chat).await;
+    assert_eq!(event["chat"]["other_user"]["online"], false, "{event}");
+    let (c, _) = v2_socket(api, carol, Auth::Query, log).await;
+    a.until("presence", |f| {
+        f["user_id"] == carol.id && f["online"] == true
+    })
+    .await;
+    c.close().await;
+    let gone = a
+        .until("presence", |f| {
+            f["user_id"] == carol.id && f["online"] == false
+        })
+        .await;
+    assert!(gone["last_seen"].is_string(), "{gone}");
+
+    // A frame over the limit closes with 1009.
+    b.socket.send_text(&"x".repeat(70_000)).await;
+    assert_eq!(b.closed_with(Duration::from_secs(5)).await, 1009);
+    a.drain(Duration::from_millis(300)).await;
+    a.close().await;
+}
+
+/// A server with tight limits: the rate limit on both sockets, and a v2
+/// socket outliving its token (4001).
+async fn limits_session(log: &Log) {
+    let app = spawn_app_with(&["--ws-rate", "0.001", "--ws-burst", "2", "--token-ttl", "3s"]).await;
+    let (dave, erin, chat) = app.two_users_and_a_chat().await;
+    let (mut d, _) = v2_socket(&app, &dave, Auth::Query, log).await;
+    d.send(send(chat, "d-1", "one")).await;
+    d.send(send(chat, "d-2", "two")).await;
+    d.send(
+        json!({"type": "send", "chat_id": chat, "client_id": "d-3", "body": "three", "ref": "r-3"}),
+    )
+    .await;
+    let limited = d.expect_error("rate_limited").await;
+    assert_eq!(
+        (&limited["client_id"], &limited["ref"]),
+        (&json!("d-3"), &json!("r-3"))
+    );
+    // The seed socket's rate is the user's too.
+    let mut seed = seed_socket(&app, &erin, chat, Auth::Bearer, log).await;
+    seed.send(json!({"body": "one"})).await;
+    seed.send(json!({"body": "two"})).await;
+    seed.send(json!({"body": "three"})).await;
+    loop {
+        let frame = seed.next().await;
+        if frame.get("error").is_some() {
+            assert!(
+                frame["detail"].as_str().unwrap().contains("too many"),
+                "{frame}"
+            );
+            break;
+        }
+    }
+    assert_eq!(d.closed_with(Duration::from_secs(10)).await, 4001);
+    seed.close().await;
+
+    // Shutting down closes every socket with 1001 (fresh tokens: the
+    // first ones have expired).
+    let (erin, dave) = (relogin(&app, &erin).await, relogin(&app, &dave).await);
+    let (mut v2, _) = v2_socket(&app, &erin, Auth::Bearer, log).await;
+    let mut seed = seed_socket(&app, &dave, chat, Auth::Query, log).await;
+    seed.drain(Duration::from_millis(200)).await;
+    let stopping = app.stop();
+    let closes = async {
+        (
+            v2.closed_with(Duration::from_secs(10)).await,
+            seed.closed_with(Duration::from_secs(10)).await,
+        )
+    };
+    let ((), codes) = futures_util::join!(stopping, closes);
+    assert_eq!(codes, (1001, 1001));
+}
+
+async fn relogin(api: &Api, user: &TestUser) -> TestUser {
+    let login = api.login(&user.username, "correct horse battery").await;
+    assert_eq!(login.status, 200, "{login:?}");
+    TestUser {
+        token: login.body["token"].as_str().unwrap().to_owned(),
+        ..user.clone()
+    }
+}
+
+#[actix_web::test]
+async fn every_frame_of_real_sessions_matches_the_document() {
+    let spec = Spec::load();
+    let log = Log::default();
+    {
+        let app = spawn_app_with(&["--typing-ttl", "400ms", "--presence-grace", "400ms"]).await;
+        let (alice, bob, chat) = app.two_users_and_a_chat().await;
+        let carol = app.user("carol").await;
+        let not_alices = app.chat(&bob, &carol).await;
+        seed_session(&app, &log, &alice, &bob, chat).await;
+        v2_session(&app, &log, (&alice, &bob, &carol), chat, not_alices).await;
+    }
+    limits_session(&log).await;
+
+    let capture = log.borrow();
+    let mut failures = Vec::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut codes: BTreeSet<String> = BTreeSet::new();
+    let mut variants: BTreeSet<String> = BTreeSet::new();
+    for captured in &capture.frames {
+        let matched = spec.matching(captured.channel, captured.direction, &captured.frame);
+        let ok = match captured.intent {
+            Intent::WellFormed => matched.len() == 1,
+            Intent::Malformed => matched.is_empty(),
+        };
+        if !ok {
+            failures.push(format!(
+                "{} {:?} {:?} frame matches {matched:?}: {}",
+                captured.channel, captured.direction, captured.intent, captured.frame
+            ));
+        }
+        if captured.intent == Intent::WellFormed {
+            seen.extend(matched);
+        }
+        let frame = &captured.frame;
+        if captured.channel == V2 && captured.direction == Direction::ToClient {
+            match frame["type"].as_str() {
+                Some("error") => {
+                    codes.insert(frame["code"].as_str().unwrap_or_default().to_owned());
+                }
+                Some(kind @ ("ack" | "presence" | "typing")) => {
+                    let flag = &frame[match kind {
+                        "ack" => "duplicate",
+                        "presence" => "online",
+                        _ => "active",
+                    }];
+                    variants.insert(format!("{kind} {flag}"));
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} frames do not match the document:\n{}",
+        failures.len(),
+        capture.frames.len(),
+        failures.join("\n")
+    );
+    for (channel, text) in &capture.not_json {
+        assert!(
+            serde_json::from_str::<Value>(text).is_err(),
+            "{channel}: {text}"
+        );
+    }
+
+    // Every message of the document was seen.
+    let not_provoked: BTreeSet<String> = MESSAGES_NOT_PROVOKED
+        .iter()
+        .map(|(key, _)| (*key).to_owned())
+        .collect();
+    let unseen: Vec<String> = spec
+        .all_messages()
+        .into_iter()
+        .filter(|key| !seen.contains(key) && !not_provoked.contains(key))
+        .collect();
+    assert!(unseen.is_empty(), "never seen: {unseen:?}");
+    // And every error code, but those listed with a reason.
+    let documented: BTreeSet<String> = spec.document["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|code| code.as_str().unwrap().to_owned())
+        .collect();
+    let expected: BTreeSet<String> = documented
+        .iter()
+        .filter(|code| CODES_NOT_PROVOKED.iter().all(|(c, _)| c != code))
+        .cloned()
+        .collect();
+    assert_eq!(codes, expected, "error codes seen");
+    for variant in [
+        "ack false",
+        "ack true",
+        "presence true",
+        "presence false",
+        "typing true",
+        "typing false",
+    ] {
+        assert!(variants.contains(variant), "never seen: {variant}");
+    }
+
+    // Close codes seen are documented for their channel.
+    for (channel, code) in &capture.closes {
+        let documented = &spec.document["channels"][channel]["x-close-codes"];
+        assert!(
+            documented.get(code.to_string()).is_some(),
+            "{channel} closed with {code}, which is not documented"
+        );
+    }
+    let closes: BTreeSet<(&str, u16)> = capture.closes.iter().copied().collect();
+    for close in [
+        (SEED, 1000),
+        (SEED, 1001),
+        (SEED, 1009),
+        (V2, 1000),
+        (V2, 1001),
+        (V2, 1009),
+        (V2, 4001),
+    ] {
+        assert!(closes.contains(&close), "never closed with {close:?}");
+    }
+    eprintln!(
+        "{} frames ({} sent, {} not JSON), {} closes",
+        capture.frames.len(),
+        capture
+            .frames
+            .iter()
+            .filter(|f| f.direction == Direction::ToServer)
+            .count(),
+        capture.not_json.len(),
+        capture.closes.len()
+    );
 }
