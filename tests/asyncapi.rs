@@ -175,6 +175,18 @@ fn component_message(document: &Value, channel: &str, message: &Value, context: 
 
 #[test]
 fn the_document_is_asyncapi_3_and_every_reference_resolves() {
+    // Tidy: two-space indent, one member per line, a final newline.
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(DOCUMENT)).unwrap();
+    assert!(text.ends_with("}\n"), "{DOCUMENT}: no final newline");
+    for (number, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        assert!(
+            indent % 2 == 0 && !line.contains('\t') && !line.ends_with(' '),
+            "{DOCUMENT}:{}: not 2-space indented: {line:?}",
+            number + 1
+        );
+    }
     let document = document();
     let version = document["asyncapi"].as_str().unwrap();
     assert!(version.starts_with("3.0."), "asyncapi: {version}");
