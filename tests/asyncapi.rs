@@ -264,8 +264,9 @@ fn the_document_is_asyncapi_3_and_every_reference_resolves() {
         .as_object()
         .unwrap()
         .contains_key("4001"));
-    // Seed sockets are not closed on expiry.
-    assert!(!channels[SEED]["x-close-codes"]
+    // Seed sockets are closed with 4001 on a password change or logout
+    // (not on expiry).
+    assert!(channels[SEED]["x-close-codes"]
         .as_object()
         .unwrap()
         .contains_key("4001"));
@@ -1028,8 +1029,9 @@ async fn v2_session(
     a.close().await;
 }
 
-/// A server with tight limits: the rate limit on both sockets, and a v2
-/// socket outliving its token (4001).
+/// A server with tight limits: the rate limit on both sockets, a v2
+/// socket outliving its token (4001), and a logout closing a seed socket
+/// (4001).
 async fn limits_session(log: &Log) {
     let app = spawn_app_with(&["--ws-rate", "0.001", "--ws-burst", "2", "--token-ttl", "3s"]).await;
     let (dave, erin, chat) = app.two_users_and_a_chat().await;
@@ -1063,8 +1065,18 @@ async fn limits_session(log: &Log) {
     assert_eq!(d.closed_with(Duration::from_secs(10)).await, 4001);
     seed.close().await;
 
+    // Logging out closes the account's sockets, seed ones too, with 4001.
+    let dave = relogin(&app, &dave).await;
+    let mut seed = seed_socket(&app, &dave, chat, Auth::Query, log).await;
+    seed.drain(Duration::from_millis(200)).await;
+    let out = app
+        .post_json("/api/auth/logout/", Some(&dave.token), &json!({}))
+        .await;
+    assert_eq!(out.status, 204, "{out:?}");
+    assert_eq!(seed.closed_with(Duration::from_secs(10)).await, 4001);
+
     // Shutting down closes every socket with 1001 (fresh tokens: the
-    // first ones have expired).
+    // first ones have expired or were revoked).
     let (erin, dave) = (relogin(&app, &erin).await, relogin(&app, &dave).await);
     let (mut v2, _) = v2_socket(&app, &erin, Auth::Bearer, log).await;
     let mut seed = seed_socket(&app, &dave, chat, Auth::Query, log).await;
@@ -1203,6 +1215,7 @@ async fn every_frame_of_real_sessions_matches_the_document() {
         (SEED, 1000),
         (SEED, 1001),
         (SEED, 1009),
+        (SEED, 4001),
         (V2, 1000),
         (V2, 1001),
         (V2, 1009),

@@ -477,6 +477,56 @@ async fn an_instance_killed_mid_traffic_loses_nothing_its_clients_catch_up_on_an
 }
 
 /// The next `presence` frame about `user` (other frames skipped).
+#[actix_web::test]
+async fn a_password_changed_on_one_instance_closes_the_sockets_on_the_other_with_4001() {
+    let Some((deployment, redis)) = cluster() else {
+        return;
+    };
+    let one = instance(&deployment, &redis).await;
+    let two = instance(&deployment, &redis).await;
+    let (api1, api2) = (Api::new(one.port), Api::new(two.port));
+    let alice = api1.user("alice").await;
+    let bob = api1.user("bob").await;
+    let chat = api1.chat(&alice, &bob).await;
+    let mut seed_on_two = api2.connect(&alice, chat).await;
+    let mut v2_on_two = api2.connect_v2(&alice).await;
+    let mut bob_on_two = api2.connect_v2(&bob).await;
+
+    let changed = api1
+        .post_json(
+            "/api/auth/password/",
+            Some(&alice.token),
+            &json!({"current_password": "correct horse battery", "new_password": "another long one"}),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{changed:?}");
+
+    assert_eq!(
+        v2_on_two.expect_close(Duration::from_secs(10)).await,
+        Some(4001)
+    );
+    let seed_closed = loop {
+        match seed_on_two
+            .receive_until_gone_within(Duration::from_secs(10))
+            .await
+        {
+            Some(common::Received::Close(code)) => break code,
+            Some(common::Received::Json(_)) => {}
+            None => panic!("the seed socket on instance 2 stayed open"),
+        }
+    };
+    assert_eq!(seed_closed, Some(4001));
+    // Instance 2 refuses the old token too (the database says so).
+    assert_eq!(
+        api2.get("/api/chats/", Some(&alice.token)).await.status,
+        401
+    );
+    // Bob's socket is untouched.
+    bob_on_two.expect_quiet(Duration::from_millis(300)).await;
+    assert_no_panic_in_logs(&one);
+    assert_no_panic_in_logs(&two);
+}
+
 async fn presence_of(client: &mut V2Client, user: &TestUser) -> serde_json::Value {
     loop {
         let frame = client.next_any().await;

@@ -190,7 +190,7 @@ async fn every_protected_endpoint_requires_a_valid_token() {
 #[actix_web::test]
 async fn a_well_signed_token_for_a_user_that_does_not_exist_is_refused_at_every_door() {
     use chat_api::auth::{JwtSecret, JwtTokens};
-    use chat_domain::user::{TokenIssuer as _, UserId};
+    use chat_domain::user::{TokenGeneration, TokenIssuer as _, UserId};
 
     let app = spawn_app().await;
     let alice = app.user("alice").await;

@@ -10,4 +10,4 @@ ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0;
 -- the newer keeps NULL: it still logs in by its exact name, and the
 -- server warns about it at every start until an operator renames it.
 ALTER TABLE users ADD COLUMN username_key TEXT;
-CREATE UNIQUE INDEX users_username_key ON users (username_key);
+CREATE UNIQUE INDEX users_by_username_key ON users (username_key);
