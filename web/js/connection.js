@@ -7,7 +7,7 @@
 const PING_EVERY_MS = 20_000;
 const PONG_WITHIN_MS = 10_000;
 const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
-/** Close code the server uses when the token has expired. */
+/** Close code the server uses when the token has expired or was revoked (a password change or logout elsewhere). */
 const TOKEN_EXPIRED = 4001;
 
 export class Connection {
