@@ -13,6 +13,7 @@ pub mod auth;
 pub mod connections;
 pub mod delivery;
 pub mod error;
+pub mod metrics;
 pub mod rest;
 pub mod state;
 pub mod web_page;
@@ -126,12 +127,22 @@ pub async fn access_log(
     let method = req.method().clone();
     let path = req.path().to_owned();
     let peer = req.peer_addr();
+    // The route's template (`/api/chats/{chat_id}/messages/`), never the
+    // path itself: metrics must not grow with ids or garbage paths.
+    let route = req.match_pattern();
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.metrics.clone());
     let response = next.call(req).await;
     let status = match &response {
         Ok(r) => r.status().as_u16(),
         Err(e) => e.as_response_error().status_code().as_u16(),
     };
-    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let elapsed = started.elapsed();
+    if let Some(metrics) = metrics {
+        metrics.http_request(route, &method, status, elapsed);
+    }
+    let elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     let peer = peer.map(|p| p.to_string()).unwrap_or_default();
     // A load balancer probes every few seconds; a passing probe is noise.
     if status == 200 && (path == "/healthz" || path == "/readyz") {
