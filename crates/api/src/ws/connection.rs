@@ -51,6 +51,7 @@ impl Connection {
         metrics: Arc<Metrics>,
         protocol: Protocol,
     ) -> Self {
+        tracing::debug!("socket open");
         Self {
             socket,
             write_timeout,
@@ -104,6 +105,15 @@ impl Connection {
             End::Close(reason) => Some(u16::from(reason.code)),
         };
         self.metrics.socket_closed(self.protocol, code);
+        match &end {
+            // The handshake's access line says it opened; this, how it ended.
+            End::Close(reason) => tracing::info!(
+                code,
+                reason = reason.description.as_deref().unwrap_or_default(),
+                "socket closed"
+            ),
+            _ => tracing::info!("socket closed without a close frame"),
+        }
         if let End::Close(reason) = end {
             // A client that does not read may not take the close frame
             // either; dropping the session then ends the connection.

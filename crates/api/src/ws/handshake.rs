@@ -12,6 +12,7 @@ use actix_web::{dev, web, FromRequest as _, HttpRequest, HttpResponse};
 use chat_domain::chat::ChatId;
 use chat_domain::user::User;
 use chrono::{DateTime, Utc};
+use tracing::Instrument as _;
 
 use super::frame_guard::FrameGuard;
 use super::{seed, v2};
@@ -53,6 +54,24 @@ pub async fn chat_socket(
     chat_id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    open_chat_socket(req, body, chat_id, state)
+        .instrument(socket_span("seed"))
+        .await
+}
+
+/// A socket's span, from its handshake to its close: every line logged for
+/// it carries its `socket_id` (and, as its parent, the handshake's
+/// `request` span with the `request_id`).
+fn socket_span(protocol: &'static str) -> tracing::Span {
+    tracing::info_span!("socket", socket_id = %crate::new_id(), protocol)
+}
+
+async fn open_chat_socket(
+    req: HttpRequest,
+    body: web::Payload,
+    chat_id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let (user, _) = authenticate_handshake(&req, &state).await?;
     // A non-numeric id names no chat.
     let chat_id = chat_id
@@ -64,13 +83,11 @@ pub async fn chat_socket(
     let permit = state.connections.admit(chat.member().id)?;
 
     let (response, socket, stream) = upgrade(&req, body, &state).await?;
-    actix_web::rt::spawn(seed::session::run(
-        socket,
-        stream,
-        chat,
-        permit,
-        state.into_inner(),
-    ));
+    // The session runs in this socket's span, the handshake's.
+    actix_web::rt::spawn(
+        seed::session::run(socket, stream, chat, permit, state.into_inner())
+            .instrument(tracing::Span::current()),
+    );
     Ok(response)
 }
 
@@ -100,18 +117,31 @@ pub async fn v2_socket(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    open_v2_socket(req, body, state)
+        .instrument(socket_span("v2"))
+        .await
+}
+
+async fn open_v2_socket(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let (user, token_expires) = authenticate_handshake(&req, &state).await?;
     let permit = state.connections.admit(user.id)?;
 
     let (response, socket, stream) = upgrade(&req, body, &state).await?;
-    actix_web::rt::spawn(v2::session::run(
-        socket,
-        stream,
-        user,
-        token_expires,
-        permit,
-        state.into_inner(),
-    ));
+    actix_web::rt::spawn(
+        v2::session::run(
+            socket,
+            stream,
+            user,
+            token_expires,
+            permit,
+            state.into_inner(),
+        )
+        .instrument(tracing::Span::current()),
+    );
     Ok(response)
 }
 
