@@ -156,9 +156,13 @@ fn cross_origin_rules(origins: &[String]) -> Cors {
         .iter()
         .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
         .allowed_methods(["GET", "POST"])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            chat_api::REQUEST_ID,
+        ])
         // What a client reads to back off or correlate a request.
-        .expose_headers([header::RETRY_AFTER, header::ALLOW])
+        .expose_headers([header::RETRY_AFTER, header::ALLOW, chat_api::REQUEST_ID])
         .max_age(3600)
 }
 
