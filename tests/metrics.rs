@@ -358,3 +358,50 @@ async fn main_serves_them_on_the_public_port_and_off_nowhere() {
     let (status, _) = get_metrics(&off, off.port).await;
     assert_eq!(status, 404);
 }
+
+#[actix_web::test]
+async fn a_socket_dropped_as_too_slow_is_counted_as_such() {
+    let app = spawn_app_with(&["--ws-queue", "4"]).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
+    // Bob never reads; alice sends until the hub gives up on him.
+    let mut stalled = app.connect_v2(&bob).await;
+    let mut alice_v2 = app.connect_v2(&alice).await;
+    let body = "x".repeat(4000);
+    let mut sent = 0;
+    while app.hub.dropped_slow_count() == 0 && sent < 5000 {
+        alice_v2.send_acked(chat, &format!("c-{sent}"), &body).await;
+        sent += 1;
+    }
+    assert_eq!(
+        stalled.expect_close(Duration::from_secs(30)).await,
+        Some(1013)
+    );
+    let text = scrape(&app).await;
+    assert_eq!(
+        value(
+            &text,
+            "chat_ws_slow_consumer_closes_total",
+            &["reason=\"queue_full\""]
+        ),
+        app.hub.dropped_slow_count() as f64,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "chat_ws_sockets_closed_total",
+            &["protocol=\"v2\"", "code=\"1013\""]
+        ),
+        1.0,
+        "{text}"
+    );
+    // Its queue was seen full.
+    assert!(
+        value(
+            &text,
+            "chat_ws_outbound_queue_depth_frames_bucket",
+            &["le=\"2.0\""]
+        ) < value(&text, "chat_ws_outbound_queue_depth_frames_count", &[])
+    );
+    assert_eq!(value(&text, "chat_messages_stored_total", &[]), sent as f64);
+}
