@@ -164,7 +164,10 @@ pub async fn access_log(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = request_id(&req);
-    let span = tracing::info_span!("request", request_id = %id);
+    // At ERROR level so that it exists whatever RUST_LOG lets through: a
+    // span's level only decides whether it is recorded, and the warnings
+    // and errors are the lines that most need their request's id.
+    let span = tracing::error_span!("request", request_id = %id);
     let mut response = log_request(req, next).instrument(span).await;
     if let (Ok(response), Ok(id)) = (&mut response, HeaderValue::from_str(&id)) {
         response.headers_mut().insert(REQUEST_ID, id);

@@ -435,6 +435,7 @@ mod tests {
             Vec::<i64>::new(),
             "tracked already"
         );
+        assert_eq!(sequencer.take_repaired(), 0, "a catch-up is not a gap");
     }
 
     #[test]
@@ -496,6 +497,9 @@ mod tests {
                 ..
             })
         ));
+        // 4 and 5 came from the database (the metric's count); 6 was parked.
+        assert_eq!(sequencer.take_repaired(), 2);
+        assert_eq!(sequencer.take_repaired(), 0);
     }
 
     #[test]

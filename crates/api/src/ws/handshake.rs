@@ -63,7 +63,8 @@ pub async fn chat_socket(
 /// it carries its `socket_id` (and, as its parent, the handshake's
 /// `request` span with the `request_id`).
 fn socket_span(protocol: &'static str) -> tracing::Span {
-    tracing::info_span!("socket", socket_id = %crate::new_id(), protocol)
+    // ERROR level, like the request's: present at any RUST_LOG.
+    tracing::error_span!("socket", socket_id = %crate::new_id(), protocol)
 }
 
 async fn open_chat_socket(
