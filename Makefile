@@ -11,7 +11,7 @@ PG_FEATURES := --features postgres
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-run: ## Start the server: SQLite in ./data, migrations applied, 127.0.0.1:8000
+run: ## Start the server: SQLite in ./data, migrations applied, 127.0.0.1:8000 (metrics: 127.0.0.1:9180/metrics)
 	$(CARGO) run --release --bin chat-server
 
 build: ## Debug build of everything

@@ -91,6 +91,30 @@ impl Cli {
     }
 }
 
+/// `CHAT_METRICS_ADDR`'s default: loopback, next to nothing else (9100 is
+/// node_exporter's, often on the same machine).
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9180";
+
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAddr {
+    /// A listener of its own.
+    Separate(SocketAddr),
+    /// On the main address, beside the API.
+    Main,
+    Off,
+}
+
+fn parse_metrics_addr(text: &str) -> Result<MetricsAddr, String> {
+    match text.trim() {
+        "off" => Ok(MetricsAddr::Off),
+        "main" => Ok(MetricsAddr::Main),
+        addr => addr.parse().map(MetricsAddr::Separate).map_err(|_| {
+            format!("'{addr}' is not an address (e.g. 127.0.0.1:9180), `main` or `off`")
+        }),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -312,6 +336,18 @@ pub struct Settings {
     #[arg(long = "shutdown-timeout", env = "CHAT_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Where `GET /metrics` (Prometheus text format) is served: an address
+    /// of its own (default: loopback only, so it is never public by
+    /// accident; port 0 picks a free one), `main` for the main address, or
+    /// `off`.
+    #[arg(
+        long = "metrics-addr",
+        env = "CHAT_METRICS_ADDR",
+        default_value = DEFAULT_METRICS_ADDR,
+        value_parser = parse_metrics_addr
+    )]
+    pub metrics_addr: MetricsAddr,
+
     /// `text` for people, `json` for log collectors. The filter is RUST_LOG.
     #[arg(
         long = "log-format",
@@ -414,6 +450,10 @@ mod tests {
         assert_eq!(settings.typing_ttl, Duration::from_secs(6));
         assert_eq!(settings.presence_grace, Duration::from_secs(10));
         assert_eq!(
+            settings.metrics_addr,
+            MetricsAddr::Separate("127.0.0.1:9180".parse().unwrap())
+        );
+        assert_eq!(
             settings.effective_database_url(),
             "sqlite://./data/chat.sqlite3"
         );
@@ -439,6 +479,14 @@ mod tests {
         assert_eq!(settings.presence_grace, Duration::from_secs(60));
         assert_eq!(settings.effective_database_url(), "postgres://x/y");
         assert_eq!(settings.log_format, LogFormat::Json);
+        assert_eq!(
+            parse(&["--metrics-addr", "main"]).unwrap().metrics_addr,
+            MetricsAddr::Main
+        );
+        assert_eq!(
+            parse(&["--metrics-addr", "off"]).unwrap().metrics_addr,
+            MetricsAddr::Off
+        );
     }
 
     #[test]
@@ -451,6 +499,8 @@ mod tests {
         assert!(parse(&["--ws-burst", "0"]).is_err());
         assert!(parse(&["--typing-ttl", "0s"]).is_err());
         assert!(parse(&["--presence-grace", "soon"]).is_err());
+        assert!(parse(&["--metrics-addr", "9180"]).is_err());
+        assert!(parse(&["--metrics-addr", "on"]).is_err());
         // Sizes and counts are refused at zero, not clamped later.
         for flag in [
             "--db-pool-size",

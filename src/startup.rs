@@ -17,6 +17,7 @@ use chat_api::delivery::timers::{ClusterTimers, TimerWork};
 use chat_api::delivery::{
     FanOut, Hub, LocalPresence, LocalTyping, MessageWriter, PresenceRegistry, Timers,
 };
+use chat_api::metrics::{Metrics, PoolSnapshot};
 use chat_api::rest::health::Readiness;
 use chat_api::ws::{ConnectionLimits, RateLimit};
 use chat_api::{ApiConfig, AppState};
@@ -25,9 +26,9 @@ use chat_domain::chat::{
 };
 use chat_domain::health::StoreHealth;
 use chat_domain::user::{AuthService, UserRepository};
-use chat_persistence::{Database, DatabaseOptions, SqliteSynchronous};
+use chat_persistence::{CheckoutObserver, Database, DatabaseOptions, SqliteSynchronous};
 
-use crate::configuration::{Settings, SqliteSync};
+use crate::configuration::{MetricsAddr, Settings, SqliteSync};
 use crate::secret;
 
 /// Why the server (or a command) could not start. Causes are kept as
@@ -43,6 +44,12 @@ pub enum StartupError {
     Hasher(#[from] chat_domain::user::HashingError),
     #[error("cannot listen on {addr} (CHAT_ADDR)")]
     Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr} (CHAT_METRICS_ADDR)")]
+    MetricsBind {
         addr: std::net::SocketAddr,
         #[source]
         source: std::io::Error,
@@ -72,18 +79,21 @@ pub(crate) struct Store {
     chats: Arc<dyn ChatRepository>,
     messages: Arc<dyn MessageRepository>,
     health: Arc<dyn StoreHealth>,
+    /// The database's pool, for its gauges (weak: the store alone decides
+    /// when the database closes); none for the memory store.
+    pool: Option<std::sync::Weak<Database>>,
 }
 
 impl Store {
     fn of<R: UserRepository + ChatRepository + MessageRepository + StoreHealth>(
-        repositories: R,
+        repositories: Arc<R>,
     ) -> Self {
-        let repositories = Arc::new(repositories);
         Self {
             users: repositories.clone(),
             chats: repositories.clone(),
             messages: repositories.clone(),
             health: repositories,
+            pool: None,
         }
     }
 }
@@ -114,7 +124,7 @@ pub(crate) fn open_store(url: &str, options: &DatabaseOptions) -> Result<Store, 
             tracing::warn!(
                 "DATABASE_URL=memory://: NOTHING IS STORED ON DISK; every message is lost at exit"
             );
-            return Ok(Store::of(chat_persistence::MemoryStore::new()));
+            return Ok(Store::of(Arc::new(chat_persistence::MemoryStore::new())));
         }
         #[cfg(not(feature = "memory"))]
         return Err(StartupError::Setting(
@@ -127,7 +137,12 @@ pub(crate) fn open_store(url: &str, options: &DatabaseOptions) -> Result<Store, 
         location = %without_credentials(url),
         "database ready, migrations applied"
     );
-    Ok(Store::of(database))
+    let database = Arc::new(database);
+    let pool = Arc::downgrade(&database);
+    Ok(Store {
+        pool: Some(pool),
+        ..Store::of(database)
+    })
 }
 
 /// CORS for `CHAT_CORS_ORIGINS` (applied only when the list is not empty):
@@ -141,9 +156,13 @@ fn cross_origin_rules(origins: &[String]) -> Cors {
         .iter()
         .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
         .allowed_methods(["GET", "POST"])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            chat_api::REQUEST_ID,
+        ])
         // What a client reads to back off or correlate a request.
-        .expose_headers([header::RETRY_AFTER, header::ALLOW])
+        .expose_headers([header::RETRY_AFTER, header::ALLOW, chat_api::REQUEST_ID])
         .max_age(3600)
 }
 
@@ -168,6 +187,8 @@ pub(crate) fn without_credentials(url: &str) -> String {
 pub struct Application {
     port: u16,
     server: Server,
+    /// `/metrics` on an address of its own, and its port.
+    metrics_server: Option<(Server, u16)>,
     hub: Hub,
     writer_thread: std::thread::JoinHandle<()>,
     fan_out_thread: std::thread::JoinHandle<()>,
@@ -185,7 +206,26 @@ impl Application {
         settings.validate()?;
         let database_url = settings.effective_database_url();
         let secret = secret::load_or_create(settings.jwt_secret.as_deref(), &settings.data_dir)?;
-        let store = open_store(&database_url, &database_options(settings))?;
+        let metrics = Arc::new(Metrics::new());
+        let options = DatabaseOptions {
+            on_checkout: CheckoutObserver(Some(Arc::new({
+                let metrics = metrics.clone();
+                move |waited| metrics.pool_waited(waited)
+            }))),
+            ..database_options(settings)
+        };
+        let store = open_store(&database_url, &options)?;
+        if let Some(pool) = store.pool.clone() {
+            metrics.read_pool_from(move || {
+                pool.upgrade().map(|database| {
+                    let state = database.pool_state();
+                    PoolSnapshot {
+                        in_use: state.connections.saturating_sub(state.idle),
+                        idle: state.idle,
+                    }
+                })
+            });
+        }
 
         let limit = usize::try_from(settings.max_message_chars)
             .ok()
@@ -209,7 +249,7 @@ impl Application {
             }),
             None => presence.clone(),
         };
-        let hub = Hub::new(presence_registry.clone(), typing.clone());
+        let hub = Hub::new(presence_registry.clone(), typing.clone(), metrics.clone());
         let revocations = Revocations::default();
         let fan_out_failed = |e: std::io::Error| {
             StartupError::Setting(format!("cannot start the fan-out thread: {e}"))
@@ -249,10 +289,13 @@ impl Application {
             store.chats.clone(),
             broadcaster.clone(),
         );
-        let (writer, writer_thread) =
-            MessageWriter::start(messages.clone(), WRITE_QUEUE, WRITE_BATCH_MAX).map_err(|e| {
-                StartupError::Setting(format!("cannot start the message writer: {e}"))
-            })?;
+        let (writer, writer_thread) = MessageWriter::start(
+            messages.clone(),
+            WRITE_QUEUE,
+            WRITE_BATCH_MAX,
+            metrics.clone(),
+        )
+        .map_err(|e| StartupError::Setting(format!("cannot start the message writer: {e}")))?;
         let timers = Timers::start(TimerWork {
             presence: presence.clone(),
             typing: typing.clone(),
@@ -318,12 +361,24 @@ impl Application {
             },
             password_slots: AppState::password_slots_for_this_machine(),
             readiness: Arc::new(Readiness::new(store.health.clone())),
+            metrics: metrics.clone(),
         };
         let state = web::Data::new(state);
 
         let cors_origins = settings.cors_origins.clone();
         let pre_auth = PreAuthLimits::new(settings.preauth_connections_per_address);
+        let metrics_data = web::Data::from(metrics);
+        // On the main port only when asked: elsewhere `/metrics` is the
+        // API's 404, like any unknown path.
+        let metrics_on_main =
+            (settings.metrics_addr == MetricsAddr::Main).then(|| metrics_data.clone());
         let mut server = HttpServer::new(move || {
+            let metrics_route = metrics_on_main.clone().map(|metrics| {
+                web::resource("/metrics")
+                    .app_data(metrics)
+                    .get(chat_api::metrics::scrape)
+                    .default_service(chat_api::rest::other_methods("GET"))
+            });
             App::new()
                 .wrap(from_fn(chat_api::connections::pre_auth_gate))
                 .wrap(Condition::new(
@@ -331,6 +386,11 @@ impl Application {
                     cross_origin_rules(&cors_origins),
                 ))
                 .wrap(from_fn(chat_api::access_log))
+                .configure(|cfg| {
+                    if let Some(route) = metrics_route {
+                        cfg.service(route);
+                    }
+                })
                 .configure(chat_api::configure(state.clone()))
                 .default_service(web::to(chat_api::rest::not_found))
         })
@@ -367,10 +427,20 @@ impl Application {
             .first()
             .map_or(settings.addr.port(), |a| a.port());
         let server = server.run();
+        let metrics_server = match settings.metrics_addr {
+            MetricsAddr::Separate(addr) => Some(serve_metrics(addr, metrics_data)?),
+            MetricsAddr::Main => {
+                tracing::info!(port, "metrics served at /metrics on the main port");
+                None
+            }
+            MetricsAddr::Off => None,
+        };
+        // Last: "listening" means everything is bound (tests wait for it).
         tracing::info!(addr = %settings.addr, port, "listening");
         Ok(Self {
             port,
             server,
+            metrics_server,
             hub,
             writer_thread,
             fan_out_thread,
@@ -382,6 +452,12 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port `/metrics` is served on by itself (`None`: on the main
+    /// port, or not at all).
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(_, port)| *port)
     }
 
     /// A handle that stops the server gracefully (see [`stop`]).
@@ -418,6 +494,7 @@ impl Application {
     pub async fn run(self) -> std::io::Result<()> {
         let Self {
             server,
+            metrics_server,
             writer_thread,
             fan_out_thread,
             fan_out_stop,
@@ -425,7 +502,15 @@ impl Application {
             store,
             ..
         } = self;
+        let metrics_server = metrics_server.map(|(server, _)| {
+            let handle = server.handle();
+            (handle, actix_web::rt::spawn(server))
+        });
         let served = server.await;
+        if let Some((handle, task)) = metrics_server {
+            handle.stop(false).await;
+            let _ = task.await;
+        }
         // The server and its workers are gone, and with them every handle
         // to the writer; it stops once its queue is empty, and the fan-out
         // thread once the writer and the timers (the last publishers) are
@@ -439,6 +524,32 @@ impl Application {
         drop(store);
         served
     }
+}
+
+/// `GET /metrics` alone on `addr`, one worker: a scrape every few seconds
+/// needs no more, and nothing of the API is reachable there.
+fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: web::Data<Metrics>,
+) -> Result<(Server, u16), StartupError> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(metrics.clone())
+            .service(
+                web::resource("/metrics")
+                    .get(chat_api::metrics::scrape)
+                    .default_service(chat_api::rest::other_methods("GET")),
+            )
+            .default_service(web::to(chat_api::rest::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(addr)
+    .map_err(|source| StartupError::MetricsBind { addr, source })?;
+    let port = server.addrs().first().map_or(addr.port(), |a| a.port());
+    tracing::info!(addr = %addr, port, "metrics listening");
+    Ok((server.run(), port))
 }
 
 /// Joins `thread` if it finishes before `deadline`; otherwise leaves it.

@@ -221,6 +221,10 @@ fn check_config_prints_the_configuration_without_secrets_and_creates_nothing() {
         "{printed}"
     );
     assert!(
+        printed.contains("CHAT_METRICS_ADDR=127.0.0.1:9180  (default)"),
+        "{printed}"
+    );
+    assert!(
         printed.contains("CHAT_CORS_ORIGINS=https://app.example  (environment)"),
         "{printed}"
     );
@@ -334,6 +338,16 @@ fn bad_configuration_is_one_clear_line_and_a_failure_exit() {
             ("CHAT_ADDR", &busy_addr),
         ],
         "CHAT_ADDR",
+    );
+    // The main port free (ephemeral), the metrics one taken.
+    refused_to_start(
+        &[
+            ("CHAT_DATA_DIR", data),
+            ("CHAT_JWT_SECRET", TEST_JWT_SECRET),
+            ("CHAT_ADDR", "127.0.0.1:0"),
+            ("CHAT_METRICS_ADDR", &busy_addr),
+        ],
+        "CHAT_METRICS_ADDR",
     );
     refused_to_start(
         &[("CHAT_DATA_DIR", data), ("DATABASE_URL", "garbage")],

@@ -262,6 +262,7 @@ start_server() {
     RUST_LOG="${RUST_LOG:-warn}" \
     CHAT_WS_RATE="${CHAT_WS_RATE:-1000000}" \
     CHAT_WS_BURST="${CHAT_WS_BURST:-1000000}" \
+    CHAT_METRICS_ADDR="${CHAT_METRICS_ADDR:-127.0.0.1:0}" \
         "$server" >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 $((START_TIMEOUT * 10))); do
@@ -338,6 +339,7 @@ run_cluster_scenario() {
         CHAT_WORKERS="${CLUSTER_WORKERS:-1}" \
         RUST_LOG="${RUST_LOG:-warn},chat_api::delivery::sequencer=info,chat_api::delivery::relay=info" \
         CHAT_WS_RATE="${CHAT_WS_RATE:-1000000}" CHAT_WS_BURST="${CHAT_WS_BURST:-1000000}" \
+        CHAT_METRICS_ADDR="${CHAT_METRICS_ADDR:-127.0.0.1:0}" \
             "$SERVER" >"$dir/server$i.log" 2>&1 &
         pids+=($!)
         urls+=("http://127.0.0.1:$port")

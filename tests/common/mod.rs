@@ -50,6 +50,9 @@ impl Api {
 pub struct TestApp {
     pub api: Api,
     pub hub: Hub,
+    /// Where `/metrics` is served by itself (`None` with `--metrics-addr
+    /// main` or `off`).
+    pub metrics_port: Option<u16>,
     server_thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     stopper: Stopper,
     _data_dir: tempfile::TempDir,
@@ -93,6 +96,9 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
         "100000",
         "--ws-burst",
         "100000",
+        // Never the fixed default port: many servers run at once.
+        "--metrics-addr",
+        "127.0.0.1:0",
     ];
     args.extend_from_slice(extra_args);
     let settings = Settings::try_parse_from(args).expect("settings");
@@ -107,16 +113,17 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
             actix_web::rt::System::new().block_on(async move {
                 let app = Application::build(&settings).expect("application builds");
                 started
-                    .send((app.port(), app.stopper(), app.hub()))
+                    .send((app.port(), app.metrics_port(), app.stopper(), app.hub()))
                     .expect("the test waits for its server");
                 app.run().await
             })
         })
         .expect("server thread");
-    let (port, stopper, hub) = starting.recv().expect("the server starts");
+    let (port, metrics_port, stopper, hub) = starting.recv().expect("the server starts");
     TestApp {
         api: Api::new(port),
         hub,
+        metrics_port,
         server_thread: Some(server_thread),
         stopper,
         _data_dir: data_dir,

@@ -14,6 +14,8 @@ pub const TEST_JWT_SECRET: &str = "process test secret of at least 32 bytes";
 pub struct ServerProcess {
     child: Child,
     pub port: u16,
+    /// Where `/metrics` is served by itself, when it is.
+    pub metrics_port: Option<u16>,
     logs: Arc<Mutex<String>>,
 }
 
@@ -27,6 +29,8 @@ impl ServerProcess {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("CHAT_ADDR", "127.0.0.1:0")
+            // Never the fixed default: several servers may run at once.
+            .env("CHAT_METRICS_ADDR", "127.0.0.1:0")
             .env("CHAT_LOG_FORMAT", "json")
             .env("CHAT_WORKERS", "1")
             .env("RUST_LOG", "info")
@@ -53,12 +57,15 @@ impl ServerProcess {
         let mut server = Self {
             child,
             port: 0,
+            metrics_port: None,
             logs,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(port) = listening_port(&server.logs()) {
+            if let Some(port) = listening_port(&server.logs(), "listening") {
                 server.port = port;
+                // Logged before "listening" when there is one.
+                server.metrics_port = listening_port(&server.logs(), "metrics listening");
                 return Ok(server);
             }
             if let Ok(Some(status)) = server.child.try_wait() {
@@ -142,10 +149,11 @@ pub fn rss_kib_of(pid: u32) -> Option<u64> {
         .ok()
 }
 
-fn listening_port(logs: &str) -> Option<u16> {
+/// The port of the first JSON log line whose message is `message`.
+fn listening_port(logs: &str, message: &str) -> Option<u16> {
     logs.lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|entry| entry["fields"]["message"] == "listening")
+        .find(|entry| entry["fields"]["message"] == message)
         .and_then(|entry| entry["fields"]["port"].as_u64())
         .and_then(|port| u16::try_from(port).ok())
 }

@@ -34,7 +34,7 @@ trap cleanup EXIT
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 CHAT_ADDR="127.0.0.1:$port" CHAT_DATA_DIR="$work" DATABASE_URL="sqlite://$work/chat.db" \
-    CHAT_JWT_SECRET="schemathesis-run-secret-$(date +%s%N)" RUST_LOG=warn \
+    CHAT_JWT_SECRET="schemathesis-run-secret-$(date +%s%N)" RUST_LOG=warn CHAT_METRICS_ADDR=off \
     CHAT_LOGIN_FAILURES_PER_ADDRESS=1000000 \
     target/release/chat-server > "$work/server.log" 2>&1 &
 server_pid=$!

@@ -95,6 +95,8 @@ pub struct AppState {
     pub password_slots: Arc<Semaphore>,
     /// The database check behind `/readyz`.
     pub readiness: Arc<crate::rest::health::Readiness>,
+    /// What `/metrics` exports; every part of the pipeline counts into it.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

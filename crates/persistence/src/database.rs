@@ -3,6 +3,7 @@
 //! pool holds.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chat_domain::error::BoxError;
@@ -57,6 +58,53 @@ pub struct DatabaseOptions {
     /// missing directory is an error: a mistyped path is refused instead
     /// of served as a new, empty database.
     pub create_directory: bool,
+    /// Told how long each checkout from the pool waited (a metric).
+    pub on_checkout: CheckoutObserver,
+}
+
+/// A callback given each pool checkout's wait, timeouts included; none by
+/// default.
+#[derive(Clone, Default)]
+pub struct CheckoutObserver(pub Option<Arc<dyn Fn(Duration) + Send + Sync>>);
+
+impl fmt::Debug for CheckoutObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
+}
+
+/// The same callback, or none on both sides.
+impl PartialEq for CheckoutObserver {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for CheckoutObserver {}
+
+impl diesel::r2d2::HandleEvent for CheckoutObserver {
+    fn handle_checkout(&self, event: diesel::r2d2::event::CheckoutEvent) {
+        if let Some(observe) = &self.0 {
+            observe(event.duration());
+        }
+    }
+
+    fn handle_timeout(&self, event: diesel::r2d2::event::TimeoutEvent) {
+        if let Some(observe) = &self.0 {
+            observe(event.timeout());
+        }
+    }
+}
+
+/// What the pool holds now: connections open, and how many of them idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    pub connections: u32,
+    pub idle: u32,
 }
 
 /// When SQLite waits for the disk (`PRAGMA synchronous`). Both survive a
@@ -89,6 +137,7 @@ impl Default for DatabaseOptions {
             connect_timeout: Duration::from_secs(5),
             sqlite_synchronous: SqliteSynchronous::default(),
             create_directory: false,
+            on_checkout: CheckoutObserver::default(),
         }
     }
 }
@@ -236,6 +285,20 @@ impl Database {
             }
             #[cfg(not(feature = "postgres"))]
             Target::Postgres(_) => Err(DatabaseError::BackendNotBuilt(Backend::Postgres)),
+        }
+    }
+
+    /// The pool's connections now (for the pool gauges).
+    pub fn pool_state(&self) -> PoolState {
+        let state = match &self.pools {
+            #[cfg(feature = "sqlite")]
+            Pools::Sqlite(pool) => pool.state(),
+            #[cfg(feature = "postgres")]
+            Pools::Postgres(pool) => pool.state(),
+        };
+        PoolState {
+            connections: state.connections,
+            idle: state.idle_connections,
         }
     }
 
@@ -542,6 +605,7 @@ fn connect_sqlite(path: &str, options: &DatabaseOptions) -> Result<Database, Dat
         .test_on_check_out(false)
         .connection_customizer(Box::new(SqliteSetup(options.sqlite_synchronous)))
         .error_handler(Box::new(LogConnectionErrors))
+        .event_handler(Box::new(options.on_checkout.clone()))
         .build(ConnectionManager::<SqliteConnection>::new(path))
         .map_err(|e| connect_error(e.into()))?;
     Ok(Database {
@@ -617,6 +681,7 @@ fn connect_postgres(url: &str, options: &DatabaseOptions) -> Result<Database, Da
         .max_size(options.max_connections)
         .connection_timeout(options.connect_timeout)
         .error_handler(Box::new(LogConnectionErrors))
+        .event_handler(Box::new(options.on_checkout.clone()))
         .build(ConnectionManager::<PgConnection>::new(url))
         .map_err(|e| connect_error(e.into()))?;
     Ok(Database {

@@ -40,7 +40,10 @@ mod models;
 mod schema;
 mod users;
 
-pub use database::{Backend, Database, DatabaseError, DatabaseOptions, SqliteSynchronous};
+pub use database::{
+    Backend, CheckoutObserver, Database, DatabaseError, DatabaseOptions, PoolState,
+    SqliteSynchronous,
+};
 
 #[cfg(feature = "memory")]
 mod memory;

@@ -14,8 +14,11 @@
 
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Instant;
 
-use chat_domain::chat::{Broadcaster, ChatEvent, ChatId, ChatRepository, MessageRepository, Seq};
+use chat_domain::chat::{
+    Broadcaster, ChatEvent, ChatId, ChatRepository, MessageId, MessageRepository, Seq,
+};
 
 use super::hub::Hub;
 use super::relay::{Relay, Remote};
@@ -23,8 +26,9 @@ use super::sequencer::{Delivery, Sequencer};
 
 /// What the fan-out thread is handed, in order.
 pub enum Input {
-    /// An event this instance committed.
-    Local(ChatEvent),
+    /// An event this instance committed, and when it was handed over
+    /// (right after the commit).
+    Local(ChatEvent, Instant),
     /// One from another instance (cluster only).
     Remote(Remote),
     /// Follow these chats from the position given (cluster only).
@@ -69,7 +73,9 @@ impl FanOut {
             .spawn(move || {
                 for input in queued {
                     match input {
-                        Input::Local(event) => hub.deliver(&event),
+                        Input::Local(event, committed) => {
+                            let _ = hub.deliver_reporting_typing_end(&event, Some(committed));
+                        }
                         Input::Confirm(done) => {
                             let _ = done.send(());
                         }
@@ -129,9 +135,9 @@ impl Broadcaster for FanOut {
         // Either fails only once the thread is gone, at shutdown: what was
         // stored is found in history by whoever reconnects.
         if event.is_ephemeral() {
-            let _ = self.queue.try_send(Input::Local(event));
+            let _ = self.queue.try_send(Input::Local(event, Instant::now()));
         } else {
-            let _ = self.queue.send(Input::Local(event));
+            let _ = self.queue.send(Input::Local(event, Instant::now()));
         }
     }
 }
@@ -149,11 +155,11 @@ impl ClusteredDelivery {
     /// False at `Stop`.
     fn handle(&mut self, input: Input) -> bool {
         match input {
-            Input::Local(event) => {
+            Input::Local(event, committed) => {
                 self.relay.publish(&event);
-                self.apply(event);
+                self.apply(event, Some(committed));
             }
-            Input::Remote(Remote::Event(event)) => self.apply(event),
+            Input::Remote(Remote::Event(event)) => self.apply(event, None),
             Input::Remote(Remote::ChatCreated { chat, viewer }) => {
                 match self.chats.chat_summary(viewer, chat) {
                     Ok(Some(view)) => self.hub.deliver_chat_view(&view),
@@ -165,7 +171,7 @@ impl ClusteredDelivery {
             }
             Input::Track(chats) => {
                 let out = self.sequencer.track(&chats, self.messages.as_ref());
-                self.deliver(out);
+                self.deliver(out, None);
             }
             Input::Untrack(chats) => {
                 for chat in chats {
@@ -177,29 +183,48 @@ impl ClusteredDelivery {
             }
             Input::Resync => {
                 let out = self.sequencer.resync(self.messages.as_ref());
-                self.deliver(out);
+                self.deliver(out, None);
             }
             Input::Stop => return false,
         }
         true
     }
 
-    fn apply(&mut self, event: ChatEvent) {
-        if matches!(event, ChatEvent::MessageStored { .. }) {
+    /// `committed`: when this instance committed it (`None`: another
+    /// instance did).
+    fn apply(&mut self, event: ChatEvent, committed: Option<Instant>) {
+        if let ChatEvent::MessageStored { message, .. } = &event {
+            let local = committed.map(|at| (message.id, at));
             let out = self.sequencer.message(event, self.messages.as_ref());
-            self.deliver(out);
+            self.deliver(out, local);
         } else {
             self.hub.deliver(&event);
         }
     }
 
-    fn deliver(&self, out: Vec<Delivery>) {
+    /// `local`: the message this instance just committed, and when; the
+    /// others in `out` (held past a gap, read from the database) carry no
+    /// commit time.
+    fn deliver(&mut self, out: Vec<Delivery>, local: Option<(MessageId, Instant)>) {
+        let repaired = self.sequencer.take_repaired();
+        if repaired > 0 {
+            self.hub.metrics().gaps_repaired(repaired);
+        }
         for delivery in out {
             match delivery {
                 Delivery::Event(event) => {
+                    let committed = match (&event, local) {
+                        (ChatEvent::MessageStored { message, .. }, Some((id, at)))
+                            if message.id == id =>
+                        {
+                            Some(at)
+                        }
+                        _ => None,
+                    };
                     // The typer is on this instance: their typing ended
                     // with the message, for the other instances too.
-                    if let Some(stopped) = self.hub.deliver_reporting_typing_end(&event) {
+                    if let Some(stopped) = self.hub.deliver_reporting_typing_end(&event, committed)
+                    {
                         self.relay.publish(&stopped);
                     }
                 }

@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
 
 use bytestring::ByteString;
 use chat_domain::chat::{ChatEvent, ChatId, ChatSummary, DirectMessage, Origin, Seq};
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::presence::PresenceRegistry;
 use super::typing::TypingRegistry;
+use crate::metrics::{Metrics, SlowReason};
 use crate::wire::{seed, v2};
 
 /// A frame waiting to be written to one socket.
@@ -37,6 +39,9 @@ pub struct Outbound {
     /// already has: live copies of messages replayed as history (seed), or
     /// older than the `hello` snapshot (v2).
     pub about: About,
+    /// When the message it carries (a copy or an ack) was committed, if
+    /// known here: the session measures commit-to-socket latency from it.
+    pub committed: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +81,7 @@ struct HubInner {
     typing: Arc<dyn TypingRegistry>,
     shed: AtomicU64,
     dropped_slow: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Default)]
@@ -125,7 +131,11 @@ enum Offer {
 }
 
 impl Hub {
-    pub fn new(presence: Arc<dyn PresenceRegistry>, typing: Arc<dyn TypingRegistry>) -> Self {
+    pub fn new(
+        presence: Arc<dyn PresenceRegistry>,
+        typing: Arc<dyn TypingRegistry>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (shutdown, _) = watch::channel(false);
         Self {
             inner: Arc::new(HubInner {
@@ -136,6 +146,7 @@ impl Hub {
                 typing,
                 shed: AtomicU64::new(0),
                 dropped_slow: AtomicU64::new(0),
+                metrics,
             }),
         }
     }
@@ -187,6 +198,11 @@ impl Hub {
         self.sockets().by_chat.len()
     }
 
+    /// Where delivery is counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
     /// Typing and presence events shed from full queues so far.
     pub fn shed_count(&self) -> u64 {
         self.inner.shed.load(Ordering::Relaxed)
@@ -208,13 +224,18 @@ impl Hub {
 
     /// Delivers one committed event to every socket it concerns.
     pub fn deliver(&self, event: &ChatEvent) {
-        let _ = self.deliver_reporting_typing_end(event);
+        let _ = self.deliver_reporting_typing_end(event, None);
     }
 
-    /// [`deliver`](Self::deliver), returning the end of the sender's typing
-    /// that a message caused (delivered here too), so a cluster can tell
-    /// the other instances.
-    pub fn deliver_reporting_typing_end(&self, event: &ChatEvent) -> Option<ChatEvent> {
+    /// [`deliver`](Self::deliver) of an event committed at `committed` (if
+    /// known), returning the end of the sender's typing that a message
+    /// caused (delivered here too), so a cluster can tell the other
+    /// instances.
+    pub fn deliver_reporting_typing_end(
+        &self,
+        event: &ChatEvent,
+        committed: Option<Instant>,
+    ) -> Option<ChatEvent> {
         let mut too_slow = Vec::new();
         {
             let sockets = self.sockets();
@@ -232,6 +253,7 @@ impl Hub {
                                 chat: message.chat_id,
                                 seq: message.seq,
                             },
+                            committed,
                         };
                         for member in members {
                             self.offer(
@@ -255,6 +277,7 @@ impl Hub {
                                         chat: message.chat_id,
                                         seq: message.seq,
                                     },
+                                    committed,
                                 };
                                 (message_json, copy)
                             });
@@ -262,6 +285,7 @@ impl Hub {
                                 Outbound {
                                     frame: message_json.ack_frame(false),
                                     about: About::Other,
+                                    committed,
                                 }
                             } else {
                                 copy.clone()
@@ -291,6 +315,7 @@ impl Hub {
                     let outbound = Outbound {
                         frame: v2::cursor_frame(*kind, *chat_id, *user_id, *up_to),
                         about: About::Other,
+                        committed: None,
                     };
                     self.offer_to_users(&sockets, participants, &outbound, false, &mut too_slow);
                 }
@@ -303,6 +328,7 @@ impl Hub {
                     let outbound = Outbound {
                         frame: v2::typing_frame(*chat_id, *user_id, *active),
                         about: About::Other,
+                        committed: None,
                     };
                     self.offer_to_users(&sockets, &[*recipient], &outbound, true, &mut too_slow);
                 }
@@ -315,6 +341,7 @@ impl Hub {
                     let outbound = Outbound {
                         frame: v2::presence_frame(*user_id, *online, last_seen.as_ref()),
                         about: About::Other,
+                        committed: None,
                     };
                     self.offer_to_users(&sockets, recipients, &outbound, true, &mut too_slow);
                 }
@@ -356,6 +383,7 @@ impl Hub {
                 let outbound = Outbound {
                     frame: v2::EncodedMessage::new(message).ack_frame(false),
                     about: About::Other,
+                    committed: None,
                 };
                 self.offer(
                     member,
@@ -388,6 +416,7 @@ impl Hub {
         let outbound = Outbound {
             frame: v2::chat_frame(&state),
             about: About::NewChat(view.chat.id),
+            committed: None,
         };
         for member in members {
             self.offer(
@@ -408,6 +437,9 @@ impl Hub {
                 "outbound queue full, dropping slow connection"
             );
             self.inner.dropped_slow.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .metrics
+                .slow_consumer_closed(SlowReason::QueueFull);
             self.leave(subscription, id);
         }
     }
@@ -442,7 +474,10 @@ impl Hub {
         too_slow: &mut Vec<(Subscription, ConnectionId)>,
     ) {
         match offer(member, outbound, ephemeral) {
-            Offer::Queued => {}
+            Offer::Queued => {
+                let depth = member.queue.max_capacity() - member.queue.capacity();
+                self.inner.metrics.outbound_queue_depth(depth);
+            }
             Offer::Shed => {
                 self.inner.shed.fetch_add(1, Ordering::Relaxed);
             }
@@ -505,6 +540,7 @@ pub(crate) mod tests {
         Hub::new(
             Arc::new(LocalPresence::new(Duration::from_secs(10))),
             Arc::new(LocalTyping::new(Duration::from_secs(6))),
+            Arc::new(Metrics::new()),
         )
     }
 
@@ -706,6 +742,7 @@ pub(crate) mod tests {
         let hub = Hub::new(
             Arc::new(LocalPresence::new(Duration::from_secs(10))),
             typing_registry.clone(),
+            Arc::new(Metrics::new()),
         );
         let mut bob = hub.join_user(BOB, 8);
         let started = typing_registry.set(ChatId::new(1), ALICE, BOB, 99, true);

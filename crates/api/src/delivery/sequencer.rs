@@ -61,11 +61,19 @@ pub struct Sequencer {
     /// Heads seen ahead of what was delivered, and when: repaired at a
     /// resync once older than [`GAP_GRACE`].
     suspects: HashMap<ChatId, (Seq, Instant)>,
+    /// Messages read from the database to fill gaps, since last taken (a
+    /// socket's catch-up when it starts following a chat is not a gap).
+    repaired: usize,
 }
 
 impl Sequencer {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many messages gaps were filled with since the last call.
+    pub fn take_repaired(&mut self) -> usize {
+        std::mem::take(&mut self.repaired)
     }
 
     pub fn is_tracked(&self, chat: ChatId) -> bool {
@@ -211,7 +219,9 @@ impl Sequencer {
             });
             let before = out.len();
             if gap_end > last {
-                out.extend(self.repair(chat, gap_end, history));
+                let repaired = self.repair(chat, gap_end, history);
+                self.repaired += repaired.len();
+                out.extend(repaired);
             }
             out.extend(self.unpark(chat));
             if out.len() == before {
@@ -425,6 +435,7 @@ mod tests {
             Vec::<i64>::new(),
             "tracked already"
         );
+        assert_eq!(sequencer.take_repaired(), 0, "a catch-up is not a gap");
     }
 
     #[test]
@@ -486,6 +497,9 @@ mod tests {
                 ..
             })
         ));
+        // 4 and 5 came from the database (the metric's count); 6 was parked.
+        assert_eq!(sequencer.take_repaired(), 2);
+        assert_eq!(sequencer.take_repaired(), 0);
     }
 
     #[test]

@@ -9,11 +9,15 @@
 //! once. One writer also means writes never contend with each other for
 //! the database, while reads use the other pooled connections.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use chat_domain::chat::{ChatId, MessageService, Outgoing, SendOutcome};
 use chat_domain::RepositoryError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::error_chain;
+use crate::metrics::Metrics;
 
 /// Why a message was not stored; said to its sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -50,11 +54,12 @@ impl MessageWriter {
         messages: MessageService,
         queue: usize,
         max_batch: usize,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (sender, receiver) = mpsc::channel(queue.max(1));
         let thread = std::thread::Builder::new()
             .name("message-writer".into())
-            .spawn(move || write_batches(&messages, receiver, max_batch.max(1)))?;
+            .spawn(move || write_batches(&messages, receiver, max_batch.max(1), &metrics))?;
         Ok((Self { queue: sender }, thread))
     }
 
@@ -87,6 +92,7 @@ fn write_batches(
     messages: &MessageService,
     mut queue: mpsc::Receiver<Submission>,
     max_batch: usize,
+    metrics: &Metrics,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     // Left for the next batch: their chats were being written by another
@@ -109,7 +115,7 @@ fn write_batches(
                 Err(_) => break,
             }
         }
-        store_batch(messages, &mut batch, waited, &mut left);
+        store_batch(messages, &mut batch, waited, &mut left, metrics);
     }
     tracing::debug!("message writer stopped");
 }
@@ -122,11 +128,14 @@ fn store_batch(
     batch: &mut Vec<Submission>,
     waited: usize,
     left: &mut Vec<Submission>,
+    metrics: &Metrics,
 ) {
     let outgoing: Vec<Outgoing> = batch.iter().map(|s| s.message.clone()).collect();
     let wait_for: Vec<ChatId> = outgoing[..waited].iter().map(|m| m.chat.id()).collect();
+    let started = Instant::now();
     match messages.send_batch_skipping_busy(&outgoing, &wait_for) {
         Ok(outcomes) => {
+            record_commit(metrics, &outcomes, started);
             for (submission, outcome) in batch.drain(..).zip(outcomes) {
                 match outcome {
                     Some(outcome) => {
@@ -147,8 +156,13 @@ fn store_batch(
         Err(error) if batch.len() > 1 => {
             tracing::warn!(error = %error_chain(&error), messages = batch.len(), "batch failed, storing one by one");
             for submission in batch.drain(..) {
+                let started = Instant::now();
                 let outcome = messages
                     .send_batch(std::slice::from_ref(&submission.message))
+                    .inspect(|outcomes| {
+                        let outcomes: Vec<_> = outcomes.iter().cloned().map(Some).collect();
+                        record_commit(metrics, &outcomes, started);
+                    })
                     .map_err(|error| {
                         tracing::error!(error = %error_chain(&error), "storing a message failed");
                         failure_of(&error)
@@ -164,6 +178,26 @@ fn store_batch(
             }
         }
     }
+}
+
+/// One commit's size, time and outcomes (`None`: left for the next batch).
+/// The time includes publishing, which only queues for the fan-out thread.
+fn record_commit(metrics: &Metrics, outcomes: &[Option<SendOutcome>], started: Instant) {
+    let committed = outcomes.iter().flatten().count();
+    if committed == 0 {
+        return;
+    }
+    let stored = outcomes
+        .iter()
+        .flatten()
+        .filter(|o| matches!(o, SendOutcome::Stored(_)))
+        .count();
+    let duplicates = outcomes
+        .iter()
+        .flatten()
+        .filter(|o| matches!(o, SendOutcome::Duplicate(_)))
+        .count();
+    metrics.committed(committed, stored, duplicates, started.elapsed());
 }
 
 fn failure_of(error: &RepositoryError) -> StoreFailure {
@@ -288,7 +322,8 @@ mod tests {
             Ok(stored(messages))
         });
         let service = service_with(repository);
-        let (writer, _) = MessageWriter::start(service.clone(), 1000, 512).unwrap();
+        let (writer, _) =
+            MessageWriter::start(service.clone(), 1000, 512, Arc::new(Metrics::new())).unwrap();
         let chat = open_chat();
 
         let sends = (0..100).map(|i| {
@@ -319,7 +354,8 @@ mod tests {
             }
         });
         let service = service_with(repository);
-        let (writer, _) = MessageWriter::start(service.clone(), 1000, 512).unwrap();
+        let (writer, _) =
+            MessageWriter::start(service.clone(), 1000, 512, Arc::new(Metrics::new())).unwrap();
         let chat = open_chat();
 
         let sends = ["a", "b", "bad", "c"].map(|body| {
@@ -341,7 +377,8 @@ mod tests {
             Err(RepositoryError::unavailable("connection refused"))
         });
         let service = service_with(repository);
-        let (writer, _) = MessageWriter::start(service.clone(), 10, 10).unwrap();
+        let (writer, _) =
+            MessageWriter::start(service.clone(), 10, 10, Arc::new(Metrics::new())).unwrap();
 
         let outcome = writer.store(outgoing(&service, &open_chat(), "hi")).await;
 
@@ -360,7 +397,8 @@ mod tests {
             Ok(stored(messages))
         });
         let service = service_with(repository);
-        let (writer, _) = MessageWriter::start(service.clone(), 1000, 7).unwrap();
+        let (writer, _) =
+            MessageWriter::start(service.clone(), 1000, 7, Arc::new(Metrics::new())).unwrap();
         let chat = open_chat();
 
         let mut pending = Vec::new();
@@ -414,7 +452,8 @@ mod tests {
                     .collect())
             });
         let service = service_with(repository);
-        let (writer, _) = MessageWriter::start(service.clone(), 1000, 512).unwrap();
+        let (writer, _) =
+            MessageWriter::start(service.clone(), 1000, 512, Arc::new(Metrics::new())).unwrap();
         let (one, two) = (open_chat_of(1), open_chat_of(2));
 
         let mut pending = Vec::new();

@@ -174,6 +174,9 @@ pub async fn send_message(
     // The same budget as the sender's sockets (a retry counts too: it
     // costs a lookup in the writer).
     if let Err(wait) = state.message_rates.take(sender, Instant::now()) {
+        state
+            .metrics
+            .rate_limited(crate::metrics::RateLimited::Rest);
         return Err(ApiError::slow_down(
             format!(
                 "too many messages: this one was not sent; wait {} ms",

@@ -7,19 +7,24 @@
 //! frames), and without the bound its session would wait forever,
 //! heartbeat and all.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::error::PayloadError;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError, Session};
 use bytestring::ByteString;
 
+use crate::delivery::Outbound;
 use crate::error::{error_chain, ApiError};
+use crate::metrics::{Metrics, OpenSocket, Protocol, SlowReason};
 
 /// Why a session ends, to close the socket with the right code.
 pub enum End {
     /// The client closed, the stream ended, or the socket is gone.
     ClientGone,
     Close(CloseReason),
+    /// A write took longer than the write timeout (closed with 1013).
+    TooSlow,
 }
 
 pub fn close(code: CloseCode, description: &str) -> End {
@@ -29,33 +34,86 @@ pub fn close(code: CloseCode, description: &str) -> End {
     })
 }
 
-/// The writing half of the socket, with every write bounded in time.
+/// The writing half of the socket, with every write bounded in time; it
+/// counts the socket open for as long as it lives, and how it closed.
 pub struct Connection {
     socket: Session,
     write_timeout: Duration,
+    metrics: Arc<Metrics>,
+    protocol: Protocol,
+    _open: OpenSocket,
 }
 
 impl Connection {
-    pub fn new(socket: Session, write_timeout: Duration) -> Self {
+    pub fn new(
+        socket: Session,
+        write_timeout: Duration,
+        metrics: Arc<Metrics>,
+        protocol: Protocol,
+    ) -> Self {
+        tracing::debug!("socket open");
         Self {
             socket,
             write_timeout,
+            _open: metrics.socket_opened(protocol),
+            metrics,
+            protocol,
         }
     }
 
     pub async fn text(&mut self, frame: ByteString) -> Result<(), End> {
-        bounded(self.write_timeout, self.socket.text(frame)).await
+        let written = bounded(self.write_timeout, self.socket.text(frame)).await;
+        self.count_slow(&written);
+        written
+    }
+
+    /// A frame the hub queued; a message's frame counts its latency from
+    /// the commit once handed to the socket.
+    pub async fn outbound(&mut self, outbound: Outbound) -> Result<(), End> {
+        self.text(outbound.frame).await?;
+        if let Some(committed) = outbound.committed {
+            self.metrics.delivered(committed.elapsed());
+        }
+        Ok(())
     }
 
     pub async fn ping(&mut self) -> Result<(), End> {
-        bounded(self.write_timeout, self.socket.ping(b"")).await
+        let written = bounded(self.write_timeout, self.socket.ping(b"")).await;
+        self.count_slow(&written);
+        written
     }
 
     pub async fn pong(&mut self, bytes: &[u8]) -> Result<(), End> {
-        bounded(self.write_timeout, self.socket.pong(bytes)).await
+        let written = bounded(self.write_timeout, self.socket.pong(bytes)).await;
+        self.count_slow(&written);
+        written
+    }
+
+    fn count_slow(&self, written: &Result<(), End>) {
+        if let Err(End::TooSlow) = written {
+            self.metrics.slow_consumer_closed(SlowReason::WriteTimeout);
+        }
     }
 
     pub async fn finish(self, end: End) {
+        let end = match end {
+            End::TooSlow => too_slow_close(),
+            other => other,
+        };
+        let code = match &end {
+            End::ClientGone | End::TooSlow => None,
+            End::Close(reason) => Some(u16::from(reason.code)),
+        };
+        self.metrics.socket_closed(self.protocol, code);
+        match &end {
+            // The handshake's access line says it opened; this, how it ended.
+            End::Close(reason) => tracing::info!(
+                code,
+                reason = reason.description.as_deref().unwrap_or_default(),
+                "socket closed"
+            ),
+            _ => tracing::info!("socket closed without a close frame"),
+        }
         if let End::Close(reason) = end {
             // A client that does not read may not take the close frame
             // either; dropping the session then ends the connection.
@@ -100,7 +158,7 @@ async fn bounded(
     match tokio::time::timeout(timeout, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_closed)) => Err(End::ClientGone),
-        Err(_elapsed) => Err(too_slow()),
+        Err(_elapsed) => Err(End::TooSlow),
     }
 }
 
@@ -116,7 +174,12 @@ pub fn signed_out() -> End {
     )
 }
 
+/// The hub dropped the socket: its queue was full (counted there).
 pub fn too_slow() -> End {
+    too_slow_close()
+}
+
+fn too_slow_close() -> End {
     close(
         CloseCode::Again,
         "too slow: reconnect to catch up from history",
@@ -192,7 +255,7 @@ mod tests {
     fn code_for(error: ProtocolError) -> Option<CloseCode> {
         match protocol_close(&error) {
             End::Close(reason) => Some(reason.code),
-            End::ClientGone => None,
+            End::ClientGone | End::TooSlow => None,
         }
     }
 

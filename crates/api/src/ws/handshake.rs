@@ -11,6 +11,7 @@ use actix_web::web::Bytes;
 use actix_web::{dev, web, FromRequest as _, HttpRequest, HttpResponse};
 use chat_domain::chat::ChatId;
 use chat_domain::user::SignedIn;
+use tracing::Instrument as _;
 
 use super::frame_guard::FrameGuard;
 use super::{seed, v2};
@@ -52,6 +53,25 @@ pub async fn chat_socket(
     chat_id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    open_chat_socket(req, body, chat_id, state)
+        .instrument(socket_span("seed"))
+        .await
+}
+
+/// A socket's span, from its handshake to its close: every line logged for
+/// it carries its `socket_id` (and, as its parent, the handshake's
+/// `request` span with the `request_id`).
+fn socket_span(protocol: &'static str) -> tracing::Span {
+    // ERROR level, like the request's: present at any RUST_LOG.
+    tracing::error_span!("socket", socket_id = %crate::new_id(), protocol)
+}
+
+async fn open_chat_socket(
+    req: HttpRequest,
+    body: web::Payload,
+    chat_id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let session = authenticate_handshake(&req, &state).await?;
     let user = session.user.clone();
     // A non-numeric id names no chat.
@@ -64,14 +84,18 @@ pub async fn chat_socket(
     let permit = state.connections.admit(chat.member().id)?;
 
     let (response, socket, stream) = upgrade(&req, body, &state).await?;
-    actix_web::rt::spawn(seed::session::run(
-        socket,
-        stream,
-        chat,
-        session.generation,
-        permit,
-        state.into_inner(),
-    ));
+    // The session runs in this socket's span, the handshake's.
+    actix_web::rt::spawn(
+        seed::session::run(
+            socket,
+            stream,
+            chat,
+            session.generation,
+            permit,
+            state.into_inner(),
+        )
+        .instrument(tracing::Span::current()),
+    );
     Ok(response)
 }
 
@@ -101,17 +125,24 @@ pub async fn v2_socket(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    open_v2_socket(req, body, state)
+        .instrument(socket_span("v2"))
+        .await
+}
+
+async fn open_v2_socket(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let session = authenticate_handshake(&req, &state).await?;
     let permit = state.connections.admit(session.user.id)?;
 
     let (response, socket, stream) = upgrade(&req, body, &state).await?;
-    actix_web::rt::spawn(v2::session::run(
-        socket,
-        stream,
-        session,
-        permit,
-        state.into_inner(),
-    ));
+    actix_web::rt::spawn(
+        v2::session::run(socket, stream, session, permit, state.into_inner())
+            .instrument(tracing::Span::current()),
+    );
     Ok(response)
 }
 

@@ -17,6 +17,7 @@ use futures_util::StreamExt as _;
 
 use crate::delivery::{About, Membership, PresenceGuard, StoreFailure};
 use crate::error::run_blocking;
+use crate::metrics::{Protocol, RateLimited};
 use crate::state::AppState;
 use crate::wire::seed::{error_frame, message_frame, parse_send_frame};
 use crate::ws::connection::{
@@ -34,7 +35,12 @@ pub async fn run(
     _permit: ConnectionPermit,
     state: Arc<AppState>,
 ) {
-    let mut connection = Connection::new(socket, state.config.write_timeout);
+    let mut connection = Connection::new(
+        socket,
+        state.config.write_timeout,
+        state.metrics.clone(),
+        Protocol::Seed,
+    );
     let chat = Arc::new(chat);
     let _presence = PresenceGuard::new(state.presence.clone(), chat.member().id);
     let mut membership = state.hub.join_chat(chat.id(), state.config.outbound_queue);
@@ -141,7 +147,7 @@ impl Conversation<'_> {
                         if already_replayed {
                             Ok(())
                         } else {
-                            self.connection.text(outbound.frame).await
+                            self.connection.outbound(outbound).await
                         }
                     }
                     // The hub dropped this connection: its queue overflowed.
@@ -186,6 +192,7 @@ impl Conversation<'_> {
         // the server (malformed frames are answered and forgotten).
         let sender = self.chat.member().id;
         if let Err(wait) = self.state.message_rates.take(sender, Instant::now()) {
+            self.state.metrics.rate_limited(RateLimited::Seed);
             let detail = format!(
                 "too many messages: this one was not sent; wait {} ms",
                 wait.as_millis().max(1)

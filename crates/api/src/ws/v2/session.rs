@@ -33,6 +33,7 @@ use crate::delivery::relay::Watch;
 use crate::delivery::writer::Stored;
 use crate::delivery::{About, Membership, PresenceGuard, StoreFailure};
 use crate::error::error_chain;
+use crate::metrics::{Protocol, RateLimited};
 use crate::state::AppState;
 use crate::wire::v2::{
     ack_frame, error_frame, hello_frame, history_frame, parse_client_frame, pong_frame, ChatState,
@@ -69,7 +70,12 @@ pub async fn run(
         expires_at: token_expires,
         generation,
     } = signed_in;
-    let mut connection = Connection::new(socket, state.config.write_timeout);
+    let mut connection = Connection::new(
+        socket,
+        state.config.write_timeout,
+        state.metrics.clone(),
+        Protocol::V2,
+    );
     let mut membership = state.hub.join_user(user.id, state.config.outbound_queue);
     let presence = PresenceGuard::new(state.presence.clone(), user.id);
     let end = match hello(&mut connection, &user, &state).await {
@@ -218,7 +224,7 @@ impl V2Session<'_> {
                             // from the start.
                             watch.add(chat, Seq::ZERO).await;
                         }
-                        self.connection.text(outbound.frame).await
+                        self.connection.outbound(outbound).await
                     }
                     // The hub dropped this socket: its queue overflowed.
                     None => Err(too_slow()),
@@ -371,7 +377,7 @@ impl V2Session<'_> {
         self.state
             .message_rates
             .take(self.user.id, Instant::now())
-            .map_err(rate_limited)?;
+            .map_err(|wait| self.rate_limited(wait))?;
         let message = Outgoing {
             chat,
             body,
@@ -447,6 +453,7 @@ impl V2Session<'_> {
             .take(self.user.id, Instant::now())
             .is_err()
         {
+            self.state.metrics.rate_limited(RateLimited::V2);
             return Ok(());
         }
         let Some(recipient) = chat.other().map(|other| other.id) else {
@@ -463,6 +470,12 @@ impl V2Session<'_> {
             self.state.broadcaster.publish(event);
         }
         Ok(())
+    }
+
+    /// Counts a frame refused by the rate, and says why.
+    fn rate_limited(&self, wait: Duration) -> Refusal {
+        self.state.metrics.rate_limited(RateLimited::V2);
+        rate_limited(wait)
     }
 
     async fn history(
@@ -499,7 +512,7 @@ impl V2Session<'_> {
         self.state
             .message_rates
             .take(self.user.id, Instant::now())
-            .map_err(rate_limited)?;
+            .map_err(|wait| self.rate_limited(wait))?;
         let messages = self.state.messages.clone();
         actix_web::web::block(move || messages.page(&chat, anchor, limit))
             .await
