@@ -425,7 +425,7 @@ impl Application {
         let port = server
             .addrs()
             .first()
-            .map_or(settings.addr.port(), |a| a.port());
+            .map_or(settings.addr.port(), std::net::SocketAddr::port);
         let server = server.run();
         let metrics_server = match settings.metrics_addr {
             MetricsAddr::Separate(addr) => Some(serve_metrics(addr, metrics_data)?),
@@ -547,7 +547,10 @@ fn serve_metrics(
     .shutdown_timeout(1)
     .bind(addr)
     .map_err(|source| StartupError::MetricsBind { addr, source })?;
-    let port = server.addrs().first().map_or(addr.port(), |a| a.port());
+    let port = server
+        .addrs()
+        .first()
+        .map_or(addr.port(), std::net::SocketAddr::port);
     tracing::info!(addr = %addr, port, "metrics listening");
     Ok((server.run(), port))
 }

@@ -782,6 +782,7 @@ fn resident_kib() -> u64 {
 
 #[actix_web::test]
 async fn a_frame_header_claiming_more_than_the_limit_closes_before_its_payload_is_buffered() {
+    const OFFERED_MIB: u64 = 512;
     let app = hostile_app(&[]).await;
     let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let socket = open_raw(&app, &format!("/ws/chat/{chat}/?token={}", alice.token)).await;
@@ -792,7 +793,6 @@ async fn a_frame_header_claiming_more_than_the_limit_closes_before_its_payload_i
     // A server that buffers the payload grows by all of it; one that
     // refused at the header reads no more for the session (actix discards
     // what arrives while it lingers before closing the connection).
-    const OFFERED_MIB: u64 = 512;
     let chunk = vec![b'x'; 1 << 20];
     for _ in 0..OFFERED_MIB {
         socket = write_raw(socket, &chunk).await;

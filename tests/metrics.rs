@@ -403,5 +403,8 @@ async fn a_socket_dropped_as_too_slow_is_counted_as_such() {
             &["le=\"2.0\""]
         ) < value(&text, "chat_ws_outbound_queue_depth_frames_count", &[])
     );
-    assert_eq!(value(&text, "chat_messages_stored_total", &[]), sent as f64);
+    assert_eq!(
+        value(&text, "chat_messages_stored_total", &[]),
+        f64::from(sent)
+    );
 }

@@ -24,7 +24,7 @@ async fn registering_returns_201_with_the_new_user() {
     assert_eq!(reply.body["username"], "alice");
     assert!(reply.body["id"].as_i64().is_some());
     assert_eq!(
-        reply.body.as_object().map(|o| o.len()),
+        reply.body.as_object().map(serde_json::Map::len),
         Some(2),
         "{}",
         reply.body

@@ -107,12 +107,12 @@ fn send_frame(chat: i64, client_id: &str, body: &str) -> Value {
 
 #[actix_web::test]
 async fn the_same_client_id_on_two_sockets_of_one_user_at_once_is_stored_once() {
+    const ROUNDS: usize = 40;
     let app = spawn_app().await;
     let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut bob_socket = app.connect_v2(&bob).await;
     let mut first = app.connect_v2(&alice).await;
     let mut second = app.connect_v2(&alice).await;
-    const ROUNDS: usize = 40;
     let (mut won_by_first, mut won_by_second) = (0, 0);
 
     for round in 0..ROUNDS {
@@ -184,12 +184,12 @@ async fn the_same_client_id_on_two_sockets_of_one_user_at_once_is_stored_once() 
 
 #[actix_web::test]
 async fn the_same_client_id_with_two_bodies_at_once_stores_one_and_refuses_the_other() {
+    const ROUNDS: usize = 20;
     let app = spawn_app().await;
     let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut bob_socket = app.connect_v2(&bob).await;
     let mut first = app.connect_v2(&alice).await;
     let mut second = app.connect_v2(&alice).await;
-    const ROUNDS: usize = 20;
 
     for round in 0..ROUNDS {
         let client_id = format!("clash-{round}");
@@ -231,11 +231,11 @@ async fn the_same_client_id_with_two_bodies_at_once_stores_one_and_refuses_the_o
 
 #[actix_web::test]
 async fn the_same_client_id_over_the_socket_and_rest_at_once_is_stored_once() {
+    const ROUNDS: usize = 30;
     let app = spawn_app().await;
     let (alice, bob, chat) = app.two_users_and_a_chat().await;
     let mut bob_socket = app.connect_v2(&bob).await;
     let mut socket = app.connect_v2(&alice).await;
-    const ROUNDS: usize = 30;
     let (mut won_by_socket, mut won_by_rest) = (0, 0);
 
     for round in 0..ROUNDS {
@@ -380,6 +380,7 @@ async fn acks_before_the_end(socket: &mut V2Client) -> HashMap<String, Value> {
 
 #[actix_web::test]
 async fn a_send_repeated_after_kill_9_and_a_restart_is_stored_at_most_once() {
+    const BURST: usize = 300;
     let deployment = Deployment::new();
     let mut server = deployment.start(&[]);
     let api = Api::new(server.port);
@@ -390,7 +391,6 @@ async fn a_send_repeated_after_kill_9_and_a_restart_is_stored_at_most_once() {
     let acked = socket.send_acked(chat, "before-0", "before the kill").await;
     // ...then a burst in flight when it comes: some stored, some not, some
     // stored with the ack never sent.
-    const BURST: usize = 300;
     let burst: Vec<(String, String)> = (1..=BURST)
         .map(|i| (format!("burst-{i}"), format!("burst {i}")))
         .collect();

@@ -1132,10 +1132,10 @@ async fn flood(app: &TestApp, user: &TestUser, frames: Vec<Message>, answers: us
 
 #[actix_web::test]
 async fn a_flood_of_bad_frames_is_answered_one_for_one_in_order() {
+    const FLOOD: usize = 6_000;
     let app = hostile_app(&[]).await;
     let (alice, bob, chat, _) = cast(&app).await;
     let mut bob_socket = app.connect_v2(&bob).await;
-    const FLOOD: usize = 6_000;
     let kinds: [fn(usize, i64) -> String; 5] = [
         |i: usize, _: i64| format!(r#"{{"type":"nope","ref":{i}}}"#),
         |i: usize, chat: i64| {

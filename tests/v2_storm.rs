@@ -550,7 +550,7 @@ async fn wait_until(
     let deadline = Instant::now() + within;
     while !done() {
         assert!(
-            !tasks.iter().any(|t| t.is_finished()),
+            !tasks.iter().any(tokio::task::JoinHandle::is_finished),
             "a client ended while waiting for {what}"
         );
         assert!(
@@ -640,7 +640,7 @@ async fn a_reconnect_storm_with_a_server_restart_loses_and_duplicates_nothing() 
             restart_took = Some(restarting.elapsed());
         }
         assert!(
-            !tasks.iter().any(|t| t.is_finished()),
+            !tasks.iter().any(tokio::task::JoinHandle::is_finished),
             "a client ended during the chaos"
         );
     }

@@ -48,7 +48,9 @@ impl ServerProcess {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(output).lines().map_while(Result::ok) {
-                    let mut logs = logs.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut logs = logs
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     logs.push_str(&line);
                     logs.push('\n');
                 }
@@ -88,7 +90,10 @@ impl ServerProcess {
     }
 
     pub fn logs(&self) -> String {
-        self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn pid(&self) -> u32 {
