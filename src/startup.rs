@@ -12,14 +12,14 @@ use chat_api::auth::{Argon2Hasher, JwtTokens, LoginThrottle, Revocations};
 use chat_api::connections::PreAuthLimits;
 use chat_api::delivery::cluster_presence::{ClusterPresence, RemotePresence};
 use chat_api::delivery::fanout::ClusterParts;
-use chat_api::delivery::relay::PresenceParts;
+use chat_api::delivery::relay::{PresenceParts, SessionParts};
 use chat_api::delivery::timers::{ClusterTimers, TimerWork};
 use chat_api::delivery::{
     FanOut, Hub, LocalPresence, LocalTyping, MessageWriter, PresenceRegistry, Timers,
 };
 use chat_api::metrics::{Metrics, PoolSnapshot};
 use chat_api::rest::health::Readiness;
-use chat_api::ws::{ConnectionLimits, RateLimit};
+use chat_api::ws::{ConnectionLimits, RateLimit, UserMessageRates};
 use chat_api::{ApiConfig, AppState};
 use chat_domain::chat::{
     Broadcaster, ChatRepository, ChatService, MessageLimit, MessageRepository, MessageService,
@@ -251,6 +251,16 @@ impl Application {
         };
         let hub = Hub::new(presence_registry.clone(), typing.clone(), metrics.clone());
         let revocations = Revocations::default();
+        let message_rate = RateLimit {
+            per_second: settings.ws_rate,
+            burst: settings.ws_burst,
+        };
+        // In a cluster the instances tell each other what they admit.
+        let message_rates = Arc::new(if settings.cluster_redis_url().is_some() {
+            UserMessageRates::shared(message_rate)
+        } else {
+            UserMessageRates::new(message_rate)
+        });
         let fan_out_failed = |e: std::io::Error| {
             StartupError::Setting(format!("cannot start the fan-out thread: {e}"))
         };
@@ -273,7 +283,10 @@ impl Application {
                             local: presence.clone(),
                             remote: remote_presence.clone().unwrap_or_default(),
                         },
-                        revocations: revocations.clone(),
+                        sessions: SessionParts {
+                            revocations: revocations.clone(),
+                            message_rates: message_rates.clone(),
+                        },
                     },
                 )
                 .map_err(fan_out_failed)?;
@@ -336,10 +349,7 @@ impl Application {
                 settings.login_failures_per_address.get(),
                 settings.login_failure_window,
             )),
-            message_rates: Arc::new(chat_api::ws::UserMessageRates::new(RateLimit {
-                per_second: settings.ws_rate,
-                burst: settings.ws_burst,
-            })),
+            message_rates,
             config: ApiConfig {
                 max_body_bytes: settings.max_body_bytes.get(),
                 max_frame_bytes: settings.max_frame_bytes.get(),

@@ -527,6 +527,56 @@ async fn a_password_changed_on_one_instance_closes_the_sockets_on_the_other_with
     assert_no_panic_in_logs(&two);
 }
 
+#[actix_web::test]
+async fn the_per_user_message_rate_is_the_clusters_not_each_instances() {
+    let Some((deployment, redis)) = cluster() else {
+        return;
+    };
+    // Six messages per user, hardly refilled: each instance alone would
+    // admit six.
+    let limits = [
+        ("CHAT_REDIS_URL", redis.url()),
+        ("CHAT_CLUSTER_RESYNC", "300ms".to_owned()),
+        ("CHAT_WS_RATE", "0.001".to_owned()),
+        ("CHAT_WS_BURST", "6".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = limits.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let one = deployment.start_in_background(&env).await;
+    let two = deployment.start_in_background(&env).await;
+    let (api1, api2) = (Api::new(one.port), Api::new(two.port));
+    let alice = api1.user("alice").await;
+    let bob = api1.user("bob").await;
+    let chat = api1.chat(&alice, &bob).await;
+    let send = |api: Api, n: usize| {
+        let alice = alice.clone();
+        async move {
+            api.post_message(&alice, chat, &format!("m{n}"), &format!("c{n}"))
+                .await
+                .status
+        }
+    };
+
+    for n in 0..4 {
+        assert_eq!(send(api1.clone(), n).await, 201);
+    }
+    // Instance 1 tells instance 2 within tens of milliseconds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(send(api2.clone(), 4).await, 201);
+    assert_eq!(send(api2.clone(), 5).await, 201);
+    assert_eq!(send(api2.clone(), 6).await, 429);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(send(api1.clone(), 7).await, 429);
+    // Six stored in all.
+    let page = api1.messages_page(&alice, chat, "limit=50").await;
+    assert_eq!(
+        page.body["messages"].as_array().unwrap().len(),
+        6,
+        "{page:?}"
+    );
+    assert_no_panic_in_logs(&one);
+    assert_no_panic_in_logs(&two);
+}
+
 async fn presence_of(client: &mut V2Client, user: &TestUser) -> serde_json::Value {
     loop {
         let frame = client.next_any().await;

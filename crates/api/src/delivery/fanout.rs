@@ -57,7 +57,7 @@ pub struct ClusterParts {
     pub redis_url: String,
     pub resync_every: std::time::Duration,
     pub presence: super::relay::PresenceParts,
-    pub revocations: crate::auth::Revocations,
+    pub sessions: super::relay::SessionParts,
 }
 
 impl FanOut {
@@ -100,7 +100,7 @@ impl FanOut {
             queue.clone(),
             parts.resync_every,
             parts.presence,
-            parts.revocations,
+            parts.sessions,
         )
         .map_err(std::io::Error::other)?;
         let thread_relay = relay.clone();

@@ -39,6 +39,7 @@ use super::cluster_presence::RemotePresence;
 use super::fanout::Input;
 use super::presence::LocalPresence;
 use crate::auth::{Revocations, Revoked};
+use crate::ws::UserMessageRates;
 
 const PREFIX: &str = "chat-server:";
 /// Every instance listens here: who came online or went offline where, and
@@ -46,6 +47,13 @@ const PREFIX: &str = "chat-server:";
 const PRESENCE_CHANNEL: &str = "chat-server:presence";
 /// Every instance listens here too: whose tokens were revoked.
 const REVOCATIONS_CHANNEL: &str = "chat-server:revocations";
+/// And here: how many messages each user sent where, so that the per-user
+/// rate is the cluster's, not each instance's.
+const RATES_CHANNEL: &str = "chat-server:rates";
+/// How often this instance tells the others what it admitted: the most a
+/// user can get past the cluster's rate is what one instance admits in
+/// this time.
+const SHARE_RATES_EVERY: Duration = Duration::from_millis(50);
 /// How long a connect, a subscribe or a publish may take before Redis is
 /// considered unreachable.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -101,6 +109,13 @@ pub struct PresenceParts {
     pub remote: Arc<RemotePresence>,
 }
 
+/// What the relay shares with this instance's sessions: the revocations it
+/// hears of, and the message rates it tells the other instances about.
+pub struct SessionParts {
+    pub revocations: Revocations,
+    pub message_rates: Arc<UserMessageRates>,
+}
+
 /// What a socket follows through the relay; dropping it stops following.
 pub struct Watch {
     relay: Relay,
@@ -138,7 +153,7 @@ impl Relay {
         fan_out: SyncSender<Input>,
         resync_every: Duration,
         presence: PresenceParts,
-        revocations: Revocations,
+        sessions: SessionParts,
     ) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let (commands, queued) = mpsc::unbounded_channel();
@@ -172,7 +187,7 @@ impl Relay {
                         fan_out,
                         resync_every,
                         presence,
-                        revocations,
+                        sessions,
                         status,
                     )
                     .run(queued),
@@ -319,6 +334,13 @@ struct PresenceWire {
     online: Vec<i64>,
     #[serde(default)]
     offline: Vec<(i64, DateTime<Utc>)>,
+}
+
+/// The messages each user sent through one instance lately.
+#[derive(Serialize, Deserialize)]
+struct RatesWire {
+    from: String,
+    sent: Vec<(i64, u32)>,
 }
 
 /// A password change or logout on one instance.
@@ -512,7 +534,7 @@ struct RelayTask {
         mpsc::UnboundedReceiver<String>,
     ),
     presence: PresenceParts,
-    revocations: Revocations,
+    sessions: SessionParts,
     status: Arc<std::sync::Mutex<RedisStatus>>,
 }
 
@@ -525,7 +547,7 @@ impl RelayTask {
         fan_out: SyncSender<Input>,
         resync_every: Duration,
         presence: PresenceParts,
-        revocations: Revocations,
+        sessions: SessionParts,
         status: Arc<std::sync::Mutex<RedisStatus>>,
     ) -> Self {
         Self {
@@ -539,7 +561,7 @@ impl RelayTask {
             outbox: None,
             publish_failed: mpsc::unbounded_channel(),
             presence,
-            revocations,
+            sessions,
             status,
         }
     }
@@ -578,6 +600,23 @@ impl RelayTask {
         self.publisher = None;
         self.outbox = None;
         self.set_status(Err(why));
+    }
+
+    /// Tells the other instances what this one admitted since the last
+    /// time (without Redis: nothing, each instance limits alone).
+    fn share_rates(&self) {
+        let sent = self.sessions.message_rates.take_unshared();
+        let Some(outbox) = &self.outbox else { return };
+        if sent.is_empty() {
+            return;
+        }
+        let wire = RatesWire {
+            from: self.instance.clone(),
+            sent: sent.into_iter().map(|(u, n)| (u.get(), n)).collect(),
+        };
+        if let Ok(payload) = serde_json::to_string(&wire) {
+            let _ = outbox.send(vec![(RATES_CHANNEL.to_owned(), payload)]);
+        }
     }
 
     /// How long another instance's word on presence counts: three
@@ -624,6 +663,8 @@ impl RelayTask {
         let mut next_attempt = tokio::time::Instant::now();
         let mut resync = tokio::time::interval(self.resync_every);
         let mut ping = tokio::time::interval(PING_EVERY);
+        let mut share_rates = tokio::time::interval(SHARE_RATES_EVERY);
+        share_rates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -639,7 +680,7 @@ impl RelayTask {
                         // Revocations announced while we were cut off are
                         // lost: the sockets ask the database instead.
                         if matches!(self.status_now(), RedisStatus::Down { .. }) && ever_connected {
-                            self.revocations.recheck();
+                            self.sessions.revocations.recheck();
                         }
                         ever_connected = true;
                         self.set_status(Ok(()));
@@ -695,6 +736,7 @@ impl RelayTask {
                         }
                     }
                 }
+                _ = share_rates.tick() => self.share_rates(),
                 _ = resync.tick() => {
                     let _ = self.fan_out.send(Input::Resync);
                     if subscriber.is_some() {
@@ -717,7 +759,11 @@ impl RelayTask {
             .keys()
             .map(|c| chat_channel(*c))
             .chain(self.users.keys().map(|u| user_channel(*u)))
-            .chain([PRESENCE_CHANNEL.to_owned(), REVOCATIONS_CHANNEL.to_owned()])
+            .chain([
+                PRESENCE_CHANNEL.to_owned(),
+                REVOCATIONS_CHANNEL.to_owned(),
+                RATES_CHANNEL.to_owned(),
+            ])
             .collect();
         for batch in channels.chunks(1000) {
             within(sink.subscribe(batch)).await?;
@@ -822,12 +868,29 @@ impl RelayTask {
             self.presence_heard(&payload);
             return;
         }
+        if message.get_channel_name() == RATES_CHANNEL {
+            match serde_json::from_str::<RatesWire>(&payload) {
+                Ok(wire) if wire.from != self.instance => {
+                    let now = Instant::now();
+                    for (user, count) in wire.sent {
+                        self.sessions
+                            .message_rates
+                            .spent_elsewhere(UserId::new(user), count, now);
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "unreadable rates on Redis, ignored"),
+            }
+            return;
+        }
         if message.get_channel_name() == REVOCATIONS_CHANNEL {
             match serde_json::from_str::<RevokedWire>(&payload) {
-                Ok(wire) if wire.from != self.instance => self.revocations.announce(Revoked {
-                    user: UserId::new(wire.user),
-                    generation: chat_domain::user::TokenGeneration(wire.generation),
-                }),
+                Ok(wire) if wire.from != self.instance => {
+                    self.sessions.revocations.announce(Revoked {
+                        user: UserId::new(wire.user),
+                        generation: chat_domain::user::TokenGeneration(wire.generation),
+                    })
+                }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "an unreadable revocation on Redis, ignored"),
             }

@@ -134,15 +134,20 @@ impl MessageRate {
         self.tokens + elapsed * self.limit.per_second >= f64::from(self.limit.burst)
     }
 
-    /// Takes a token for one message sent at `now`; `Err` with how long
-    /// until the next token when the bucket is empty.
-    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+    /// Adds what the rate has refilled since the last look.
+    fn refill(&mut self, now: Instant) {
         let elapsed = now
             .saturating_duration_since(self.refilled_at)
             .as_secs_f64();
         self.tokens =
             (self.tokens + elapsed * self.limit.per_second).min(f64::from(self.limit.burst));
         self.refilled_at = now;
+    }
+
+    /// Takes a token for one message sent at `now`; `Err` with how long
+    /// until the next token when the bucket is empty.
+    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             Ok(())
@@ -157,9 +162,74 @@ impl MessageRate {
 }
 
 /// The message rate of each user, shared by all of their sockets and
-/// their REST sends on this instance: 256 sockets do not buy 256 times the
-/// rate.
-pub type UserMessageRates = RatesByKey<UserId>;
+/// their REST sends: 256 sockets do not buy 256 times the rate. In a
+/// cluster, several instances do not either: each keeps its own bucket per
+/// user, counts what it admits, and the relay tells the other instances
+/// every few tens of milliseconds, which take it from their buckets too
+/// (`spent_elsewhere`). So all instances together admit what one would,
+/// give or take what arrives in one such interval; while Redis is down,
+/// each instance limits alone.
+pub struct UserMessageRates {
+    buckets: RatesByKey<UserId>,
+    /// In a cluster: what was admitted here since the relay last told the
+    /// others. `None` for a single instance.
+    unshared: Option<Mutex<HashMap<UserId, u32>>>,
+}
+
+impl UserMessageRates {
+    /// One instance: nothing to share.
+    pub fn new(limit: RateLimit) -> Self {
+        Self {
+            buckets: RatesByKey::new(limit),
+            unshared: None,
+        }
+    }
+
+    /// One instance of a cluster: admitted sends are kept for the relay.
+    pub fn shared(limit: RateLimit) -> Self {
+        Self {
+            buckets: RatesByKey::new(limit),
+            unshared: Some(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Takes a token from `user`'s bucket for one message sent at `now`;
+    /// `Err` with how long until the next token when it is empty.
+    pub fn take(&self, user: UserId, now: Instant) -> Result<(), Duration> {
+        self.buckets.take(user, now)?;
+        if let Some(unshared) = &self.unshared {
+            *unshared
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(user)
+                .or_insert(0) += 1;
+        }
+        Ok(())
+    }
+
+    /// What was admitted here since the last call, for the other
+    /// instances (empty for a single instance).
+    pub fn take_unshared(&self) -> Vec<(UserId, u32)> {
+        match &self.unshared {
+            Some(unshared) => {
+                std::mem::take(&mut *unshared.lock().unwrap_or_else(PoisonError::into_inner))
+                    .into_iter()
+                    .collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// `count` messages of `user` were admitted by another instance.
+    pub fn spent_elsewhere(&self, user: UserId, count: u32, now: Instant) {
+        self.buckets.debit(user, count, now);
+    }
+
+    /// Users whose bucket is remembered now.
+    pub fn tracked_users(&self) -> usize {
+        self.buckets.tracked_keys()
+    }
+}
 
 /// A token bucket per key (a user, a username, an address), all with the
 /// same limit. A key's bucket is forgotten once it has refilled (an idle
@@ -204,6 +274,21 @@ impl<K: std::hash::Hash + Eq> RatesByKey<K> {
             .entry(key)
             .or_insert_with(|| MessageRate::new(self.limit, now))
             .take(now)
+    }
+
+    /// Takes `count` tokens from `key`'s bucket at `now`, spent where this
+    /// instance could not see (another instance of a cluster). The bucket
+    /// may go below empty, down to minus its burst: the debt is waited off
+    /// like any empty bucket.
+    pub fn debit(&self, key: K, count: u32, now: Instant) {
+        let mut buckets = self.buckets();
+        let bucket = buckets
+            .of_key
+            .entry(key)
+            .or_insert_with(|| MessageRate::new(self.limit, now));
+        bucket.refill(now);
+        let burst = f64::from(self.limit.burst);
+        bucket.tokens = (bucket.tokens - f64::from(count)).max(-burst);
     }
 
     /// Puts back a token taken from `key`'s bucket (what it paid for did
@@ -333,7 +418,7 @@ mod tests {
         for id in 0..5000 {
             rates.take(UserId::new(id), start).unwrap();
         }
-        assert_eq!(rates.tracked_keys(), 5000);
+        assert_eq!(rates.tracked_users(), 5000);
         // Two seconds later the first 5,000 have refilled: when the map
         // next grows to its pruning size they are forgotten, and only the
         // users sending since are kept.
@@ -341,12 +426,62 @@ mod tests {
         for id in 5000..9000 {
             rates.take(UserId::new(id), later).unwrap();
         }
-        assert!(rates.tracked_keys() <= 4000, "{}", rates.tracked_keys());
+        assert!(rates.tracked_users() <= 4000, "{}", rates.tracked_users());
         // Forgetting a bucket never forgives a user who is over the limit.
         let busy = UserId::new(7);
         for _ in 0..10 {
             rates.take(busy, later).unwrap();
         }
         assert!(rates.take(busy, later).is_err());
+    }
+
+    #[test]
+    fn two_instances_that_tell_each_other_share_one_budget() {
+        let limit = RateLimit {
+            per_second: 0.001,
+            burst: 6,
+        };
+        let (one, two) = (
+            UserMessageRates::shared(limit),
+            UserMessageRates::shared(limit),
+        );
+        let (alice, now) = (UserId::new(1), Instant::now());
+        for _ in 0..4 {
+            one.take(alice, now).unwrap();
+        }
+        // The relay's round: what one admitted is spent on two.
+        for (user, count) in one.take_unshared() {
+            two.spent_elsewhere(user, count, now);
+        }
+        assert!(one.take_unshared().is_empty());
+        two.take(alice, now).unwrap();
+        two.take(alice, now).unwrap();
+        assert!(two.take(alice, now).is_err());
+    }
+
+    #[test]
+    fn a_debt_is_bounded_by_the_burst_and_waited_off_at_the_rate() {
+        let limit = RateLimit {
+            per_second: 10.0,
+            burst: 5,
+        };
+        let rates = UserMessageRates::shared(limit);
+        let (alice, now) = (UserId::new(1), Instant::now());
+        rates.spent_elsewhere(alice, 1_000, now);
+        // At most one burst below empty: 5 tokens of debt, then 1 to take,
+        // at 10 per second.
+        let wait = rates.take(alice, now).err().unwrap();
+        assert!((550..=650).contains(&wait.as_millis()), "{wait:?}");
+        assert!(rates.take(alice, now + Duration::from_millis(650)).is_ok());
+    }
+
+    #[test]
+    fn a_single_instance_keeps_nothing_to_share() {
+        let rates = UserMessageRates::new(RateLimit {
+            per_second: 1.0,
+            burst: 5,
+        });
+        rates.take(UserId::new(1), Instant::now()).unwrap();
+        assert!(rates.take_unshared().is_empty());
     }
 }
