@@ -56,7 +56,10 @@ pub struct TestApp {
     server_thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     stopper: Stopper,
     _data_dir: tempfile::TempDir,
-    _database: TestDatabase,
+    database: TestDatabase,
+    /// `TEST_STORE=memory`: the server keeps its data in memory, not in
+    /// `database`.
+    in_memory: bool,
 }
 
 /// Starts the real server on 127.0.0.1:<random port> with a fresh database
@@ -71,7 +74,8 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
     let data_dir_arg = data_dir.path().to_string_lossy().into_owned();
     // `TEST_STORE=memory` (in a `memory` build) runs the suite against the
     // in-memory store, to show it behaves as the real ones do.
-    let database_url = if std::env::var("TEST_STORE").as_deref() == Ok("memory") {
+    let in_memory = std::env::var("TEST_STORE").as_deref() == Ok("memory");
+    let database_url = if in_memory {
         "memory://".to_owned()
     } else {
         database.url().to_owned()
@@ -127,7 +131,8 @@ pub async fn spawn_app_with(extra_args: &[&str]) -> TestApp {
         server_thread: Some(server_thread),
         stopper,
         _data_dir: data_dir,
-        _database: database,
+        database,
+        in_memory,
     }
 }
 
@@ -167,6 +172,13 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// The database the server stores in, for a test to set up rows the
+    /// API cannot make (or `None` with the in-memory store, which only the
+    /// server's own process can reach).
+    pub fn database(&self) -> Option<&TestDatabase> {
+        (!self.in_memory).then_some(&self.database)
+    }
+
     pub async fn stop(&self) {
         self.stopper.stop().await;
     }

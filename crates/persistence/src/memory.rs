@@ -239,6 +239,24 @@ impl UserRepository for MemoryStore {
         Ok(user.credentials.token_generation)
     }
 
+    fn replace_password_hash(
+        &self,
+        id: UserId,
+        old: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, RepositoryError> {
+        let mut state = self.write();
+        // Under the write lock, like the SQL stores' conditional update:
+        // only while the verified hash is still the stored one.
+        match index(id.get()).and_then(|i| state.users.get_mut(i)) {
+            Some(user) if user.credentials.password_hash == *old => {
+                user.credentials.password_hash = new.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     fn revoke_tokens(&self, id: UserId) -> Result<TokenGeneration, RepositoryError> {
         let mut state = self.write();
         let user = index(id.get())

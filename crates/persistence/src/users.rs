@@ -120,6 +120,26 @@ impl UserRepository for Database {
         Ok(TokenGeneration(generation))
     }
 
+    fn replace_password_hash(
+        &self,
+        id: UserId,
+        old: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, RepositoryError> {
+        // One conditional statement: the row changes only while it still
+        // holds the hash that was verified, so a password change committed
+        // in between is never overwritten; the token generation is not
+        // touched.
+        let replaced = with_conn!(self, |conn| diesel::update(
+            users::table
+                .find(id.get())
+                .filter(users::password_hash.eq(old.as_ref()))
+        )
+        .set(users::password_hash.eq(new.as_ref()))
+        .execute(conn))?;
+        Ok(replaced == 1)
+    }
+
     fn revoke_tokens(&self, id: UserId) -> Result<TokenGeneration, RepositoryError> {
         let generation = with_conn!(self, |conn| diesel::update(users::table.find(id.get()))
             .set(users::token_generation.eq(users::token_generation + 1))

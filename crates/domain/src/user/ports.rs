@@ -48,6 +48,19 @@ pub trait UserRepository: Send + Sync + 'static {
         hash: &PasswordHash,
     ) -> Result<TokenGeneration, RepositoryError>;
 
+    /// Replaces `id`'s password hash with `new` if it is still `old`
+    /// (compare-and-set), and leaves the token generation alone: the same
+    /// password stored in a better format is no password change, so no
+    /// token is revoked. Returns whether it replaced; `false` when the hash
+    /// changed meanwhile (a concurrent password change wins) or the user is
+    /// gone.
+    fn replace_password_hash(
+        &self,
+        id: UserId,
+        old: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, RepositoryError>;
+
     /// Moves the token generation on (every token issued so far stops
     /// working); returns the new generation.
     fn revoke_tokens(&self, id: UserId) -> Result<TokenGeneration, RepositoryError>;
@@ -74,17 +87,48 @@ pub trait UserRepository: Send + Sync + 'static {
 #[error("password hashing failed")]
 pub struct HashingError(#[source] pub BoxError);
 
+/// What checking a password against a stored hash found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// The password is right and the hash is in the current format.
+    Matches,
+    /// The password is right, but the hash is in an older format (one
+    /// imported from Django, or other parameters): a fresh
+    /// [`PasswordHasher::hash`] of it should replace the stored one.
+    MatchesOutdated,
+    /// The hash is one this hasher checks, and the password is not the one.
+    Wrong,
+    /// No password can match this hash, and checking it cost (almost)
+    /// nothing: an unusable password (a `!` prefix, what Django's
+    /// `make_password(None)` stores, and what an import stores for
+    /// inactive accounts), a format not recognised, a malformed hash, or
+    /// one asking more work than the hasher allows. Callers run
+    /// [`PasswordHasher::verify_decoy`] so that this takes as long as a
+    /// wrong password.
+    Unusable,
+}
+
+impl PasswordCheck {
+    /// The password opened the account (whatever the hash's format).
+    pub fn is_match(self) -> bool {
+        matches!(self, Self::Matches | Self::MatchesOutdated)
+    }
+}
+
 /// A slow, salted password hash (Argon2id in production).
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait PasswordHasher: Send + Sync + 'static {
+    /// A hash in the current format.
     fn hash(&self, password: &Password) -> Result<PasswordHash, HashingError>;
 
-    /// Whether `candidate` matches `hash`.
-    fn verify(&self, candidate: &str, hash: &PasswordHash) -> bool;
+    /// Whether `candidate` matches `hash`, and whether `hash` should be
+    /// replaced by a current one.
+    fn verify(&self, candidate: &str, hash: &PasswordHash) -> PasswordCheck;
 
     /// Does the same work as [`verify`](Self::verify) against a hash no
-    /// password matches. Login calls it for unknown users so that response
-    /// times do not reveal which usernames exist.
+    /// password matches. Login calls it for unknown users and unusable
+    /// hashes so that response times do not reveal which usernames exist
+    /// or which accounts cannot log in.
     fn verify_decoy(&self, candidate: &str);
 }
 

@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
-use super::models::{AuthToken, NewUser, Password, TokenGeneration, User, UserId, Username};
+use super::models::{
+    AuthToken, NewUser, Password, StoredCredentials, TokenGeneration, User, UserId, Username,
+};
 use super::ports::{
-    CreateUserError, HashingError, PasswordHasher, TokenError, TokenIssuer, UserRepository,
+    CreateUserError, HashingError, PasswordCheck, PasswordHasher, TokenError, TokenIssuer,
+    UserRepository,
 };
 use crate::error::RepositoryError;
 use chrono::{DateTime, Utc};
@@ -109,23 +112,60 @@ impl AuthService {
             Ok(username) => self.users.find_credentials(&username)?,
             Err(_) => None,
         };
-        match credentials {
-            Some(credentials) if self.hasher.verify(password, &credentials.password_hash) => {
-                let token = self
-                    .tokens
-                    .issue(credentials.user.id, credentials.token_generation)
-                    .map_err(LoginError::Token)?;
-                Ok(LoginSuccess {
-                    token,
-                    user: credentials.user,
-                })
-            }
-            Some(_) => Err(LoginError::InvalidCredentials),
-            None => {
-                // A hash is checked even when there is no such user, so both
-                // failures cost the same time.
+        let Some(credentials) = credentials else {
+            // A hash is checked even when there is no such user, so both
+            // failures cost the same time.
+            self.hasher.verify_decoy(password);
+            return Err(LoginError::InvalidCredentials);
+        };
+        match self.hasher.verify(password, &credentials.password_hash) {
+            PasswordCheck::Matches => {}
+            PasswordCheck::MatchesOutdated => self.rehash(&credentials, password),
+            PasswordCheck::Wrong => return Err(LoginError::InvalidCredentials),
+            PasswordCheck::Unusable => {
+                // Checking an unusable hash cost nothing: the decoy makes
+                // it cost what a wrong password does, so the answer's time
+                // does not tell which accounts cannot log in.
                 self.hasher.verify_decoy(password);
-                Err(LoginError::InvalidCredentials)
+                return Err(LoginError::InvalidCredentials);
+            }
+        }
+        let token = self
+            .tokens
+            .issue(credentials.user.id, credentials.token_generation)
+            .map_err(LoginError::Token)?;
+        Ok(LoginSuccess {
+            token,
+            user: credentials.user,
+        })
+    }
+
+    /// Replaces an outdated hash (from Django, or other parameters) with a
+    /// current one of the password that just matched it. The login has
+    /// succeeded already: a failure here is logged and the old hash stays,
+    /// to be replaced at a later login. Compare-and-set, and the token
+    /// generation stays: a password change meanwhile wins, and no token is
+    /// revoked by a mere change of format.
+    fn rehash(&self, credentials: &StoredCredentials, password: &str) {
+        let user = credentials.user.id;
+        let new = match self.hasher.hash(&Password::already_accepted(password)) {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::warn!(user_id = %user, error = %e, "could not rehash an outdated password hash");
+                return;
+            }
+        };
+        match self
+            .users
+            .replace_password_hash(user, &credentials.password_hash, &new)
+        {
+            Ok(true) => tracing::info!(user_id = %user, "outdated password hash replaced"),
+            Ok(false) => tracing::info!(
+                user_id = %user,
+                "password hash changed meanwhile; the outdated one was not replaced"
+            ),
+            Err(e) => {
+                tracing::warn!(user_id = %user, error = %e, "could not store a rehashed password");
             }
         }
     }
@@ -182,8 +222,14 @@ impl AuthService {
             .find_credentials(&user.username)?
             .filter(|c| c.user.id == user.id)
             .ok_or(ChangePasswordError::WrongPassword)?;
-        if !self.hasher.verify(current, &credentials.password_hash) {
-            return Err(ChangePasswordError::WrongPassword);
+        match self.hasher.verify(current, &credentials.password_hash) {
+            // An outdated hash is replaced by the new password's anyway.
+            PasswordCheck::Matches | PasswordCheck::MatchesOutdated => {}
+            PasswordCheck::Wrong => return Err(ChangePasswordError::WrongPassword),
+            PasswordCheck::Unusable => {
+                self.hasher.verify_decoy(current);
+                return Err(ChangePasswordError::WrongPassword);
+            }
         }
         let hash = self.hasher.hash(new)?;
         let generation = self.users.set_password(user.id, &hash)?;
@@ -238,7 +284,7 @@ mod tests {
     use super::*;
     use crate::user::models::{PasswordHash, StoredCredentials};
     use crate::user::ports::{
-        MockPasswordHasher, MockTokenIssuer, MockUserRepository, VerifiedToken,
+        MockPasswordHasher, MockTokenIssuer, MockUserRepository, PasswordCheck, VerifiedToken,
     };
     use mockall::predicate::eq;
 
@@ -321,7 +367,9 @@ mod tests {
         hasher
             .expect_verify()
             .withf(|candidate, hash| candidate == "correct horse" && hash.as_ref() == "h")
-            .return_const(true);
+            .return_const(PasswordCheck::Matches);
+        // A current hash is left as it is.
+        hasher.expect_hash().never();
         let mut tokens = MockTokenIssuer::new();
         tokens
             .expect_issue()
@@ -351,7 +399,9 @@ mod tests {
             }))
         });
         let mut hasher = MockPasswordHasher::new();
-        hasher.expect_verify().return_const(false);
+        hasher.expect_verify().return_const(PasswordCheck::Wrong);
+        // The hash's own work was the cost; no decoy on top.
+        hasher.expect_verify_decoy().never();
         let service = service(users, hasher, MockTokenIssuer::new());
 
         let result = service.login("alice", "wrong password");
@@ -469,7 +519,7 @@ mod tests {
         hasher
             .expect_verify()
             .withf(|candidate, hash| candidate == "old password" && hash.as_ref() == "old-hash")
-            .return_const(true);
+            .return_const(PasswordCheck::Matches);
         hasher
             .expect_hash()
             .returning(|_| Ok(PasswordHash::new("new-hash")));
@@ -492,12 +542,185 @@ mod tests {
         let mut users = alices_credentials();
         users.expect_set_password().never();
         let mut hasher = MockPasswordHasher::new();
-        hasher.expect_verify().return_const(false);
+        hasher.expect_verify().return_const(PasswordCheck::Wrong);
         hasher.expect_hash().never();
         let service = service(users, hasher, MockTokenIssuer::new());
 
         let changed = service.change_password(&alice(), "guess", &password("new password"));
 
         assert!(matches!(changed, Err(ChangePasswordError::WrongPassword)));
+    }
+
+    const DJANGO_HASH: &str = "pbkdf2_sha256$870000$salt$aGFzaA==";
+
+    /// Alice, whose stored hash came from Django.
+    fn imported_alice() -> MockUserRepository {
+        let mut users = MockUserRepository::new();
+        users.expect_find_credentials().returning(|_| {
+            Ok(Some(StoredCredentials {
+                user: alice(),
+                password_hash: PasswordHash::new(DJANGO_HASH),
+                token_generation: TokenGeneration(3),
+            }))
+        });
+        users
+    }
+
+    fn outdated_match_then_rehash() -> MockPasswordHasher {
+        let mut hasher = MockPasswordHasher::new();
+        hasher
+            .expect_verify()
+            .withf(|candidate, hash| candidate == "short" && hash.as_ref() == DJANGO_HASH)
+            .times(1)
+            .return_const(PasswordCheck::MatchesOutdated);
+        hasher
+            .expect_hash()
+            // Shorter than the policy allows for new passwords: an old
+            // account's password is rehashed all the same.
+            .withf(|password| password.as_ref() == "short")
+            .times(1)
+            .returning(|_| Ok(PasswordHash::new("$argon2id$fresh")));
+        hasher
+    }
+
+    fn token_of_generation_3() -> MockTokenIssuer {
+        let mut tokens = MockTokenIssuer::new();
+        tokens
+            .expect_issue()
+            .with(eq(UserId::new(1)), eq(TokenGeneration(3)))
+            .times(1)
+            .returning(|_, _| Ok(AuthToken::new("t")));
+        tokens
+    }
+
+    #[test]
+    fn a_login_with_an_outdated_hash_replaces_it_once_and_revokes_nothing() {
+        let mut users = imported_alice();
+        users
+            .expect_replace_password_hash()
+            .withf(|id, old, new| {
+                *id == UserId::new(1)
+                    && old.as_ref() == DJANGO_HASH
+                    && new.as_ref() == "$argon2id$fresh"
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(true));
+        // Not a password change: the generation stays, tokens stay valid.
+        users.expect_set_password().never();
+        users.expect_revoke_tokens().never();
+        let service = service(users, outdated_match_then_rehash(), token_of_generation_3());
+
+        let success = service.login("alice", "short");
+
+        assert_eq!(success.map(|s| s.token).ok(), Some(AuthToken::new("t")));
+    }
+
+    #[test]
+    fn a_failed_rehash_still_logs_in() {
+        let mut users = imported_alice();
+        users
+            .expect_replace_password_hash()
+            .times(1)
+            .returning(|_, _, _| Err(RepositoryError::unavailable("database down")));
+        let service = service(users, outdated_match_then_rehash(), token_of_generation_3());
+
+        let success = service.login("alice", "short");
+
+        assert_eq!(success.map(|s| s.user).ok(), Some(alice()));
+    }
+
+    #[test]
+    fn a_rehash_lost_to_a_concurrent_password_change_still_logs_in() {
+        let mut users = imported_alice();
+        users
+            .expect_replace_password_hash()
+            .times(1)
+            .returning(|_, _, _| Ok(false));
+        let service = service(users, outdated_match_then_rehash(), token_of_generation_3());
+
+        assert!(service.login("alice", "short").is_ok());
+    }
+
+    #[test]
+    fn a_hashing_failure_during_the_rehash_still_logs_in_and_stores_nothing() {
+        let mut users = imported_alice();
+        users.expect_replace_password_hash().never();
+        let mut hasher = MockPasswordHasher::new();
+        hasher
+            .expect_verify()
+            .return_const(PasswordCheck::MatchesOutdated);
+        hasher
+            .expect_hash()
+            .times(1)
+            .returning(|_| Err(HashingError("out of memory".into())));
+        let service = service(users, hasher, token_of_generation_3());
+
+        assert!(service.login("alice", "short").is_ok());
+    }
+
+    #[test]
+    fn an_unusable_hash_does_the_decoy_work_and_fails_like_a_wrong_password() {
+        let mut users = imported_alice();
+        users.expect_replace_password_hash().never();
+        let mut hasher = MockPasswordHasher::new();
+        hasher
+            .expect_verify()
+            .times(1)
+            .return_const(PasswordCheck::Unusable);
+        hasher
+            .expect_verify_decoy()
+            .withf(|candidate| candidate == "whatever1")
+            .times(1)
+            .return_const(());
+        hasher.expect_hash().never();
+        let service = service(users, hasher, MockTokenIssuer::new());
+
+        let result = service.login("alice", "whatever1");
+
+        assert!(matches!(result, Err(LoginError::InvalidCredentials)));
+    }
+
+    #[test]
+    fn an_unusable_hash_refuses_a_password_change_after_the_decoy_work() {
+        let mut users = alices_credentials();
+        users.expect_set_password().never();
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().return_const(PasswordCheck::Unusable);
+        hasher.expect_verify_decoy().times(1).return_const(());
+        hasher.expect_hash().never();
+        let service = service(users, hasher, MockTokenIssuer::new());
+
+        let changed = service.change_password(&alice(), "anything", &password("new password"));
+
+        assert!(matches!(changed, Err(ChangePasswordError::WrongPassword)));
+    }
+
+    #[test]
+    fn a_password_change_from_an_outdated_hash_stores_only_the_new_password() {
+        let mut users = alices_credentials();
+        users.expect_replace_password_hash().never();
+        users
+            .expect_set_password()
+            .withf(|_, hash| hash.as_ref() == "new-hash")
+            .times(1)
+            .returning(|_, _| Ok(TokenGeneration(1)));
+        let mut hasher = MockPasswordHasher::new();
+        hasher
+            .expect_verify()
+            .return_const(PasswordCheck::MatchesOutdated);
+        hasher
+            .expect_hash()
+            .withf(|p| p.as_ref() == "new password")
+            .times(1)
+            .returning(|_| Ok(PasswordHash::new("new-hash")));
+        let mut tokens = MockTokenIssuer::new();
+        tokens
+            .expect_issue()
+            .returning(|_, _| Ok(AuthToken::new("fresh")));
+        let service = service(users, hasher, tokens);
+
+        let changed = service.change_password(&alice(), "old password", &password("new password"));
+
+        assert!(changed.is_ok());
     }
 }

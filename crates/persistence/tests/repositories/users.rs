@@ -14,6 +14,9 @@ contract_tests!(
     a_username_that_differs_only_in_case_or_width_is_a_duplicate,
     a_password_change_stores_the_hash_and_moves_the_token_generation_on,
     revoking_tokens_moves_the_generation_on_and_nothing_else,
+    replacing_a_hash_keeps_the_token_generation_and_touches_no_one_else,
+    a_hash_is_replaced_only_while_it_is_still_the_old_one,
+    replacing_the_hash_of_an_unknown_user_replaces_nothing,
     an_unknown_user_is_not_found,
     users_are_listed_by_id_without_the_viewer,
     a_search_matches_part_of_a_username_ignoring_ascii_case,
@@ -123,6 +126,69 @@ fn revoking_tokens_moves_the_generation_on_and_nothing_else(store: &dyn Store) {
         store.find_user_with_generation(UserId::new(999)).unwrap(),
         None
     );
+}
+
+const DJANGO_HASH: &str = "pbkdf2_sha256$870000$salt$aGFzaA==";
+
+fn replacing_a_hash_keeps_the_token_generation_and_touches_no_one_else(store: &dyn Store) {
+    let alice = store.user("alice");
+    let bob = store.user("bob");
+    store.revoke_tokens(alice.id).unwrap();
+    let old = PasswordHash::new("$argon2id$v=19$fake-hash-of-alice");
+
+    let replaced = store
+        .replace_password_hash(alice.id, &old, &PasswordHash::new("$argon2id$rehashed"))
+        .unwrap();
+
+    assert!(replaced);
+    let found = store.find_credentials(&username("alice")).unwrap().unwrap();
+    assert_eq!(found.password_hash.as_ref(), "$argon2id$rehashed");
+    // Not a password change: the tokens issued so far stay valid.
+    assert_eq!(found.token_generation, TokenGeneration(1));
+    let bobs = store.find_credentials(&username("bob")).unwrap().unwrap();
+    assert_eq!(bobs.user, bob);
+    assert_eq!(
+        bobs.password_hash.as_ref(),
+        "$argon2id$v=19$fake-hash-of-bob"
+    );
+    assert_eq!(bobs.token_generation, TokenGeneration(0));
+}
+
+fn a_hash_is_replaced_only_while_it_is_still_the_old_one(store: &dyn Store) {
+    let imported = store
+        .create_user(&NewUser {
+            username: username("imported"),
+            password_hash: PasswordHash::new(DJANGO_HASH),
+        })
+        .unwrap();
+    // A password change lands between the login's read and its rehash.
+    store
+        .set_password(imported.id, &PasswordHash::new("$argon2id$changed"))
+        .unwrap();
+
+    let replaced = store
+        .replace_password_hash(
+            imported.id,
+            &PasswordHash::new(DJANGO_HASH),
+            &PasswordHash::new("$argon2id$rehash-of-the-old-password"),
+        )
+        .unwrap();
+
+    assert!(!replaced);
+    let found = store
+        .find_credentials(&username("imported"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.password_hash.as_ref(), "$argon2id$changed");
+    assert_eq!(found.token_generation, TokenGeneration(1));
+}
+
+fn replacing_the_hash_of_an_unknown_user_replaces_nothing(store: &dyn Store) {
+    let old = PasswordHash::new("$argon2id$v=19$fake-hash-of-alice");
+    let replaced = store
+        .replace_password_hash(UserId::new(999), &old, &PasswordHash::new("$argon2id$x"))
+        .unwrap();
+    assert!(!replaced);
 }
 
 fn an_unknown_user_is_not_found(store: &dyn Store) {
