@@ -82,6 +82,7 @@ export class ChatServer {
       CHAT_JWT_SECRET: 'web-tests-secret-0123456789abcdefghijklmn', // 40 characters
       CHAT_TYPING_TTL: '2s',
       CHAT_PRESENCE_GRACE: '1s',
+      CHAT_METRICS_ADDR: 'off', // test files run side by side: no fixed port
       RUST_LOG: 'warn',
       ...this.extraEnv,
     };

@@ -33,6 +33,9 @@ impl TestServer {
             "chat-server",
             "--addr",
             "127.0.0.1:0",
+            // Tests run side by side: no fixed metrics port.
+            "--metrics-addr",
+            "off",
             "--data-dir",
             &data_dir.path().to_string_lossy(),
             "--database-url",
