@@ -408,3 +408,22 @@ async fn a_socket_dropped_as_too_slow_is_counted_as_such() {
         f64::from(sent)
     );
 }
+
+#[actix_web::test]
+async fn logins_refused_by_the_wrong_password_limit_are_counted() {
+    let app = spawn_app_with(&["--login-failures-per-username", "1"]).await;
+    app.user("alice").await;
+    assert_eq!(
+        value(&scrape(&app).await, "chat_login_throttled_total", &[]),
+        0.0
+    );
+
+    assert_eq!(app.login("alice", "wrong password").await.status, 401);
+    assert_eq!(app.login("alice", "wrong password").await.status, 429);
+    assert_eq!(app.login("alice", "wrong password").await.status, 429);
+
+    assert_eq!(
+        value(&scrape(&app).await, "chat_login_throttled_total", &[]),
+        2.0
+    );
+}

@@ -120,6 +120,7 @@ pub struct Metrics {
     sockets_closed: Family<CloseLabels, Counter>,
     slow_consumer_closes: Family<ReasonLabels, Counter>,
     rate_limited: Family<SourceLabels, Counter>,
+    login_throttled: Counter,
     messages_stored: Counter,
     duplicates: Counter,
     commit_batch_size: Histogram,
@@ -177,6 +178,12 @@ impl Metrics {
             "chat_rate_limited",
             "Frames and REST sends refused by the per-user message rate, by source",
             rate_limited.clone(),
+        );
+        let login_throttled = Counter::default();
+        registry.register(
+            "chat_login_throttled",
+            "Logins and password changes refused with 429 by the wrong-password limits (per username, per address)",
+            login_throttled.clone(),
         );
         let messages_stored = Counter::default();
         registry.register(
@@ -273,6 +280,7 @@ impl Metrics {
             sockets_closed,
             slow_consumer_closes,
             rate_limited,
+            login_throttled,
             messages_stored,
             duplicates,
             commit_batch_size,
@@ -361,6 +369,11 @@ impl Metrics {
         self.rate_limited
             .get_or_create(&SourceLabels { source })
             .inc();
+    }
+
+    /// A password check refused by the login throttle.
+    pub fn login_throttled(&self) {
+        self.login_throttled.inc();
     }
 
     /// One group commit of `messages`, `stored` of them new and

@@ -189,6 +189,7 @@ fn password_attempt(
         .login_throttle
         .attempt(username, address, Instant::now())
         .map_err(|wait| {
+            state.metrics.login_throttled();
             ApiError::slow_down(
                 "too many wrong passwords: try again later (see Retry-After)".into(),
                 wait,
