@@ -573,6 +573,8 @@ async fn connection(relay: Arc<Relay>, mut stream: TcpStream) {
                     return;
                 }
             }
+            // `read_buf` fills spare capacity only (a full Vec offers 64 bytes).
+            buf.reserve(4096);
             match stream.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
@@ -587,6 +589,7 @@ async fn connection(relay: Arc<Relay>, mut stream: TcpStream) {
         }
         let end = head.len + head.content_length;
         while buf.len() < end {
+            buf.reserve(end - buf.len());
             match stream.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
