@@ -385,9 +385,10 @@ pub fn summarize(text: &str) -> String {
     if has_relay {
         let _ = writeln!(
             out,
-            "relay: {relay_ratios} figures against it (Nx relay = the figure as a fraction of \
+            "relay: {relay_ratios} figure{} against it (Nx relay = the figure as a fraction of \
              the relay's speed in this run: throughput / the relay's, the relay's time / this \
-             time; 1 = the wire's speed)"
+             time; 1 = the wire's speed)",
+            if relay_ratios == 1 { "" } else { "s" }
         );
         // The scenarios it could not serve, grouped by why.
         let mut skipped: Vec<(&str, Vec<&str>)> = Vec::new();

@@ -424,7 +424,7 @@ impl Relay {
         drop(chats);
         directory.pairs.insert(pair, id);
         for person in &chat.participants {
-            if let Some(index) = usize::try_from(person.id - 1).ok() {
+            if let Ok(index) = usize::try_from(person.id - 1) {
                 if let Some(user) = directory.users.get_mut(index) {
                     user.chats.push(id);
                 }
@@ -483,7 +483,7 @@ impl Relay {
             })
             .collect();
         // Most recent activity first, to the second; ties by id, newest first.
-        entries.sort_by(|a, b| (b.0.timestamp(), b.1).cmp(&(a.0.timestamp(), a.1)));
+        entries.sort_by_key(|e| std::cmp::Reverse((e.0.timestamp(), e.1)));
         let list: Vec<String> = entries.into_iter().map(|(_, _, json)| json).collect();
         Answer {
             status: 200,
