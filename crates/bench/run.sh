@@ -18,8 +18,8 @@
 # summary can show whether v2 made any of them worse.
 #
 #   crates/bench/run.sh            the table (about 17 minutes on SQLite with the
-#                                  baseline, 12 per other backend; the first run also
-#                                  builds the baseline server, a few minutes)
+#                                  baseline, 12 per other backend, one for the relay; the
+#                                  first run also builds the baseline server, a few minutes)
 #   crates/bench/run.sh --smoke    tiny scenarios of every mode on the relay and SQLite
 #                                  (about a minute)
 #
