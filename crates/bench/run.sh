@@ -2,7 +2,12 @@
 # A short version of issue 3's performance table, and protocol v2's rows, for
 # every backend this machine offers: SQLite (always), PostgreSQL (when
 # TEST_DATABASE_URL is set to an admin URL) and the in-memory store (when the
-# server has the `memory` feature: the ceiling). Each scenario gets a fresh
+# server has the `memory` feature: the ceiling); and the relay (`chat-relay`,
+# always: the seed API in memory with no database and no real auth, the
+# wire's speed), which runs each seed scenario first, right before the first
+# backend's run of it, so the summary can give every row's ratio to it. The
+# relay speaks no protocol v2: the v2 and cluster rows are skipped for it,
+# with a line saying so. Each scenario gets a fresh
 # server on a free loopback port and a fresh database, so no row depends on
 # another (a relative target, e.g. v2's closed loop against the seed's, reads
 # the other row's figure from this run's results).
@@ -13,12 +18,15 @@
 # summary can show whether v2 made any of them worse.
 #
 #   crates/bench/run.sh            the table (about 17 minutes on SQLite with the
-#                                  baseline, 12 per other backend; the first run also
-#                                  builds the baseline server, a few minutes)
-#   crates/bench/run.sh --smoke    tiny scenarios of every mode on SQLite (under a minute)
+#                                  baseline, 12 per other backend, one for the relay; the
+#                                  first run also builds the baseline server, a few minutes)
+#   crates/bench/run.sh --smoke    tiny scenarios of every mode on the relay and SQLite
+#                                  (about a minute)
 #
 # Environment:
-#   BENCH_BACKENDS           e.g. "sqlite memory" (default: every available one)
+#   BENCH_BACKENDS           e.g. "sqlite memory" or "relay sqlite" (default: every
+#                            available one, the relay included; without relay, no
+#                            ratios to it)
 #   BENCH_SCENARIOS          e.g. "closed-500 history-200" (default: all)
 #   BENCH_DURATION           measured seconds per traffic scenario (default 10)
 #   BENCH_THREADS            client runtime threads (default 2)
@@ -43,6 +51,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 SERVER="$TARGET_DIR/release/chat-server"
 BENCH="$TARGET_DIR/release/chat-bench"
+RELAY="$TARGET_DIR/release/chat-relay"
 SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
 DURATION="${BENCH_DURATION:-10}"
@@ -132,9 +141,9 @@ FEATURES=()
 if [ -n "${BENCH_BACKENDS:-}" ]; then
     read -r -a BACKENDS <<<"$BENCH_BACKENDS"
 elif [ $SMOKE = 1 ]; then
-    BACKENDS=(sqlite)
+    BACKENDS=(relay sqlite)
 else
-    BACKENDS=(sqlite)
+    BACKENDS=(relay sqlite)
     if [ -n "${TEST_DATABASE_URL:-}" ]; then
         BACKENDS+=(postgres)
     else
@@ -146,8 +155,13 @@ else
         say "in-memory ceiling SKIPPED: the server has no \`memory\` cargo feature yet"
     fi
 fi
+# The relay is not a backend of the server: it runs apart, each seed
+# scenario once, before the first backend's run of it (relay_first below).
+RELAY_ON=0
+SERVER_BACKENDS=()
 for backend in "${BACKENDS[@]}"; do
     case "$backend" in
+        relay) RELAY_ON=1; continue ;;
         sqlite) ;;
         postgres)
             [ -n "${TEST_DATABASE_URL:-}" ] || { echo "postgres needs TEST_DATABASE_URL" >&2; exit 2; }
@@ -156,18 +170,21 @@ for backend in "${BACKENDS[@]}"; do
         memory)
             has_memory_feature || { echo "the server has no memory feature" >&2; exit 2; }
             FEATURES+=(chat-server/memory) ;;
-        *) echo "unknown backend $backend (sqlite, postgres, memory)" >&2; exit 2 ;;
+        *) echo "unknown backend $backend (relay, sqlite, postgres, memory)" >&2; exit 2 ;;
     esac
+    SERVER_BACKENDS+=("$backend")
 done
+BACKENDS=("${SERVER_BACKENDS[@]+"${SERVER_BACKENDS[@]}"}")
 
 # --- build ------------------------------------------------------------------
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-    say "building chat-server and chat-bench (release)"
+    say "building chat-server, chat-bench and chat-relay (release)"
     features="$(IFS=,; echo "${FEATURES[*]+"${FEATURES[*]}"}")"
     (cd "$ROOT" && cargo build --release -p chat-server -p chat-bench --bins \
         ${features:+--features "$features"})
 fi
 [ -x "$SERVER" ] && [ -x "$BENCH" ] || { echo "missing $SERVER or $BENCH" >&2; exit 2; }
+[ $RELAY_ON = 0 ] || [ -x "$RELAY" ] || { echo "missing $RELAY" >&2; exit 2; }
 
 # --- the baseline server ----------------------------------------------------
 # The tree at the baseline commit is exported with `git archive` (a read of
@@ -242,6 +259,32 @@ fresh_database() {
     esac
 }
 
+# Starts the relay on a port of its choosing (it prints the address it
+# bound); sets SERVER_PID and URL. As many runtime threads as the server
+# has HTTP workers.
+start_relay() {
+    local dir="$1" addr_file="$1/relay.addr"
+    "$RELAY" --addr 127.0.0.1:0 --threads "${CHAT_WORKERS:-2}" >"$addr_file" 2>"$SERVER_LOG" &
+    SERVER_PID=$!
+    for _ in $(seq 1 $((START_TIMEOUT * 10))); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "the relay exited at start:" >&2
+            tail -20 "$SERVER_LOG" >&2
+            SERVER_PID=""
+            return 1
+        fi
+        # A whole line: the address, then a newline.
+        if [ "$(wc -l <"$addr_file")" -ge 1 ]; then
+            URL="http://$(head -1 "$addr_file")"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "the relay printed no address within ${START_TIMEOUT}s" >&2
+    stop_server
+    return 1
+}
+
 # Starts the server binary `server` for `backend`; sets SERVER_PID and URL.
 # The per-connection message rate limit is lifted: filling 1,000 messages of
 # history per chat sends far faster than a person would, and the limit would
@@ -249,8 +292,12 @@ fresh_database() {
 start_server() {
     local backend="$1" server="$2" dir
     dir="$(mktemp -d "$WORK/$backend.XXXX")"
-    fresh_database "$backend" "$dir"
     SERVER_LOG="$dir/server.log"
+    if [ "$backend" = relay ]; then
+        start_relay "$dir"
+        return
+    fi
+    fresh_database "$backend" "$dir"
     local port
     port="$(free_port)"
     URL="http://127.0.0.1:$port"
@@ -508,6 +555,28 @@ v2_args() {
     esac
 }
 
+# The relay runs a seed scenario once, before the first backend's run of it
+# (or alone, when it is the only backend): relay_first NAME ARGS...
+RELAY_RAN=" "
+relay_first() {
+    [ $RELAY_ON = 1 ] || return 0
+    [[ "$RELAY_RAN" == *" $1 "* ]] && return 0
+    RELAY_RAN+="$1 "
+    run_scenario relay "$@"
+}
+
+# A scenario the relay cannot serve (protocol v2, two instances): said once,
+# and recorded so the summary shows it as skipped rather than missing.
+RELAY_SKIPPED=" "
+relay_skip() {
+    [ $RELAY_ON = 1 ] || return 0
+    [[ "$RELAY_SKIPPED" == *" $1 "* ]] && return 0
+    RELAY_SKIPPED+="$1 "
+    say "relay: $1 SKIPPED: $2"
+    printf '{"name":"%s","label":"relay","skipped":"%s"}\n' "$1" "$2" >>"$RESULTS"
+}
+NO_V2="the relay speaks only the seed API (no /ws/v2/, no v2 REST routes)"
+
 {
     echo "# chat-bench $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" \
         "$(nproc) cores, $(uname -r), client threads $THREADS, server workers ${CHAT_WORKERS:-2} (cluster: ${CLUSTER_WORKERS:-1} per instance)"
@@ -516,17 +585,31 @@ v2_args() {
     fi
 } >>"$RESULTS"
 
-for backend in "${BACKENDS[@]}"; do
-    # Each seed scenario on this tree, then at once on the baseline: the
-    # machine drifts less between the two than over the whole run.
+if [ ${#BACKENDS[@]} = 0 ]; then
+    # The relay alone.
     for name in "${SEED_SCENARIOS[@]}"; do
         wanted "$name" || continue
         seed_args "$name"
+        relay_first "$name" "${ARGS[@]}"
+    done
+    for name in "${V2_SCENARIOS[@]}"; do
+        wanted "$name" && relay_skip "$name" "$NO_V2"
+    done
+fi
+for backend in "${BACKENDS[@]+"${BACKENDS[@]}"}"; do
+    # Each seed scenario on this tree, then at once on the baseline: the
+    # machine drifts less between the two than over the whole run. The
+    # relay's run of it comes first (once per run).
+    for name in "${SEED_SCENARIOS[@]}"; do
+        wanted "$name" || continue
+        seed_args "$name"
+        relay_first "$name" "${ARGS[@]}"
         run_scenario "$backend" "$name" "${ARGS[@]}"
         has_baseline "$backend" && run_scenario "$backend-before" "$name" "${ARGS[@]}"
     done
     for name in "${V2_SCENARIOS[@]}"; do
         wanted "$name" || continue
+        relay_skip "$name" "$NO_V2"
         v2_args "$name"
         SCENARIO_TIMEOUT="$TIMEOUT" run_scenario "$backend" "$name" "${ARGS[@]}"
     done
@@ -536,9 +619,11 @@ for backend in "${BACKENDS[@]}"; do
         if [[ "$name" != cluster-* ]]; then
             # A single-instance reference row of the cluster's.
             seed_args "$name"
+            relay_first "$name" "${ARGS[@]}"
             run_scenario "$backend" "$name" "${ARGS[@]}"
             continue
         fi
+        relay_skip "$name" "two instances with Redis between them: the relay is one process of its own"
         cluster_args "$name"
         case "$name" in
             # setup (~4 s) + warmup (2 s) + 3 s into the measured window

@@ -23,6 +23,7 @@ pub mod history;
 pub mod live;
 pub mod paging;
 pub mod plan;
+pub mod relay;
 pub mod report;
 pub mod resources;
 pub mod scenario;

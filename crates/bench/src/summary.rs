@@ -7,6 +7,12 @@
 //! server (`sqlite-before`): its column comes right after its backend's,
 //! followed by a column of how many times worse the new server is than the
 //! old, the target being "no worse".
+//!
+//! The label [`RELAY`] is the benchmark's reference (`chat-relay`: the
+//! seed API in memory, no database, no real auth): it is never the label
+//! the others are compared with, and every other cell with a figure that
+//! has a direction also gives its ratio to the relay's figure of the same
+//! scenario in the same file ("0.44x relay": [`speed_of`]).
 
 use std::fmt::Write as _;
 
@@ -19,6 +25,9 @@ const WITHIN: f64 = 2.0;
 
 /// `sqlite-before` is `sqlite` on the baseline server.
 pub const BASELINE_SUFFIX: &str = "-before";
+
+/// The relay's label (crates/bench/run.sh's backend `relay`).
+pub const RELAY: &str = "relay";
 
 /// How much worse than the baseline still counts as run-to-run noise on
 /// this machine: three runs of the same closed loop spread 26,757-27,935
@@ -38,6 +47,8 @@ struct Run {
     name: String,
     label: String,
     error: Option<String>,
+    /// Why the scenario was not run for this label (the relay and v2).
+    skipped: Option<String>,
     checks: Vec<CheckResult>,
 }
 
@@ -88,6 +99,7 @@ fn parse_run(line: &str) -> Option<Run> {
         name,
         label: text("label").unwrap_or_else(|| "-".to_owned()),
         error: text("error"),
+        skipped: text("skipped"),
         checks,
     })
 }
@@ -113,6 +125,15 @@ fn times_worse(e: &Expectation, base: f64, value: f64) -> Option<f64> {
     let higher = e.higher_is_better()?;
     let worse = if higher { base / value } else { value / base };
     worse.is_finite().then_some(worse)
+}
+
+/// `value` as a fraction of the relay's speed `relay` for a figure with a
+/// direction: throughput over the relay's, the relay's time over this
+/// time. 1 is the wire's speed; 0.44 is 44 % of it.
+fn speed_of(e: &Expectation, relay: f64, value: f64) -> Option<f64> {
+    let higher = e.higher_is_better()?;
+    let speed = if higher { value / relay } else { relay / value };
+    (speed.is_finite() && speed >= 0.0).then_some(speed)
 }
 
 /// One column of the table.
@@ -167,8 +188,14 @@ pub fn summarize(text: &str) -> String {
             });
         }
     }
-    // The label every other (non-baseline) label is compared with.
-    let first = labels.iter().copied().find(|l| !is_baseline(l));
+    // The label every other (non-baseline) label is compared with: never
+    // the relay, which is the reference of a different kind.
+    let first = labels
+        .iter()
+        .copied()
+        .find(|l| !is_baseline(l) && *l != RELAY);
+    let has_relay = labels.contains(&RELAY);
+    let mut relay_ratios = 0;
     let find = |name: &str, label: &str| runs.iter().find(|r| r.name == name && r.label == label);
 
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -203,6 +230,9 @@ pub fn summarize(text: &str) -> String {
                 row.push(match column {
                     Column::Label(label) => match find(name, label) {
                         Some(Run { error: Some(e), .. }) => format!("failed: {e}"),
+                        Some(Run {
+                            skipped: Some(_), ..
+                        }) => "skipped".to_owned(),
                         Some(_) => "ran".to_owned(),
                         None => "-".to_owned(),
                     },
@@ -227,10 +257,12 @@ pub fn summarize(text: &str) -> String {
             };
             let value_of = |label: &str| check_of(label).and_then(|c| c.value);
             let baseline = first.and_then(value_of);
+            let relay = value_of(RELAY);
             for column in &columns {
                 let cell = match column {
                     Column::Label(label) => {
-                        let compare = Some(*label) != first && !is_baseline(label);
+                        let compare =
+                            Some(*label) != first && !is_baseline(label) && *label != RELAY;
                         match (find(name, label), check_of(label)) {
                             (
                                 Some(Run {
@@ -238,6 +270,12 @@ pub fn summarize(text: &str) -> String {
                                 }),
                                 _,
                             ) => format!("failed: {err}"),
+                            (
+                                Some(Run {
+                                    skipped: Some(_), ..
+                                }),
+                                _,
+                            ) => "skipped".to_owned(),
                             (_, Some(c)) if c.value.is_some() => {
                                 let value = c.value.unwrap_or_default();
                                 let mut cell = number(value);
@@ -262,6 +300,11 @@ pub fn summarize(text: &str) -> String {
                                     if worse <= WITHIN {
                                         entry.1 += 1;
                                     }
+                                }
+                                let speed = relay.and_then(|r| speed_of(e, r, value));
+                                if let (false, Some(speed)) = (*label == RELAY, speed) {
+                                    let _ = write!(cell, ", {speed:.2}x relay");
+                                    relay_ratios += 1;
                                 }
                                 cell
                             }
@@ -337,6 +380,28 @@ pub fn summarize(text: &str) -> String {
                      ((Nx) = how many times worse than {first}; below 1 is better)"
                 );
             }
+        }
+    }
+    if has_relay {
+        let _ = writeln!(
+            out,
+            "relay: {relay_ratios} figure{} against it (Nx relay = the figure as a fraction of \
+             the relay's speed in this run: throughput / the relay's, the relay's time / this \
+             time; 1 = the wire's speed)",
+            if relay_ratios == 1 { "" } else { "s" }
+        );
+        // The scenarios it could not serve, grouped by why.
+        let mut skipped: Vec<(&str, Vec<&str>)> = Vec::new();
+        for run in runs.iter().filter(|r| r.label == RELAY) {
+            if let Some(why) = run.skipped.as_deref() {
+                match skipped.iter_mut().find(|(w, _)| *w == why) {
+                    Some((_, names)) => names.push(&run.name),
+                    None => skipped.push((why, vec![&run.name])),
+                }
+            }
+        }
+        for (why, names) in skipped {
+            let _ = writeln!(out, "relay skipped {}: {why}", names.join(", "));
         }
     }
     for (base, before, v) in &versus {
@@ -421,6 +486,66 @@ mod tests {
             table.contains("sqlite vs sqlite-before: 0 of 2 figures no worse, 1 within 5 % (run-to-run noise), 1 worse: closed-500 delivered_per_s 1.11x"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn every_other_cell_gives_its_ratio_to_the_relay_which_is_never_the_base() {
+        let latency = |name: &str, label: &str, value: f64| {
+            serde_json::json!({
+                "name": name, "label": label,
+                "checks": [
+                    {"metric": "latency_p99_ms", "op": "<=", "target": 25.0, "value": value, "met": value <= 25.0},
+                    {"metric": "lost", "op": "==", "target": 0.0, "value": 0.0, "met": true},
+                ]
+            })
+            .to_string()
+        };
+        let text = [
+            line("closed-500", "relay", 60000.0, true),
+            line("closed-500", "sqlite", 30000.0, true),
+            line("closed-500", "postgres", 15000.0, false),
+            line("closed-500", "sqlite-before", 30000.0, true),
+            latency("rate-1000x10", "relay", 2.0),
+            latency("rate-1000x10", "sqlite", 8.0),
+            r#"{"name": "v2-closed-500", "label": "relay", "skipped": "no v2"}"#.to_owned(),
+            line("v2-closed-500", "sqlite", 20000.0, true),
+        ]
+        .join("\n");
+        let table = summarize(&text);
+        let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(header[3..5], ["relay", "sqlite"], "{table}");
+        // Throughput: this over the relay's; times: the relay's over this.
+        assert!(table.contains("30000 ok, 0.50x relay"), "{table}");
+        assert!(
+            table.contains("15000 MISSED (2.00x), 0.25x relay"),
+            "{table}"
+        );
+        assert!(table.contains("8 ok, 0.25x relay"), "{table}");
+        // The baseline gets one too; the relay's own cell and counts none.
+        assert_eq!(table.matches("0.50x relay").count(), 2, "{table}");
+        let relay_cell = table.lines().nth(2).unwrap();
+        assert!(relay_cell.contains("60000 ok  "), "{table}");
+        let counts = table.lines().filter(|l| l.contains(" lost "));
+        assert!(
+            counts.clone().count() == 3 && counts.clone().all(|l| !l.contains("x relay")),
+            "{table}"
+        );
+        // PostgreSQL is still compared with SQLite, not with the relay.
+        assert!(table.contains("postgres vs sqlite: 1 of 1"), "{table}");
+        assert!(!table.contains("vs relay"), "{table}");
+        let v2 = table
+            .lines()
+            .find(|l| l.starts_with("v2-closed-500"))
+            .unwrap();
+        assert!(v2.contains("skipped") && !v2.contains("x relay"), "{table}");
+        assert!(table.contains("relay: 4 figures against it"), "{table}");
+        assert!(
+            table.contains("relay skipped v2-closed-500: no v2"),
+            "{table}"
+        );
+        // Without a relay, nothing of it.
+        let table = summarize(&line("closed-500", "sqlite", 30000.0, true));
+        assert!(!table.contains("relay"), "{table}");
     }
 
     #[test]

@@ -296,3 +296,41 @@ async fn deep_pages_of_a_chat_are_exact() {
     assert_eq!(p.latency_ms.expect("latencies").count, 20);
     server.stop().await;
 }
+
+/// The same tiny closed loop against the relay (`chat-relay`, the
+/// benchmark's reference), in-process: the bench's own accounting must
+/// find it exact, or its figures could not be the reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_closed_loop_against_the_relay_loses_nothing() {
+    let listener = chat_bench::relay::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let relay = tokio::spawn(chat_bench::relay::run(
+        listener,
+        std::sync::Arc::new(chat_bench::relay::Relay::default()),
+    ));
+    let scenario = Scenario {
+        mode: Mode::Closed,
+        chats: 4,
+        duration: Duration::from_secs(1),
+        warmup: Duration::from_millis(200),
+        drain: Duration::from_secs(5),
+        ..Scenario::default()
+    };
+    let report = chat_bench::execute(&Target::local(addr), &scenario)
+        .await
+        .expect("the run completes");
+    let table = report.table();
+    eprintln!("{table}");
+    let d = report.delivery.expect("delivery figures");
+    assert!(d.delivered > 0, "{table}");
+    assert_eq!(d.delivered, d.expected, "{table}");
+    assert_eq!((d.lost, d.duplicated, d.out_of_order), (0, 0, 0), "{table}");
+    assert_eq!(
+        (d.unexpected, d.foreign, d.error_frames),
+        (0, 0, 0),
+        "{table}"
+    );
+    assert_eq!((report.disconnects, report.ack_timeouts), (0, 0), "{table}");
+    assert_eq!(report.connect.expect("connect figures").failed, 0);
+    relay.abort();
+}
