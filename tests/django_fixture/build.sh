@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds a real Django database for tests/import_django.rs: Django (pinned in
+# requirements.txt, in a virtual environment of its own under target/) runs
+# its migrations and seed.py fills it, passwords hashed by Django itself.
+#
+# Usage: build.sh <path of the SQLite file to create>
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$here/../.."
+out="$1"
+
+venv="$root/target/django-venv"
+requirements="$here/requirements.txt"
+if [ ! -x "$venv/bin/python" ] || [ "$requirements" -nt "$venv/.installed" ]; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --require-virtualenv -r "$requirements"
+    touch "$venv/.installed"
+fi
+
+rm -f "$out"
+# No .pyc files in the source tree.
+DJANGO_FIXTURE_DB="$out" PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" "$here/seed.py"
