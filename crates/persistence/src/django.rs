@@ -233,13 +233,15 @@ fn read_postgres(url: &str, app_label: &str) -> Result<Source, ImportError> {
     use diesel::connection::SimpleConnection as _;
     let mut conn =
         diesel::PgConnection::establish(url).map_err(|e| ImportError::Open(e.to_string()))?;
-    conn.batch_execute(
-        "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL TIME ZONE 'UTC'",
-    )
-    .map_err(ImportError::Read)?;
-    let source = read_tables!(&mut conn, app_label).map_err(ImportError::Read)?;
-    conn.batch_execute("COMMIT").map_err(ImportError::Read)?;
-    Ok(source)
+    // One snapshot of all four tables, and a promise to write nothing.
+    conn.build_transaction()
+        .read_only()
+        .repeatable_read()
+        .run(|conn| {
+            conn.batch_execute("SET LOCAL TIME ZONE 'UTC'")?;
+            read_tables!(conn, app_label)
+        })
+        .map_err(ImportError::Read)
 }
 
 #[cfg(not(feature = "postgres"))]
