@@ -59,13 +59,23 @@ fn django_fixture(dir: &Path) -> Option<PathBuf> {
 }
 
 /// Runs `chat-server import-django --from sqlite://<django> <args>` into
-/// `target`.
+/// the SQLite file `target`.
 fn import(django: &Path, target: &Path, args: &[&str]) -> Output {
+    import_into(
+        django,
+        &format!("sqlite://{}", target.display()),
+        target.parent().unwrap(),
+        args,
+    )
+}
+
+/// The same into the database at `url`.
+fn import_into(django: &Path, url: &str, data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chat-server"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_URL", format!("sqlite://{}", target.display()))
-        .env("CHAT_DATA_DIR", target.parent().unwrap())
+        .env("DATABASE_URL", url)
+        .env("CHAT_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")
         .arg("import-django")
         .arg("--from")
@@ -283,12 +293,55 @@ async fn a_django_database_is_imported_checked_and_served_as_django_served_it() 
     assert_eq!(written_row(&resumed, "users"), [2, 3, 5]);
     assert_eq!(dump(&interrupted), imported);
 
-    // The server on the imported database, seen by Django's users.
     let data_dir = dir.path().to_string_lossy().into_owned();
     let url = format!("sqlite://{}", target.display());
+    served_as_django_served_it(&url, &data_dir).await;
+}
+
+/// The same import into PostgreSQL, when the suite runs there
+/// (`TEST_DATABASE_URL` in a postgres build): written and verified, a
+/// second run changes nothing, and the server then serves it as Django
+/// did, its id sequences moved past the imported ids.
+#[actix_web::test]
+async fn a_django_database_imported_into_postgresql_is_served_as_django_served_it() {
+    let database = chat_persistence::testing::TestDatabase::create().unwrap();
+    if database.backend() != chat_persistence::Backend::Postgres {
+        eprintln!(
+            "skipped: the suite runs on SQLite (TEST_DATABASE_URL is for the postgres build)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(django) = django_fixture(dir.path()) else {
+        return;
+    };
+    let first = import_into(&django, database.url(), dir.path(), &["--skip-invalid"]);
+    assert!(first.status.success(), "{}", report(&first));
+    assert!(
+        stdout(&first).contains("verified: every table's rows"),
+        "{}",
+        report(&first)
+    );
+    assert_eq!(written_row(&first, "messages"), [11, 0, 11]);
+    let again = import_into(&django, database.url(), dir.path(), &["--skip-invalid"]);
+    assert!(again.status.success(), "{}", report(&again));
+    for table in ["users", "chats", "participants", "messages"] {
+        assert_eq!(
+            written_row(&again, table)[0],
+            0,
+            "{table}: {}",
+            report(&again)
+        );
+    }
+    served_as_django_served_it(database.url(), &dir.path().to_string_lossy()).await;
+}
+
+/// The server on the imported database at `url`, seen by Django's users.
+async fn served_as_django_served_it(url: &str, data_dir: &str) {
+    // The server on the imported database, seen by Django's users.
     let server = ServerProcess::start(&[
-        ("DATABASE_URL", &url),
-        ("CHAT_DATA_DIR", &data_dir),
+        ("DATABASE_URL", url),
+        ("CHAT_DATA_DIR", data_dir),
         ("CHAT_JWT_SECRET", TEST_JWT_SECRET),
     ])
     .unwrap();

@@ -10,6 +10,10 @@ root="$here/../.."
 out="$1"
 
 venv="$root/target/django-venv"
+# Tests run in parallel: one of them makes the environment, the others wait.
+mkdir -p "$root/target"
+exec 9> "$root/target/django-venv.lock"
+flock 9
 requirements="$here/requirements.txt"
 if [ ! -x "$venv/bin/python" ] || [ "$requirements" -nt "$venv/.installed" ]; then
     rm -rf "$venv"
