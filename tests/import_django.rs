@@ -27,9 +27,17 @@ use diesel::connection::SimpleConnection as _;
 use diesel::{Connection as _, RunQueryDsl as _};
 use serde_json::{json, Value};
 
-/// Builds the Django database, or `None` (loudly) when python3 cannot make
-/// a virtual environment here.
+/// Builds the Django database in SQLite, or `None` (loudly) when python3
+/// cannot make a virtual environment here.
 fn django_fixture(dir: &Path) -> Option<PathBuf> {
+    let path = dir.join("django.sqlite3");
+    build_django_fixture(&path.display().to_string()).then_some(path)
+}
+
+/// Builds the Django database at `out` (a SQLite path or an empty
+/// PostgreSQL database's URL); `false` (loudly) when python3 cannot make a
+/// virtual environment here.
+fn build_django_fixture(out: &str) -> bool {
     let has_venv = Command::new("python3")
         .args(["-c", "import venv, ensurepip"])
         .output()
@@ -44,33 +52,32 @@ fn django_fixture(dir: &Path) -> Option<PathBuf> {
             std::env::var("REQUIRE_DJANGO").as_deref() != Ok("1"),
             "REQUIRE_DJANGO=1: failing"
         );
-        return None;
+        return false;
     }
-    let path = dir.join("django.sqlite3");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/django_fixture/build.sh");
-    let out = Command::new(script).arg(&path).output().unwrap();
+    let built = Command::new(script).arg(out).output().unwrap();
     assert!(
-        out.status.success(),
+        built.status.success(),
         "the Django fixture failed to build: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&built.stdout),
+        String::from_utf8_lossy(&built.stderr)
     );
-    Some(path)
+    true
 }
 
 /// Runs `chat-server import-django --from sqlite://<django> <args>` into
 /// the SQLite file `target`.
 fn import(django: &Path, target: &Path, args: &[&str]) -> Output {
     import_into(
-        django,
+        &format!("sqlite://{}", django.display()),
         &format!("sqlite://{}", target.display()),
         target.parent().unwrap(),
         args,
     )
 }
 
-/// The same into the database at `url`.
-fn import_into(django: &Path, url: &str, data_dir: &Path, args: &[&str]) -> Output {
+/// The same from the Django database at `from` into the one at `url`.
+fn import_into(from: &str, url: &str, data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chat-server"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -79,7 +86,7 @@ fn import_into(django: &Path, url: &str, data_dir: &Path, args: &[&str]) -> Outp
         .env("RUST_LOG", "warn")
         .arg("import-django")
         .arg("--from")
-        .arg(format!("sqlite://{}", django.display()))
+        .arg(from)
         .args(args)
         .output()
         .unwrap()
@@ -298,12 +305,15 @@ async fn a_django_database_is_imported_checked_and_served_as_django_served_it() 
     served_as_django_served_it(&url, &data_dir).await;
 }
 
-/// The same import into PostgreSQL, when the suite runs there
-/// (`TEST_DATABASE_URL` in a postgres build): written and verified, a
-/// second run changes nothing, and the server then serves it as Django
-/// did, its id sequences moved past the imported ids.
+/// The same import from Django on PostgreSQL into PostgreSQL, when the
+/// suite runs there (`TEST_DATABASE_URL` in a postgres build): read in one
+/// read-only snapshot, written and verified, a second run changes nothing,
+/// and the server then serves it as Django did, its id sequences moved
+/// past the imported ids. (PostgreSQL cannot hold the NUL message: seed.py
+/// leaves its id unused there.)
 #[actix_web::test]
-async fn a_django_database_imported_into_postgresql_is_served_as_django_served_it() {
+async fn a_django_database_on_postgresql_imported_into_postgresql_is_served_as_django_served_it() {
+    let django = chat_persistence::testing::TestDatabase::create().unwrap();
     let database = chat_persistence::testing::TestDatabase::create().unwrap();
     if database.backend() != chat_persistence::Backend::Postgres {
         eprintln!(
@@ -312,10 +322,22 @@ async fn a_django_database_imported_into_postgresql_is_served_as_django_served_i
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let Some(django) = django_fixture(dir.path()) else {
+    if !build_django_fixture(django.url()) {
         return;
-    };
-    let first = import_into(&django, database.url(), dir.path(), &["--skip-invalid"]);
+    }
+    let dry = import_into(django.url(), database.url(), dir.path(), &["--dry-run"]);
+    assert!(dry.status.success(), "{}", report(&dry));
+    assert!(
+        stdout(&dry).contains("dry run: nothing written; 7 row(s) the server would refuse"),
+        "{}",
+        report(&dry)
+    );
+    let first = import_into(
+        django.url(),
+        database.url(),
+        dir.path(),
+        &["--skip-invalid"],
+    );
     assert!(first.status.success(), "{}", report(&first));
     assert!(
         stdout(&first).contains("verified: every table's rows"),
@@ -323,7 +345,12 @@ async fn a_django_database_imported_into_postgresql_is_served_as_django_served_i
         report(&first)
     );
     assert_eq!(written_row(&first, "messages"), [11, 0, 11]);
-    let again = import_into(&django, database.url(), dir.path(), &["--skip-invalid"]);
+    let again = import_into(
+        django.url(),
+        database.url(),
+        dir.path(),
+        &["--skip-invalid"],
+    );
     assert!(again.status.success(), "{}", report(&again));
     for table in ["users", "chats", "participants", "messages"] {
         assert_eq!(
@@ -416,4 +443,27 @@ async fn served_as_django_served_it(url: &str, data_dir: &str) {
     let frank = api.register("frank", "frank-password").await;
     assert_eq!(frank.status, 201, "{frank:?}");
     assert!(frank.body["id"].as_i64().unwrap() > 5, "{frank:?}");
+}
+
+/// A build without PostgreSQL says what to rebuild rather than failing to
+/// connect; with it, an unreachable server is reported as such.
+#[test]
+fn a_postgresql_source_without_the_postgres_build_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = import_into(
+        "postgres://nobody@127.0.0.1:1/django",
+        &format!("sqlite://{}", dir.path().join("chat.sqlite3").display()),
+        dir.path(),
+        &["--dry-run"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", report(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if cfg!(feature = "postgres") {
+        assert!(stderr.contains("cannot open the Django database"), "{stderr}");
+    } else {
+        assert!(
+            stderr.contains("reading a PostgreSQL source needs the postgres build"),
+            "{stderr}"
+        );
+    }
 }

@@ -4,6 +4,7 @@
 # its migrations and seed.py fills it, passwords hashed by Django itself.
 #
 # Usage: build.sh <path of the SQLite file to create>
+#        build.sh postgres://...   (an empty PostgreSQL database to fill)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
@@ -22,6 +23,9 @@ if [ ! -x "$venv/bin/python" ] || [ "$requirements" -nt "$venv/.installed" ]; th
     touch "$venv/.installed"
 fi
 
-rm -f "$out"
 # No .pyc files in the source tree.
-DJANGO_FIXTURE_DB="$out" PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" "$here/seed.py"
+export PYTHONDONTWRITEBYTECODE=1
+case "$out" in
+    postgres://* | postgresql://*) DJANGO_FIXTURE_PG="$out" "$venv/bin/python" "$here/seed.py" ;;
+    *) rm -f "$out"; DJANGO_FIXTURE_DB="$out" "$venv/bin/python" "$here/seed.py" ;;
+esac
