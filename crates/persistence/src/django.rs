@@ -394,6 +394,10 @@ pub struct Plan {
     /// read one: the cursor keeps the unread count, so the unread ones
     /// become the newest ones.
     pub not_prefix_closed: Vec<i64>,
+    /// The largest Django id of users, chats and messages, skipped rows
+    /// included: new rows here get ids above them, so that a skipped row
+    /// fixed in Django and imported again keeps its id.
+    pub reserved_ids: [i64; 3],
 }
 
 impl Plan {
@@ -452,7 +456,14 @@ fn is_unusable(hash: &str) -> bool {
 /// Decides what becomes of every row of `source`; `limit` is the server's
 /// longest message body.
 pub fn plan(source: &Source, limit: MessageLimit) -> Result<Plan, ImportError> {
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        reserved_ids: [
+            source.users.iter().map(|u| u.id).max().unwrap_or(0),
+            source.chats.iter().map(|c| c.id).max().unwrap_or(0),
+            source.messages.iter().map(|m| m.id).max().unwrap_or(0),
+        ],
+        ..Plan::default()
+    };
 
     // Users, in id order, so that of two names with one key the older
     // keeps it.
@@ -828,7 +839,7 @@ impl Database {
                 seq: m.seq,
             }
         );
-        self.move_sequences_past_ids()?;
+        self.move_sequences_past(plan.reserved_ids)?;
         Ok(Written {
             users,
             chats,
@@ -837,21 +848,27 @@ impl Database {
         })
     }
 
-    /// PostgreSQL's BIGSERIAL sequences do not see explicit ids: without
-    /// this the next registration would be given id 1 and fail. (SQLite's
-    /// AUTOINCREMENT follows the largest id by itself.)
-    fn move_sequences_past_ids(&self) -> Result<(), ImportError> {
+    /// Moves each id sequence past the largest id stored and the
+    /// `reserved` Django ids (users, chats, messages), skipped rows' too.
+    /// PostgreSQL's BIGSERIAL sequences do not see explicit ids at all:
+    /// without this the next registration would be given id 1 and fail.
+    /// SQLite's AUTOINCREMENT follows the largest id stored by itself, but
+    /// would give a skipped row's id to a new one.
+    fn move_sequences_past(&self, reserved: [i64; 3]) -> Result<(), ImportError> {
+        let tables = ["users", "direct_chats", "direct_messages"];
         match &self.pools {
             #[cfg(feature = "postgres")]
             Pools::Postgres(pool) => {
                 use diesel::connection::SimpleConnection as _;
                 let mut conn = pool.get().map_err(|e| ImportError::Write(e.to_string()))?;
-                let statements: String = ["users", "direct_chats", "direct_messages"]
+                let statements: String = tables
                     .iter()
-                    .map(|table| {
+                    .zip(reserved)
+                    .map(|(table, floor)| {
                         format!(
                             "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
-                                    (SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false);"
+                                    GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), {floor}) + 1, \
+                                    false);"
                         )
                     })
                     .collect();
@@ -859,7 +876,25 @@ impl Database {
                     .map_err(|e| ImportError::Write(e.to_string()))
             }
             #[cfg(feature = "sqlite")]
-            Pools::Sqlite(_) => Ok(()),
+            Pools::Sqlite(pool) => {
+                use diesel::connection::SimpleConnection as _;
+                let mut conn = pool.get().map_err(|e| ImportError::Write(e.to_string()))?;
+                // sqlite_sequence has one row per table that ever got an
+                // AUTOINCREMENT id, and no unique key: update, else insert.
+                let statements: String = tables
+                    .iter()
+                    .zip(reserved)
+                    .map(|(table, floor)| {
+                        format!(
+                            "UPDATE sqlite_sequence SET seq = MAX(seq, {floor}) WHERE name = '{table}';
+                             INSERT INTO sqlite_sequence (name, seq) SELECT '{table}', {floor}
+                              WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = '{table}');"
+                        )
+                    })
+                    .collect();
+                conn.batch_execute(&format!("BEGIN IMMEDIATE; {statements} COMMIT;"))
+                    .map_err(|e| ImportError::Write(e.to_string()))
+            }
         }
     }
 
@@ -975,8 +1010,8 @@ mod tests {
             (message(14, 5, 2), false),
         ];
         assert_eq!(read_cursor(&messages, 1), (2, true));
-        // Everything of user 1's counts as read for user 2 ... whatever
-        // user 1's own flags say: user 2 has 1 unread (seq 4).
+        // Viewer 2: user 1's messages at seqs 1 (read) and 4 (unread); the
+        // cursor sits just below 4.
         assert_eq!(read_cursor(&messages, 2), (3, true));
     }
 
