@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand, ValueEnum};
         chat-server                                   serve on 127.0.0.1:8000, SQLite in ./data\n  \
         DATABASE_URL=postgres://chat@db/chat chat-server migrate --check\n  \
         echo 'a long password' | chat-server create-user alice\n  \
+        chat-server import-django --from sqlite:///srv/django/db.sqlite3 --dry-run\n  \
         CHAT_ADDR=0.0.0.0:8000 chat-server check-config",
     args_conflicts_with_subcommands = true,
     args_override_self = true
