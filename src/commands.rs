@@ -1,5 +1,5 @@
-//! The command line's tasks besides serving: `migrate`, `create-user` and
-//! `check-config`. Each prints what it did on stdout and returns the exit
+//! The command line's tasks besides serving: `migrate`, `create-user`,
+//! `check-config` and `import-django`. Each prints what it did on stdout and returns the exit
 //! code; a failure is one line on stderr (see `main`).
 
 use std::io::{BufRead as _, IsTerminal as _};
@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use chat_api::auth::{Argon2Hasher, JwtTokens};
 use chat_api::error::error_chain;
+use chat_domain::chat::MessageLimit;
 use chat_domain::user::{AuthService, Password, Username};
+use chat_persistence::django::{self, Table};
 use chat_persistence::Database;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory as _};
 
-use crate::configuration::Settings;
+use crate::configuration::{ImportOptions, Settings};
 use crate::secret;
 use crate::startup::{database_options, open_store, without_credentials, StartupError};
 
@@ -102,6 +104,134 @@ pub fn create_user(settings: &Settings, username: &str) -> Result<ExitCode, Star
         .map_err(|e| StartupError::Refused(format!("cannot create the user: {e}")))?;
     println!("created user {} (id {})", user.username, user.id);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `chat-server import-django --from <url>`: read, check, write (unless
+/// `--dry-run`), verify; the report on stdout, progress on stderr.
+pub fn import_django(
+    settings: &Settings,
+    options: &ImportOptions,
+) -> Result<ExitCode, StartupError> {
+    let from = without_credentials(&options.from);
+    let started = std::time::Instant::now();
+    let source = django::read_source(&options.from, &options.app_label)
+        .map_err(|e| StartupError::Refused(format!("{from}: {}", error_chain(&e))))?;
+    let limit = usize::try_from(settings.max_message_chars)
+        .ok()
+        .and_then(MessageLimit::new)
+        .ok_or_else(|| StartupError::Setting("CHAT_MAX_MESSAGE_CHARS must be at least 1".into()))?;
+    let plan =
+        django::plan(&source, limit).map_err(|e| StartupError::Refused(format!("{from}: {e}")))?;
+    println!(
+        "read {from} (app label {}) in {:.1} s",
+        options.app_label,
+        started.elapsed().as_secs_f64()
+    );
+    for merge in &plan.merges {
+        println!("merge: {merge}");
+    }
+    for problem in &plan.problems {
+        let kind = if problem.dependent { "skip" } else { "problem" };
+        println!("{kind}: {problem}");
+    }
+    if !plan.not_prefix_closed.is_empty() {
+        println!(
+            "read state: {} chat(s) had an unread message older than a read one (chats {:?}); \
+             their unread counts are kept and the newest messages count as the unread ones",
+            plan.not_prefix_closed.len(),
+            plan.not_prefix_closed
+        );
+    }
+    println!(
+        "{:<13} {:>9} {:>9} {:>9} {:>9}",
+        "table", "read", "to write", "skipped", "merged"
+    );
+    for table in Table::ALL {
+        let counts = plan.counts(&source, table);
+        println!(
+            "{:<13} {:>9} {:>9} {:>9} {:>9}",
+            format!("{table}s"),
+            counts.read,
+            counts.planned,
+            counts.skipped,
+            counts.merged
+        );
+    }
+    let problems = plan.problems.iter().filter(|p| !p.dependent).count();
+    if options.dry_run {
+        println!(
+            "dry run: nothing written; {problems} row(s) the server would refuse{}",
+            if problems > 0 && !options.skip_invalid {
+                " (an import refuses them unless --skip-invalid)"
+            } else {
+                ""
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if problems > 0 && !options.skip_invalid {
+        return Err(StartupError::Refused(format!(
+            "{problems} row(s) of {from} the server would refuse (listed above): nothing written; \
+             fix them in Django or re-run with --skip-invalid to leave them out"
+        )));
+    }
+
+    let target = settings.effective_database_url();
+    let database = Database::connect(&target, &database_options(settings))?;
+    let writing = std::time::Instant::now();
+    let written = database
+        .write_import(&plan, &mut |table, done, total| {
+            eprint!("\rimport-django: {table} {done}/{total}   ");
+            if done == total {
+                eprintln!();
+            }
+        })
+        .map_err(|e| StartupError::Refused(error_chain(&e)))?;
+    let seconds = writing.elapsed().as_secs_f64();
+    println!("wrote {} in {seconds:.1} s", without_credentials(&target));
+    println!(
+        "{:<13} {:>9} {:>9} {:>9}",
+        "table", "written", "present", "planned"
+    );
+    let mut total = 0;
+    for table in Table::ALL {
+        let planned = plan.counts(&source, table).planned;
+        let rows = written.get(table);
+        total += planned;
+        println!(
+            "{:<13} {:>9} {:>9} {:>9}",
+            format!("{table}s"),
+            rows,
+            planned - rows.min(planned),
+            planned
+        );
+    }
+    let per_second = if seconds > 0.0 {
+        // Rows planned, written or found present, per second of writing.
+        f64::from(u32::try_from(total).unwrap_or(u32::MAX)) / seconds
+    } else {
+        0.0
+    };
+    println!("{total} rows in {seconds:.2} s: {per_second:.0} rows/s");
+
+    let differences = database
+        .verify_import(&plan)
+        .map_err(|e| StartupError::Refused(error_chain(&e)))?;
+    if differences.is_empty() {
+        println!(
+            "verified: every table's rows, every cursor and the last message of all {} chats are as planned",
+            plan.chats.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for difference in &differences {
+            println!("mismatch: {difference}");
+        }
+        Err(StartupError::Refused(format!(
+            "the database differs from the plan in {} way(s) (listed above): was it empty before the first import?",
+            differences.len()
+        )))
+    }
 }
 
 /// `chat-server check-config`: every setting with its value and where it

@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand, ValueEnum};
         chat-server                                   serve on 127.0.0.1:8000, SQLite in ./data\n  \
         DATABASE_URL=postgres://chat@db/chat chat-server migrate --check\n  \
         echo 'a long password' | chat-server create-user alice\n  \
+        chat-server import-django --from sqlite:///srv/django/db.sqlite3 --dry-run\n  \
         CHAT_ADDR=0.0.0.0:8000 chat-server check-config",
     args_conflicts_with_subcommands = true,
     args_override_self = true
@@ -65,6 +66,42 @@ pub enum Command {
     /// Exits 1 when start-up would refuse it. Nothing is started,
     /// connected to or created.
     CheckConfig(Settings),
+    /// Import the original Django app's database into this server's.
+    ///
+    /// Reads auth_user and the app's direct chats, participants and
+    /// messages from --from (never written to), checks every row against
+    /// this server's rules, and writes them to DATABASE_URL (migrated
+    /// first), keeping ids. Safe to re-run: rows already there are left
+    /// alone. See docs/migrating-from-django.md.
+    ImportDjango {
+        /// The Django database: sqlite://<path> (opened read-only) or
+        /// postgres://... (postgres build; one read-only snapshot).
+        #[arg(long = "from", value_name = "DATABASE URL")]
+        from: String,
+        /// The Django app's label: the prefix of its tables
+        /// (<label>_directchat, ...).
+        #[arg(long = "app-label", default_value = "chat")]
+        app_label: String,
+        /// Skip the rows the server would refuse (and the rows that depend
+        /// on them), listing each, instead of refusing to import.
+        #[arg(long = "skip-invalid")]
+        skip_invalid: bool,
+        /// Read and check only: print the counts and every problem, write
+        /// nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+/// How `import-django` was asked to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportOptions {
+    pub from: String,
+    pub app_label: String,
+    pub skip_invalid: bool,
+    pub dry_run: bool,
 }
 
 /// What to do, once the command line is parsed.
@@ -74,6 +111,7 @@ pub enum Task {
     Migrate { check: bool },
     CreateUser { username: String },
     CheckConfig,
+    ImportDjango(ImportOptions),
 }
 
 impl Cli {
@@ -87,6 +125,21 @@ impl Cli {
                 (Task::CreateUser { username }, settings)
             }
             Some(Command::CheckConfig(settings)) => (Task::CheckConfig, settings),
+            Some(Command::ImportDjango {
+                from,
+                app_label,
+                skip_invalid,
+                dry_run,
+                settings,
+            }) => (
+                Task::ImportDjango(ImportOptions {
+                    from,
+                    app_label,
+                    skip_invalid,
+                    dry_run,
+                }),
+                settings,
+            ),
         }
     }
 }

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Task::Serve => return serve(&settings),
         Task::Migrate { check } => commands::migrate(&settings, check),
         Task::CreateUser { username } => commands::create_user(&settings, &username),
+        Task::ImportDjango(options) => commands::import_django(&settings, &options),
         Task::CheckConfig => {
             let matches = matches.subcommand().map_or(&matches, |(_, sub)| sub);
             return commands::check_config(&settings, matches);

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 //! The command line: `--version`, `--help` on every command, `migrate`,
-//! `create-user`, `check-config`, and start-up failures as one clear line.
+//! `create-user`, `check-config`, `import-django`'s help, and start-up failures as one clear line.
 
 mod common;
 
@@ -64,6 +64,7 @@ fn version_and_help_explain_every_setting_on_every_command() {
         &["migrate", "--help"],
         &["create-user", "--help"],
         &["check-config", "--help"],
+        &["import-django", "--help"],
     ] {
         let help = run(command, &[], "");
         assert!(help.status.success(), "{command:?}");
@@ -77,7 +78,13 @@ fn version_and_help_explain_every_setting_on_every_command() {
         assert!(help.contains("[default: 127.0.0.1:8000]"), "{command:?}");
     }
     let top = text(&run(&["--help"], &[], "").stdout);
-    for command in ["serve", "migrate", "create-user", "check-config"] {
+    for command in [
+        "serve",
+        "migrate",
+        "create-user",
+        "check-config",
+        "import-django",
+    ] {
         assert!(top.contains(command), "--help does not list {command}");
     }
     assert!(top.contains("Examples:"));

@@ -33,6 +33,7 @@ compile_error!("chat-persistence needs a backend: enable the `sqlite` and/or `po
 
 mod chats;
 mod database;
+pub mod django;
 mod error;
 pub mod files;
 mod messages;
