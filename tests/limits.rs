@@ -95,6 +95,9 @@ async fn the_rate_is_per_user_across_sockets_and_rest_sends() {
     while stored.len() + refused < 3 {
         let frame = second.next_json().await;
         match frame.get("message") {
+            // The first socket's message reaches this one too, in an
+            // order against the refusal that nothing fixes.
+            Some(message) if message["body"] == "a1" => {}
             Some(message) => stored.push(message["body"].as_str().unwrap().to_owned()),
             None => {
                 assert!(
