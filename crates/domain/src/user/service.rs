@@ -172,17 +172,7 @@ impl AuthService {
 
     /// The user a bearer token stands for, who must still exist.
     pub fn authenticate(&self, token: &str) -> Result<User, AuthenticateError> {
-        self.authenticate_until(token).map(|(user, _)| user)
-    }
-
-    /// Like [`authenticate`](Self::authenticate), with the moment the token
-    /// expires: a long-lived connection must end then.
-    pub fn authenticate_until(
-        &self,
-        token: &str,
-    ) -> Result<(User, DateTime<Utc>), AuthenticateError> {
-        self.authenticate_session(token)
-            .map(|session| (session.user, session.expires_at))
+        self.authenticate_session(token).map(|session| session.user)
     }
 
     /// Like [`authenticate`](Self::authenticate), with when the token
