@@ -15,6 +15,7 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 /// last one freed), so resident memory grew by ~19 MiB per login or
 /// registration, without bound. jemalloc reuses and returns it (mimalloc
 /// did too, but made history replay 50% slower here).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
