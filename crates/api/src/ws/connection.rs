@@ -69,8 +69,8 @@ impl Connection {
 
     /// A frame the hub queued; a message's frame counts its latency from
     /// the commit once handed to the socket.
-    pub async fn outbound(&mut self, outbound: Outbound) -> Result<(), End> {
-        self.text(outbound.frame).await?;
+    pub async fn outbound(&mut self, outbound: &Outbound) -> Result<(), End> {
+        self.text(outbound.frame.clone()).await?;
         if let Some(committed) = outbound.committed {
             self.metrics.delivered(committed.elapsed());
         }

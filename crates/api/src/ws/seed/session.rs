@@ -147,7 +147,7 @@ impl Conversation<'_> {
                         if already_replayed {
                             Ok(())
                         } else {
-                            self.connection.outbound(outbound).await
+                            self.connection.outbound(&outbound).await
                         }
                     }
                     // The hub dropped this connection: its queue overflowed.

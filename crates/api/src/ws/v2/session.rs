@@ -224,7 +224,7 @@ impl V2Session<'_> {
                             // from the start.
                             watch.add(chat, Seq::ZERO).await;
                         }
-                        self.connection.outbound(outbound).await
+                        self.connection.outbound(&outbound).await
                     }
                     // The hub dropped this socket: its queue overflowed.
                     None => Err(too_slow()),
