@@ -282,9 +282,10 @@ struct Bar {
 }
 
 impl Bar {
+    /// Clears the bar: the report that follows on stdout says the rest.
     fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
-            bar.finish();
+            bar.finish_and_clear();
         }
     }
 }
@@ -293,7 +294,9 @@ impl django::Progress for Bar {
     fn stage(&mut self, name: &str, total: u64) {
         self.finish();
         let style = ProgressStyle::with_template(
-            "{prefix:>17} [{bar:30}] {human_pos}/{human_len} {per_sec:>12} eta {eta}",
+            // `per_sec`'s width is its precision in indicatif 0.18: 0 is
+            // whole rows per second (unset, a dozen decimals).
+            "{prefix:>17} [{bar:30}] {human_pos}/{human_len} {per_sec:0} eta {eta}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");

@@ -17,6 +17,7 @@
 
 mod common;
 
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -485,12 +486,13 @@ fn synthetic_source(path: &Path, chats: u32, per_chat: u32) {
         .unwrap();
 }
 
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 fn count(conn: &mut diesel::SqliteConnection, query: &str) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
     diesel::sql_query(query)
         .get_result::<Count>(conn)
         .unwrap_or_else(|e| panic!("{query}: {e}"))
@@ -602,11 +604,6 @@ fn an_import_killed_mid_way_is_completed_exactly_by_running_it_again() {
         if target.exists() {
             let uri = format!("file:{}?mode=ro", target.display());
             if let Ok(mut conn) = diesel::SqliteConnection::establish(&uri) {
-                #[derive(diesel::QueryableByName)]
-                struct Count {
-                    #[diesel(sql_type = diesel::sql_types::BigInt)]
-                    n: i64,
-                }
                 messages = diesel::sql_query("SELECT COUNT(*) AS n FROM direct_messages")
                     .get_result::<Count>(&mut conn)
                     .map_or(0, |c| c.n);
@@ -619,7 +616,6 @@ fn an_import_killed_mid_way_is_completed_exactly_by_running_it_again() {
     }
     child.kill().unwrap();
     let status = child.wait().unwrap();
-    use std::os::unix::process::ExitStatusExt as _;
     assert_eq!(
         status.signal(),
         Some(9),

@@ -818,37 +818,38 @@ impl<'a> TargetMessages<'a> {
     }
 
     /// The source's message `id` is next: the target may hold it only as
-    /// `planned`, and nothing with a smaller id that is not already passed.
+    /// `planned`, and nothing with a smaller id (those before were matched
+    /// by earlier calls, since the source's ids only grow).
     fn expect(&mut self, id: i64, planned: Option<&PlannedMessage>) -> Result<(), ImportError> {
-        while let Some(found) = self.peek()? {
-            if found.id > id {
-                return Ok(());
-            }
-            if found.id < id {
-                return Err(conflict(format!(
-                    "message {} is there and not in this source",
-                    found.id
-                )));
-            }
-            let same = planned.is_some_and(|m| {
-                (m.chat_id, m.sender_id, m.body.as_str(), m.created, m.seq)
-                    == (
-                        found.chat_id,
-                        found.sender_id,
-                        found.body.as_str(),
-                        found.created,
-                        found.seq,
-                    )
-            });
-            if !same {
-                return Err(conflict(match planned {
-                    Some(_) => format!("message {id} there differs from this source's"),
-                    None => format!("message {id} is there but skipped in this source"),
-                }));
-            }
-            self.chunk.pop_front();
+        let Some(found) = self.peek()? else {
+            return Ok(());
+        };
+        if found.id > id {
             return Ok(());
         }
+        if found.id < id {
+            return Err(conflict(format!(
+                "message {} is there and not in this source",
+                found.id
+            )));
+        }
+        let same = planned.is_some_and(|m| {
+            (m.chat_id, m.sender_id, m.body.as_str(), m.created, m.seq)
+                == (
+                    found.chat_id,
+                    found.sender_id,
+                    found.body.as_str(),
+                    found.created,
+                    found.seq,
+                )
+        });
+        if !same {
+            return Err(conflict(match planned {
+                Some(_) => format!("message {id} there differs from this source's"),
+                None => format!("message {id} is there but skipped in this source"),
+            }));
+        }
+        self.chunk.pop_front();
         Ok(())
     }
 
