@@ -754,3 +754,72 @@ fn a_target_holding_other_rows_is_refused_and_left_as_it_was() {
     assert_eq!(dump(&partial), complete);
     assert_exact_synthetic_import(&partial, &source, 3, 20);
 }
+
+/// The same on PostgreSQL, when the suite runs there: a partial import
+/// (messages and cursors lost) resumes, and another source is refused with
+/// the target left as it was. The source is synthetic.sql's, on SQLite.
+#[cfg(feature = "postgres")]
+#[test]
+fn a_postgresql_target_resumes_a_partial_import_and_refuses_another_source() {
+    let database = chat_persistence::testing::TestDatabase::create().unwrap();
+    if database.backend() != chat_persistence::Backend::Postgres {
+        eprintln!("skipped: the suite runs on SQLite (TEST_DATABASE_URL is for PostgreSQL)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("django.sqlite3");
+    synthetic_source(&source, 3, 20);
+    let other = dir.path().join("other.sqlite3");
+    synthetic_source(&other, 4, 5);
+    diesel::SqliteConnection::establish(&other.display().to_string())
+        .unwrap()
+        .batch_execute("UPDATE auth_user SET username = 'someone' || id")
+        .unwrap();
+    let from = |path: &Path| format!("sqlite://{}", path.display());
+
+    let first = import_into(&from(&source), database.url(), dir.path(), &[]);
+    assert!(first.status.success(), "{}", report(&first));
+    let mut conn = diesel::PgConnection::establish(database.url()).unwrap();
+    conn.batch_execute(
+        "DELETE FROM direct_messages WHERE id > 40;
+         UPDATE direct_chat_participants SET read_up_to = 0, delivered_up_to = 0;",
+    )
+    .unwrap();
+    let resumed = import_into(&from(&source), database.url(), dir.path(), &[]);
+    assert!(resumed.status.success(), "{}", report(&resumed));
+    assert_eq!(written_row(&resumed, "messages"), [20, 40, 60]);
+    assert!(
+        stdout(&resumed).contains("cursors set: 6")
+            && stdout(&resumed).contains("verified: every table's rows"),
+        "{}",
+        report(&resumed)
+    );
+
+    let mut rows = || {
+        [
+            "SELECT COUNT(*) AS n FROM users",
+            "SELECT COUNT(*) AS n FROM direct_chats",
+            "SELECT COUNT(*) AS n FROM direct_messages",
+            "SELECT COALESCE(SUM(read_up_to), 0)::BIGINT AS n FROM direct_chat_participants",
+        ]
+        .map(|query| {
+            diesel::sql_query(query)
+                .get_result::<Count>(&mut conn)
+                .unwrap()
+                .n
+        })
+    };
+    let before = rows();
+    assert_eq!(before[..3], [6, 3, 60]);
+    let refused = import_into(&from(&other), database.url(), dir.path(), &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", report(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("holds rows that are not this source's")
+            && stderr.contains("user 1 there is \"user1\""),
+        "{}",
+        report(&refused)
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{}", report(&refused));
+    assert_eq!(rows(), before, "a refused import changed the target");
+}

@@ -1,8 +1,12 @@
 //! Importing the original Django app's database (`chat-server
-//! import-django`): read its tables ([`read_source`]), decide what becomes
-//! of every row ([`plan`], pure), write the plan in batches that a re-run
-//! completes ([`Database::write_import`]) and check the result
-//! ([`Database::verify_import`]).
+//! import-django`): open one snapshot of it ([`SourceReader`]), read its
+//! small tables and decide what becomes of their rows ([`plan`], pure),
+//! stream the messages once to check them without holding them
+//! ([`check_messages`]), refuse a target holding other rows
+//! ([`Database::check_target`]), stream them again to write them in
+//! transactions that a re-run completes ([`Database::write_import`]) and
+//! check the result ([`Database::verify_import`]). Memory follows the
+//! number of users and chats, not of messages.
 //!
 //! The rules are in docs/migrating-from-django.md; in short: ids are kept,
 //! password hashes are copied verbatim (logins verify Django's formats),
