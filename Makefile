@@ -145,7 +145,7 @@ clean: ## Remove build output (not ./data)
 	$(CARGO) clean
 
 # --- Benchmark (crates/bench, issue 3) ----------------------------------------
-.PHONY: bench bench-smoke bench-web
+.PHONY: bench bench-smoke bench-web bench-import
 
 bench: ## Release build, then a short issue-3 table: SQLite, PostgreSQL (TEST_DATABASE_URL), in-memory ceiling; then bench-web
 	crates/bench/run.sh
@@ -157,6 +157,9 @@ bench-web: ## The web client in Chromium: first-load bytes, a 100,000-message ch
 	$(CARGO) build --release --bin chat-server
 	@$(WEB_TESTS_DEPS)
 	cd web-tests && CHROMIUM_PATH="$(CHROMIUM)" node bench.mjs
+
+bench-import: ## Release build, then import-django of a generated 1,000,000-message Django database: messages/s (>= 50,000) and peak RSS
+	crates/bench/import.sh
 
 bench-smoke: ## A few seconds of every benchmark mode against a release server on SQLite
 	crates/bench/run.sh --smoke

@@ -10,10 +10,11 @@ use chat_api::auth::{Argon2Hasher, JwtTokens};
 use chat_api::error::error_chain;
 use chat_domain::chat::MessageLimit;
 use chat_domain::user::{AuthService, Password, Username};
-use chat_persistence::django::{self, Table};
+use chat_persistence::django::{self, ImportError, Progress as _, SourceReader, Table};
 use chat_persistence::Database;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory as _};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::configuration::{ImportOptions, Settings};
 use crate::secret;
@@ -106,22 +107,48 @@ pub fn create_user(settings: &Settings, username: &str) -> Result<ExitCode, Star
     Ok(ExitCode::SUCCESS)
 }
 
-/// `chat-server import-django --from <url>`: read, check, write (unless
-/// `--dry-run`), verify; the report on stdout, progress on stderr.
+/// `chat-server import-django --from <url>`: read, check (the messages
+/// streamed once), write (unless `--dry-run`; the messages streamed again),
+/// verify; the report on stdout, a progress bar on stderr.
 pub fn import_django(
     settings: &Settings,
     options: &ImportOptions,
 ) -> Result<ExitCode, StartupError> {
     let from = without_credentials(&options.from);
+    let refused = |e: ImportError| StartupError::Refused(format!("{from}: {}", error_chain(&e)));
     let started = std::time::Instant::now();
-    let source = django::read_source(&options.from, &options.app_label)
-        .map_err(|e| StartupError::Refused(format!("{from}: {}", error_chain(&e))))?;
     let limit = usize::try_from(settings.max_message_chars)
         .ok()
         .and_then(MessageLimit::new)
         .ok_or_else(|| StartupError::Setting("CHAT_MAX_MESSAGE_CHARS must be at least 1".into()))?;
-    let plan =
-        django::plan(&source, limit).map_err(|e| StartupError::Refused(format!("{from}: {e}")))?;
+    let mut reader = SourceReader::open(&options.from, &options.app_label).map_err(refused)?;
+    let source = reader.read_tables().map_err(refused)?;
+    let mut plan = django::plan(&source).map_err(refused)?;
+    let total_messages = reader.message_count().map_err(refused)?;
+
+    // A target that may already hold rows is opened now, so that the
+    // checking pass compares it with the source and a conflicting one is
+    // refused before anything is written. A SQLite file that does not exist
+    // holds nothing, and is only created once the source is importable.
+    let target = settings.effective_database_url();
+    let target_shown = without_credentials(&target);
+    let mut database = None;
+    if !options.dry_run && may_hold_rows(&target) {
+        let opened = Database::connect(&target, &database_options(settings))?;
+        opened
+            .check_target(&plan)
+            .map_err(|e| StartupError::Refused(format!("{target_shown}: {e}")))?;
+        database = Some(opened);
+    }
+    let mut bar = Bar::default();
+    bar.stage("checking messages", total_messages);
+    django::check_messages(&mut reader, &mut plan, limit, database.as_ref(), &mut bar).map_err(
+        |e| match e {
+            ImportError::Conflict(_) => StartupError::Refused(format!("{target_shown}: {e}")),
+            e => refused(e),
+        },
+    )?;
+    bar.finish();
     println!(
         "read {from} (app label {}) in {:.1} s",
         options.app_label,
@@ -157,7 +184,7 @@ pub fn import_django(
             counts.merged
         );
     }
-    let problems = plan.problems.iter().filter(|p| !p.dependent).count();
+    let problems = plan.refusals();
     if options.dry_run {
         println!(
             "dry run: nothing written; {problems} row(s) the server would refuse{}",
@@ -176,19 +203,17 @@ pub fn import_django(
         )));
     }
 
-    let target = settings.effective_database_url();
-    let database = Database::connect(&target, &database_options(settings))?;
+    let database = match database {
+        Some(database) => database,
+        None => Database::connect(&target, &database_options(settings))?,
+    };
     let writing = std::time::Instant::now();
     let written = database
-        .write_import(&plan, &mut |table, done, total| {
-            eprint!("\rimport-django: {table} {done}/{total}   ");
-            if done == total {
-                eprintln!();
-            }
-        })
+        .write_import(&mut reader, &mut plan, limit, &mut bar)
         .map_err(|e| StartupError::Refused(error_chain(&e)))?;
+    bar.finish();
     let seconds = writing.elapsed().as_secs_f64();
-    println!("wrote {} in {seconds:.1} s", without_credentials(&target));
+    println!("wrote {target_shown} in {seconds:.1} s");
     println!(
         "{:<13} {:>9} {:>9} {:>9}",
         "table", "written", "present", "planned"
@@ -206,13 +231,20 @@ pub fn import_django(
             planned
         );
     }
-    let per_second = if seconds > 0.0 {
-        // Rows planned, written or found present, per second of writing.
-        f64::from(u32::try_from(total).unwrap_or(u32::MAX)) / seconds
-    } else {
-        0.0
+    println!("cursors set: {}", written.cursors);
+    let per_second = |rows: usize| {
+        if seconds > 0.0 {
+            // Rows planned, written or found present, per second of writing.
+            f64::from(u32::try_from(rows).unwrap_or(u32::MAX)) / seconds
+        } else {
+            0.0
+        }
     };
-    println!("{total} rows in {seconds:.2} s: {per_second:.0} rows/s");
+    println!(
+        "{total} rows in {seconds:.2} s: {:.0} rows/s, {:.0} messages/s",
+        per_second(total),
+        per_second(plan.messages_planned)
+    );
 
     let differences = database
         .verify_import(&plan)
@@ -228,9 +260,57 @@ pub fn import_django(
             println!("mismatch: {difference}");
         }
         Err(StartupError::Refused(format!(
-            "the database differs from the plan in {} way(s) (listed above): was it empty before the first import?",
+            "the database differs from the plan in {} way(s) (listed above)",
             differences.len()
         )))
+    }
+}
+
+/// Whether the database at `url` may already hold rows: anything but a
+/// SQLite file that does not exist yet.
+fn may_hold_rows(url: &str) -> bool {
+    url.strip_prefix("sqlite://")
+        .is_none_or(|path| std::path::Path::new(path).exists())
+}
+
+/// import-django's progress bar on stderr: one bar per stage, with rows
+/// per second. indicatif draws nothing when stderr is not a terminal, so
+/// piped or captured output (the tests') holds only the report.
+#[derive(Default)]
+struct Bar {
+    bar: Option<ProgressBar>,
+}
+
+impl Bar {
+    /// Clears the bar: the report that follows on stdout says the rest.
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl django::Progress for Bar {
+    fn stage(&mut self, name: &str, total: u64) {
+        self.finish();
+        let style = ProgressStyle::with_template(
+            // `per_sec`'s width is its precision in indicatif 0.18: 0 is
+            // whole rows per second (unset, a dozen decimals).
+            "{prefix:>17} [{bar:30}] {human_pos}/{human_len} {per_sec:0} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        self.bar = Some(
+            ProgressBar::new(total)
+                .with_style(style)
+                .with_prefix(name.to_owned()),
+        );
+    }
+
+    fn advance(&mut self, rows: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(rows);
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 
 mod common;
 
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -470,4 +471,355 @@ fn a_postgresql_source_without_the_postgres_build_says_so() {
             "{stderr}"
         );
     }
+}
+
+/// The synthetic Django database of tests/django_fixture/synthetic.sql at
+/// `path`: `chats` chats of `per_chat` messages each (no Django needed:
+/// the SQL makes Django's tables itself).
+fn synthetic_source(path: &Path, chats: u32, per_chat: u32) {
+    let script = include_str!("django_fixture/synthetic.sql")
+        .replace("PER_CHAT", &per_chat.to_string())
+        .replace("CHATS", &chats.to_string());
+    diesel::SqliteConnection::establish(&path.display().to_string())
+        .unwrap()
+        .batch_execute(&script)
+        .unwrap();
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn count(conn: &mut diesel::SqliteConnection, query: &str) -> i64 {
+    diesel::sql_query(query)
+        .get_result::<Count>(conn)
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .n
+}
+
+/// Asserts that `target` holds exactly synthetic.sql's `chats` x
+/// `per_chat` import of `source`: every row, every message's content and
+/// seq, every chat's last message, every cursor.
+fn assert_exact_synthetic_import(target: &Path, source: &Path, chats: i64, per_chat: i64) {
+    let mut conn = diesel::SqliteConnection::establish(&target.display().to_string()).unwrap();
+    conn.batch_execute(&format!("ATTACH '{}' AS django", source.display()))
+        .unwrap();
+    let total = chats * per_chat;
+    assert_eq!(
+        count(&mut conn, "SELECT COUNT(*) AS n FROM users"),
+        2 * chats
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT COUNT(*) AS n FROM direct_chats"),
+        chats
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT COUNT(*) AS n FROM direct_chat_participants"
+        ),
+        2 * chats
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT COUNT(*) AS n FROM direct_messages"),
+        total
+    );
+    // Every message is Django's, in its chat, numbered by its rank there.
+    assert_eq!(
+        count(
+            &mut conn,
+            &format!(
+                "SELECT COUNT(*) AS n FROM direct_messages m JOIN django.chat_directmessage d ON d.id = m.id \
+                  WHERE m.chat_id = d.chat_id AND m.sender_id = d.sender_id AND m.body = d.body \
+                    AND m.seq = (m.id - 1) / {chats} + 1"
+            )
+        ),
+        total
+    );
+    // Each chat's last message: id (per_chat - 1) * chats + c, seq per_chat.
+    assert_eq!(
+        count(
+            &mut conn,
+            &format!(
+                "SELECT COUNT(*) AS n FROM direct_chats c \
+                  WHERE (SELECT MAX(seq) FROM direct_messages m WHERE m.chat_id = c.id) = {per_chat} \
+                    AND (SELECT id FROM direct_messages m WHERE m.chat_id = c.id AND m.seq = {per_chat}) \
+                        = ({per_chat} - 1) * {chats} + c.id"
+            )
+        ),
+        chats
+    );
+    // The last ten are unread: the lower user's (odd seqs) has the
+    // higher's last five (even seqs from per_chat - 8) unread, so sits at
+    // per_chat - 9; the higher sits just below the lower's first unread
+    // one, per_chat - 9, at per_chat - 10.
+    assert_eq!(
+        count(
+            &mut conn,
+            &format!(
+                "SELECT COUNT(*) AS n FROM direct_chat_participants p JOIN direct_chats c ON c.id = p.chat_id \
+                  WHERE p.read_up_to = p.delivered_up_to \
+                    AND p.read_up_to = CASE WHEN p.user_id = c.user_low_id THEN {per_chat} - 9 ELSE {per_chat} - 10 END"
+            )
+        ),
+        2 * chats
+    );
+}
+
+/// The import killed with SIGKILL once its first message batch is
+/// committed leaves a partial import; run again, it completes it exactly,
+/// and a third run writes nothing.
+#[test]
+fn an_import_killed_mid_way_is_completed_exactly_by_running_it_again() {
+    // 120,000 messages: 30 batches, seconds of work in a debug build.
+    const CHATS: u32 = 100;
+    const PER_CHAT: u32 = 1_200;
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("django.sqlite3");
+    synthetic_source(&source, CHATS, PER_CHAT);
+    let target = dir.path().join("chat.sqlite3");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", format!("sqlite://{}", target.display()))
+        .env("CHAT_DATA_DIR", dir.path())
+        .env("RUST_LOG", "warn")
+        .args(["import-django", "--from"])
+        .arg(format!("sqlite://{}", source.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Poll the target, read-only, until a message batch is committed; the
+    // file and its tables appear along the way, so errors mean "not yet".
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let mut messages = 0;
+    for _ in 0..300_000 {
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if target.exists() {
+            let uri = format!("file:{}?mode=ro", target.display());
+            if let Ok(mut conn) = diesel::SqliteConnection::establish(&uri) {
+                messages = diesel::sql_query("SELECT COUNT(*) AS n FROM direct_messages")
+                    .get_result::<Count>(&mut conn)
+                    .map_or(0, |c| c.n);
+                if messages > 0 {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the import ended before it could be killed ({status:?}, {messages} messages seen)"
+    );
+    let total = i64::from(CHATS * PER_CHAT);
+    let mut conn = diesel::SqliteConnection::establish(&target.display().to_string()).unwrap();
+    let left = count(&mut conn, "SELECT COUNT(*) AS n FROM direct_messages");
+    assert!(
+        left > 0 && left < total,
+        "killed after its first batch, {left} of {total} messages are there"
+    );
+    drop(conn);
+
+    let resumed = import(&source, &target, &[]);
+    assert!(resumed.status.success(), "{}", report(&resumed));
+    assert!(
+        stdout(&resumed).contains("verified: every table's rows"),
+        "{}",
+        report(&resumed)
+    );
+    let row = written_row(&resumed, "messages");
+    assert_eq!(
+        row,
+        [
+            u64::try_from(total - left).unwrap(),
+            u64::try_from(left).unwrap(),
+            u64::try_from(total).unwrap()
+        ],
+        "{}",
+        report(&resumed)
+    );
+    assert_exact_synthetic_import(&target, &source, CHATS.into(), PER_CHAT.into());
+    let imported = dump(&target);
+
+    let third = import(&source, &target, &[]);
+    assert!(third.status.success(), "{}", report(&third));
+    for table in ["users", "chats", "participants", "messages"] {
+        assert_eq!(
+            written_row(&third, table)[0],
+            0,
+            "{table}: {}",
+            report(&third)
+        );
+    }
+    assert!(
+        stdout(&third).contains("cursors set: 0"),
+        "{}",
+        report(&third)
+    );
+    assert_eq!(dump(&target), imported);
+}
+
+/// A target holding rows that are not the source's is refused with one
+/// line, before anything is written: another source's import, a message
+/// changed since, a user registered there. A target holding a partial
+/// import of the same source resumes.
+#[test]
+fn a_target_holding_other_rows_is_refused_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("django.sqlite3");
+    synthetic_source(&source, 3, 20);
+    let other = dir.path().join("other.sqlite3");
+    synthetic_source(&other, 4, 5);
+    diesel::SqliteConnection::establish(&other.display().to_string())
+        .unwrap()
+        .batch_execute("UPDATE auth_user SET username = 'someone' || id")
+        .unwrap();
+
+    let refused_with = |target: &Path, expected: &str| {
+        let before = dump(target);
+        let out = import(&source, target, &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", report(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("holds rows that are not this source's") && stderr.contains(expected),
+            "{expected:?} missing: {}",
+            report(&out)
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{}", report(&out));
+        assert!(!stdout(&out).contains("\nwrote "), "{}", report(&out));
+        assert_eq!(dump(target), before, "a refused import changed the target");
+    };
+
+    // Another source's import.
+    let unrelated = dir.path().join("unrelated.sqlite3");
+    let first = import(&other, &unrelated, &[]);
+    assert!(first.status.success(), "{}", report(&first));
+    refused_with(&unrelated, "user 1 there is \"someone1\"");
+
+    // This source's import, one message changed since.
+    let changed = dir.path().join("changed.sqlite3");
+    assert!(import(&source, &changed, &[]).status.success());
+    diesel::SqliteConnection::establish(&changed.display().to_string())
+        .unwrap()
+        .batch_execute("UPDATE direct_messages SET body = 'edited' WHERE id = 7")
+        .unwrap();
+    refused_with(&changed, "message 7 there differs from this source's");
+
+    // This source's import, one more message there (a chat's next one).
+    let extra = dir.path().join("extra.sqlite3");
+    assert!(import(&source, &extra, &[]).status.success());
+    diesel::SqliteConnection::establish(&extra.display().to_string())
+        .unwrap()
+        .batch_execute(
+            "INSERT INTO direct_messages (id, chat_id, sender_id, body, created, seq) \
+             VALUES (1000, 1, 1, 'written here', '2025-01-01 00:00:00', 21)",
+        )
+        .unwrap();
+    refused_with(&extra, "message 1000 is there and not in this source");
+
+    // A partial import of this source (the last messages, a chat, a user
+    // and every cursor lost) resumes and ends exact.
+    let partial = dir.path().join("partial.sqlite3");
+    assert!(import(&source, &partial, &[]).status.success());
+    let complete = dump(&partial);
+    diesel::SqliteConnection::establish(&partial.display().to_string())
+        .unwrap()
+        .batch_execute(
+            "DELETE FROM direct_messages WHERE id > 40 OR chat_id = 3;
+             DELETE FROM direct_chat_participants WHERE chat_id = 3;
+             DELETE FROM direct_chats WHERE id = 3;
+             DELETE FROM users WHERE id = 6;
+             UPDATE direct_chat_participants SET read_up_to = 0, delivered_up_to = 0;",
+        )
+        .unwrap();
+    let resumed = import(&source, &partial, &[]);
+    assert!(resumed.status.success(), "{}", report(&resumed));
+    assert_eq!(written_row(&resumed, "users"), [1, 5, 6]);
+    // Chat 3's two, written anew, and the four reset.
+    assert!(
+        stdout(&resumed).contains("cursors set: 6"),
+        "{}",
+        report(&resumed)
+    );
+    assert_eq!(dump(&partial), complete);
+    assert_exact_synthetic_import(&partial, &source, 3, 20);
+}
+
+/// The same on PostgreSQL, when the suite runs there: a partial import
+/// (messages and cursors lost) resumes, and another source is refused with
+/// the target left as it was. The source is synthetic.sql's, on SQLite.
+#[cfg(feature = "postgres")]
+#[test]
+fn a_postgresql_target_resumes_a_partial_import_and_refuses_another_source() {
+    let database = chat_persistence::testing::TestDatabase::create().unwrap();
+    if database.backend() != chat_persistence::Backend::Postgres {
+        eprintln!("skipped: the suite runs on SQLite (TEST_DATABASE_URL is for PostgreSQL)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("django.sqlite3");
+    synthetic_source(&source, 3, 20);
+    let other = dir.path().join("other.sqlite3");
+    synthetic_source(&other, 4, 5);
+    diesel::SqliteConnection::establish(&other.display().to_string())
+        .unwrap()
+        .batch_execute("UPDATE auth_user SET username = 'someone' || id")
+        .unwrap();
+    let from = |path: &Path| format!("sqlite://{}", path.display());
+
+    let first = import_into(&from(&source), database.url(), dir.path(), &[]);
+    assert!(first.status.success(), "{}", report(&first));
+    let mut conn = diesel::PgConnection::establish(database.url()).unwrap();
+    conn.batch_execute(
+        "DELETE FROM direct_messages WHERE id > 40;
+         UPDATE direct_chat_participants SET read_up_to = 0, delivered_up_to = 0;",
+    )
+    .unwrap();
+    let resumed = import_into(&from(&source), database.url(), dir.path(), &[]);
+    assert!(resumed.status.success(), "{}", report(&resumed));
+    assert_eq!(written_row(&resumed, "messages"), [20, 40, 60]);
+    assert!(
+        stdout(&resumed).contains("cursors set: 6")
+            && stdout(&resumed).contains("verified: every table's rows"),
+        "{}",
+        report(&resumed)
+    );
+
+    let mut rows = || {
+        [
+            "SELECT COUNT(*) AS n FROM users",
+            "SELECT COUNT(*) AS n FROM direct_chats",
+            "SELECT COUNT(*) AS n FROM direct_messages",
+            "SELECT COALESCE(SUM(read_up_to), 0)::BIGINT AS n FROM direct_chat_participants",
+        ]
+        .map(|query| {
+            diesel::sql_query(query)
+                .get_result::<Count>(&mut conn)
+                .unwrap()
+                .n
+        })
+    };
+    let before = rows();
+    assert_eq!(before[..3], [6, 3, 60]);
+    let refused = import_into(&from(&other), database.url(), dir.path(), &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", report(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("holds rows that are not this source's")
+            && stderr.contains("user 1 there is \"user1\""),
+        "{}",
+        report(&refused)
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{}", report(&refused));
+    assert_eq!(rows(), before, "a refused import changed the target");
 }
