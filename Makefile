@@ -147,10 +147,11 @@ clean: ## Remove build output (not ./data)
 # --- Benchmark (crates/bench, issue 3) ----------------------------------------
 .PHONY: bench bench-smoke bench-web bench-import
 
-bench: ## Release build, then a short issue-3 table: SQLite, PostgreSQL (TEST_DATABASE_URL), in-memory ceiling; then bench-web
+bench: ## Release build, then a short issue-3 table: SQLite, PostgreSQL (TEST_DATABASE_URL), in-memory ceiling; then bench-web and bench-import
 	crates/bench/run.sh
 	@if [ -n "$(BROWSER_MISSING)" ]; then echo "bench-web SKIPPED: $(BROWSER_MISSING)"; \
 	else $(MAKE) --no-print-directory bench-web; fi
+	BENCH_SKIP_BUILD=1 crates/bench/import.sh
 
 bench-web: ## The web client in Chromium: first-load bytes, a 100,000-message chat, 5,000 live messages
 	@if [ -n "$(BROWSER_MISSING)" ]; then echo "bench-web SKIPPED: $(BROWSER_MISSING)"; exit 1; fi
