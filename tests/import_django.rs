@@ -573,7 +573,8 @@ fn assert_exact_synthetic_import(target: &Path, source: &Path, chats: i64, per_c
 /// and a third run writes nothing.
 #[test]
 fn an_import_killed_mid_way_is_completed_exactly_by_running_it_again() {
-    // 120,000 messages: 30 batches, seconds of work in a debug build.
+    // 120,000 messages: three transactions of 40,000, seconds of work in a
+    // debug build.
     const CHATS: u32 = 100;
     const PER_CHAT: u32 = 1_200;
     let dir = tempfile::tempdir().unwrap();
@@ -726,6 +727,21 @@ fn a_target_holding_other_rows_is_refused_and_left_as_it_was() {
         )
         .unwrap();
     refused_with(&extra, "message 1000 is there and not in this source");
+
+    // This source's import, and a user registered there since.
+    let registered = dir.path().join("registered.sqlite3");
+    assert!(import(&source, &registered, &[]).status.success());
+    diesel::SqliteConnection::establish(&registered.display().to_string())
+        .unwrap()
+        .batch_execute(
+            "INSERT INTO users (id, username, username_key, password_hash, created) \
+             VALUES (1000, 'newcomer', 'newcomer', '!', '2025-01-01 00:00:00')",
+        )
+        .unwrap();
+    refused_with(
+        &registered,
+        "user 1000 (\"newcomer\") is there and not in this source",
+    );
 
     // A partial import of this source (the last messages, a chat, a user
     // and every cursor lost) resumes and ends exact.

@@ -6,7 +6,8 @@
 //! ([`Database::check_target`]), stream them again to write them in
 //! transactions that a re-run completes ([`Database::write_import`]) and
 //! check the result ([`Database::verify_import`]). Memory follows the
-//! number of users and chats, not of messages.
+//! number of users and chats and of the problem rows (each skipped message
+//! is listed in the report), not of the messages imported.
 //!
 //! The rules are in docs/migrating-from-django.md; in short: ids are kept,
 //! password hashes are copied verbatim (logins verify Django's formats),
@@ -28,8 +29,10 @@ use crate::database::{with_conn, Database, Pools};
 use crate::error::StoreError;
 use crate::schema::{direct_chat_participants, direct_chats, direct_messages, users};
 
-/// Rows per transaction when writing. Each batch is one multi-row INSERT:
+/// Rows per multi-row INSERT when writing (and per keyset chunk read):
 /// 4,000 messages of 6 columns stay under SQLite's 32,766 bound parameters.
+/// Users, chats and participants go in one transaction per INSERT;
+/// messages ten INSERTs to a transaction (see `insert_messages`).
 pub const BATCH_ROWS: usize = 4_000;
 
 /// Why an import could not be read or written.
@@ -1159,6 +1162,8 @@ impl Database {
                     users::password_hash,
                     users::created,
                 ))
+                // Ordered, so that a refusal names the lowest id.
+                .order(users::id)
                 .load::<UserRow>(conn)?;
             let found_chats = direct_chats::table
                 .select((
@@ -1167,9 +1172,14 @@ impl Database {
                     direct_chats::user_high_id,
                     direct_chats::created,
                 ))
+                .order(direct_chats::id)
                 .load::<ChatRow>(conn)?;
             let found_participants = direct_chat_participants::table
                 .select((
+                    direct_chat_participants::chat_id,
+                    direct_chat_participants::user_id,
+                ))
+                .order((
                     direct_chat_participants::chat_id,
                     direct_chat_participants::user_id,
                 ))
