@@ -13,7 +13,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chat_domain::chat::{
     is_unread_for, ChatId, ChatRepository, ChatSummary, ClientId, Creation, CursorChange,
-    CursorKind, Cursors, DirectChat, DirectMessage, Inserted, MessageId, MessagePage,
+    CursorKind, Cursors, DirectChat, DirectMessage, Gap, GapFill, Inserted, MessageId, MessagePage,
     MessageRepository, NewMessage, PageAnchor, PageLimit, Participants, ReadCursors, Seq, UserPair,
 };
 use chat_domain::user::{
@@ -441,6 +441,25 @@ impl MessageRepository for MemoryStore {
             .iter()
             .filter_map(|&id| state.chat(id).map(|chat| (id, chat.head())))
             .filter(|(_, head)| head.get() > 0)
+            .collect())
+    }
+
+    fn read_gaps(&self, gaps: &[Gap], limit: PageLimit) -> Result<Vec<GapFill>, RepositoryError> {
+        let state = self.read();
+        let width = limit.get() as i64;
+        Ok(gaps
+            .iter()
+            .filter_map(|gap| {
+                let chat = state.chat(gap.chat)?;
+                let from = gap.after.get().saturating_add(1);
+                let to = gap.up_to.get().min(gap.after.get().saturating_add(width));
+                let messages = chat.range(from, to).to_vec();
+                (!messages.is_empty()).then(|| GapFill {
+                    chat: gap.chat,
+                    participants: chat.read_cursors().participants(),
+                    messages,
+                })
+            })
             .collect())
     }
 

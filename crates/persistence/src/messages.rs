@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use chat_domain::chat::{
-    ChatId, CursorChange, CursorKind, Cursors, DirectMessage, Inserted, MessagePage,
+    ChatId, CursorChange, CursorKind, Cursors, DirectMessage, Gap, GapFill, Inserted, MessagePage,
     MessageRepository, NewMessage, PageAnchor, PageLimit, ReadCursors, Seq,
 };
 use chat_domain::user::{User, UserId};
@@ -45,6 +45,88 @@ macro_rules! message_columns {
             direct_messages::client_id,
         )
     };
+}
+
+/// Gaps read by one statement.
+const GAPS_PER_STATEMENT: usize = 500;
+
+impl Database {
+    /// Two statements for up to [`GAPS_PER_STATEMENT`] gaps: their chats'
+    /// participants, then one range of the `(chat_id, seq)` index per gap,
+    /// each cut to `limit` rows by its bounds (a chat's `seq`s are dense).
+    fn read_gap_batch(
+        &self,
+        gaps: &[Gap],
+        limit: PageLimit,
+    ) -> Result<Vec<GapFill>, RepositoryError> {
+        let width = i64::try_from(limit.get()).unwrap_or(i64::MAX);
+        let ranges: Vec<(i64, i64, i64)> = gaps
+            .iter()
+            .filter(|gap| gap.up_to > gap.after)
+            .map(|gap| {
+                let (after, up_to) = (gap.after.get(), gap.up_to.get());
+                (
+                    gap.chat.get(),
+                    after,
+                    up_to.min(after.saturating_add(width)),
+                )
+            })
+            .collect();
+        if ranges.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chat_ids: Vec<i64> = ranges.iter().map(|(chat, _, _)| *chat).collect();
+        let (members, rows) = with_conn!(self, |conn| {
+            let members = participants::table
+                .inner_join(users::table.on(users::id.eq(participants::user_id)))
+                .filter(participants::chat_id.eq_any(&chat_ids))
+                .select((participants::chat_id, (users::id, users::username)))
+                .load::<(i64, (i64, String))>(conn)?;
+            let mut query = direct_messages::table
+                .select((direct_messages::chat_id, message_columns!()))
+                .order((direct_messages::chat_id, direct_messages::seq))
+                .into_boxed();
+            for &(chat, after, up_to) in &ranges {
+                query = query.or_filter(
+                    direct_messages::chat_id
+                        .eq(chat)
+                        .and(direct_messages::seq.gt(after))
+                        .and(direct_messages::seq.le(up_to)),
+                );
+            }
+            let rows = query.load::<(i64, MessageRow)>(conn)?;
+            Ok((members, rows))
+        })?;
+        let mut users_of: HashMap<i64, Vec<User>> = HashMap::new();
+        for (chat, user) in members {
+            users_of.entry(chat).or_default().push(user_from_row(user)?);
+        }
+        let mut fills: Vec<GapFill> = Vec::new();
+        for (chat, row) in rows {
+            let users = users_of.get(&chat).map(Vec::as_slice).unwrap_or_default();
+            let message = message_from_row(chat, row, users)?;
+            match fills.last_mut() {
+                Some(fill) if fill.chat.get() == chat => fill.messages.push(message),
+                _ => {
+                    let participants = match users {
+                        [a, b] => [a.id, b.id],
+                        _ => {
+                            return Err(corrupt(format_args!(
+                                "chat {chat} has {} participants",
+                                users.len()
+                            )))
+                        }
+                    };
+                    fills.push(GapFill {
+                        chat: ChatId::new(chat),
+                        participants,
+                        messages: vec![message],
+                    });
+                }
+            }
+        }
+        Ok(fills)
+    }
 }
 
 impl MessageRepository for Database {
@@ -157,6 +239,15 @@ impl MessageRepository for Database {
             head_seq,
             read_cursors,
         })
+    }
+
+    fn read_gaps(&self, gaps: &[Gap], limit: PageLimit) -> Result<Vec<GapFill>, RepositoryError> {
+        let mut fills = Vec::new();
+        // Three bound values a gap: SQLite allows 32,766.
+        for batch in gaps.chunks(GAPS_PER_STATEMENT) {
+            fills.extend(self.read_gap_batch(batch, limit)?);
+        }
+        Ok(fills)
     }
 
     fn move_cursor(

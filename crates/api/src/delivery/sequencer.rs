@@ -27,7 +27,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use chat_domain::chat::{
-    ChatEvent, ChatId, DirectMessage, MessageRepository, Origin, PageAnchor, PageLimit, Seq,
+    ChatEvent, ChatId, DirectMessage, Gap, GapFill, MessageRepository, Origin, PageAnchor,
+    PageLimit, Seq,
 };
 
 /// What to hand to the hub, in order.
@@ -44,6 +45,8 @@ pub enum Delivery {
 
 /// Rows read per statement when a gap is filled.
 const REPAIR_PAGE: usize = 200;
+/// [`REPAIR_PAGE`] as a page size.
+const REPAIR_LIMIT: PageLimit = PageLimit::MAX;
 /// Events held beyond a gap, per chat, before the gap is read at once.
 const MAX_PARKED: usize = 1000;
 /// How long a gap must have been seen before it is read from the database:
@@ -104,8 +107,17 @@ impl Sequencer {
         for batch in new.chunks(500) {
             match history.heads(batch) {
                 Ok(heads) => {
+                    let gaps: Vec<Gap> = heads
+                        .iter()
+                        .filter_map(|&(chat, up_to)| {
+                            let after = *self.last_delivered.get(&chat)?;
+                            (up_to > after).then_some(Gap { chat, after, up_to })
+                        })
+                        .collect();
+                    let mut read_ahead = Self::read_gaps(&gaps, history);
                     for (chat, head) in heads {
-                        out.extend(self.repair(chat, head, history));
+                        let first = read_ahead.remove(&chat);
+                        out.extend(self.repair(chat, head, history, first));
                     }
                 }
                 Err(error) => {
@@ -154,7 +166,7 @@ impl Sequencer {
             let parked = self.parked.entry(chat).or_default();
             parked.insert(seq, event);
             if parked.len() > MAX_PARKED {
-                return self.fill(chat, seq, history);
+                return self.fill(chat, seq, history, None);
             }
             return Vec::new();
         }
@@ -174,8 +186,10 @@ impl Sequencer {
             .into_iter()
             .partition(|(_, (_, seen))| seen.elapsed() >= GAP_GRACE);
         self.suspects.extend(young);
+        let mut read_ahead = self.read_first_gaps(&due, history);
         for (chat, (head, _)) in due {
-            out.extend(self.fill(chat, head, history));
+            let first_gap = read_ahead.remove(&chat);
+            out.extend(self.fill(chat, head, history, first_gap));
         }
         let chats: Vec<ChatId> = self.last_delivered.keys().copied().collect();
         for batch in chats.chunks(500) {
@@ -201,9 +215,58 @@ impl Sequencer {
         out
     }
 
-    /// Delivers everything up to `up_to`: the gaps from the database, the
-    /// parked events as themselves (so their senders get acks, not copies).
-    fn fill(&mut self, chat: ChatId, up_to: Seq, history: &dyn MessageRepository) -> Vec<Delivery> {
+    /// The first gap of each chat due for repair, read at once (one
+    /// statement per 500 chats) rather than one read per chat: after a
+    /// Redis outage every chat followed here may have one. What is not read
+    /// here (a failure, a gap longer than a page, the gaps between parked
+    /// events) `fill` reads.
+    fn read_first_gaps(
+        &self,
+        due: &[(ChatId, (Seq, Instant))],
+        history: &dyn MessageRepository,
+    ) -> HashMap<ChatId, GapFill> {
+        let gaps: Vec<Gap> = due
+            .iter()
+            .filter_map(|&(chat, (head, _))| {
+                let after = *self.last_delivered.get(&chat)?;
+                let next_parked = self
+                    .parked
+                    .get(&chat)
+                    .and_then(|parked| parked.keys().next().copied());
+                let up_to = next_parked.map_or(head, |parked| {
+                    head.min(Seq::new(parked.get() - 1).unwrap_or(Seq::ZERO))
+                });
+                (up_to > after).then_some(Gap { chat, after, up_to })
+            })
+            .collect();
+        Self::read_gaps(&gaps, history)
+    }
+
+    /// `gaps` read in one call, by chat; nothing on a failure (the callers
+    /// then read chat by chat, and note what still fails for later).
+    fn read_gaps(gaps: &[Gap], history: &dyn MessageRepository) -> HashMap<ChatId, GapFill> {
+        if gaps.is_empty() {
+            return HashMap::new();
+        }
+        match history.read_gaps(gaps, REPAIR_LIMIT) {
+            Ok(fills) => fills.into_iter().map(|fill| (fill.chat, fill)).collect(),
+            Err(error) => {
+                tracing::warn!(%error, gaps = gaps.len(), "cannot read the gaps at once; reading them chat by chat");
+                HashMap::new()
+            }
+        }
+    }
+
+    /// Delivers everything up to `up_to`: the gaps from the database (the
+    /// first perhaps already read, `first_gap`), the parked events as
+    /// themselves (so their senders get acks, not copies).
+    fn fill(
+        &mut self,
+        chat: ChatId,
+        up_to: Seq,
+        history: &dyn MessageRepository,
+        mut first_gap: Option<GapFill>,
+    ) -> Vec<Delivery> {
         let mut out = Vec::new();
         while let Some(&last) = self.last_delivered.get(&chat) {
             if last >= up_to {
@@ -219,7 +282,7 @@ impl Sequencer {
             });
             let before = out.len();
             if gap_end > last {
-                let repaired = self.repair(chat, gap_end, history);
+                let repaired = self.repair(chat, gap_end, history, first_gap.take());
                 self.repaired += repaired.len();
                 out.extend(repaired);
             }
@@ -266,14 +329,33 @@ impl Sequencer {
         out
     }
 
-    /// Delivers `(last, up_to]` of `chat` from the database, in order.
+    /// Delivers `(last, up_to]` of `chat` from the database, in order,
+    /// starting with what was read ahead (`read`), if it follows on.
     fn repair(
         &mut self,
         chat: ChatId,
         up_to: Seq,
         history: &dyn MessageRepository,
+        read: Option<GapFill>,
     ) -> Vec<Delivery> {
         let mut out = Vec::new();
+        if let Some(read) = read {
+            for message in read.messages {
+                let follows = self
+                    .last_delivered
+                    .get(&chat)
+                    .is_some_and(|last| message.seq.get() == last.get() + 1);
+                if !follows || message.seq > up_to {
+                    break;
+                }
+                self.last_delivered.insert(chat, message.seq);
+                out.push(Delivery::Event(ChatEvent::MessageStored {
+                    message,
+                    participants: read.participants,
+                    origin: None,
+                }));
+            }
+        }
         while let Some(&last) = self.last_delivered.get(&chat) {
             if last >= up_to {
                 break;
@@ -335,19 +417,29 @@ mod tests {
     use chat_domain::user::UserId;
     use chat_domain::RepositoryError;
 
-    /// The database: chat 1 holds messages 1..=head; `down` fails every read.
+    /// The database: chats 1..=`chats` each hold messages 1..=head; `down`
+    /// fails every read.
     struct History {
         head: Mutex<i64>,
+        chats: i64,
         down: Mutex<bool>,
         head_reads: Mutex<usize>,
+        page_reads: Mutex<usize>,
+        gap_reads: Mutex<usize>,
     }
 
     impl History {
         fn with_head(head: i64) -> Self {
+            Self::of_chats(1, head)
+        }
+        fn of_chats(chats: i64, head: i64) -> Self {
             Self {
                 head: Mutex::new(head),
+                chats,
                 down: Mutex::new(false),
                 head_reads: Mutex::new(0),
+                page_reads: Mutex::new(0),
+                gap_reads: Mutex::new(0),
             }
         }
         fn grow_to(&self, head: i64) {
@@ -370,7 +462,7 @@ mod tests {
             let head = self.check()?;
             Ok(chats
                 .iter()
-                .filter(|c| c.get() == 1 && head > 0)
+                .filter(|c| (1..=self.chats).contains(&c.get()) && head > 0)
                 .map(|c| (*c, Seq::new(head).unwrap()))
                 .collect())
         }
@@ -380,6 +472,7 @@ mod tests {
             anchor: PageAnchor,
             limit: PageLimit,
         ) -> Result<MessagePage, RepositoryError> {
+            *self.page_reads.lock().unwrap() += 1;
             let head = self.check()?;
             let PageAnchor::After(after) = anchor else {
                 panic!("not used by the sequencer")
@@ -397,6 +490,31 @@ mod tests {
                     (UserId::new(2), Seq::ZERO),
                 ),
             })
+        }
+        fn read_gaps(
+            &self,
+            gaps: &[Gap],
+            limit: PageLimit,
+        ) -> Result<Vec<GapFill>, RepositoryError> {
+            *self.gap_reads.lock().unwrap() += 1;
+            let head = self.check()?;
+            Ok(gaps
+                .iter()
+                .filter(|gap| (1..=self.chats).contains(&gap.chat.get()))
+                .map(|gap| {
+                    let to = head
+                        .min(gap.up_to.get())
+                        .min(gap.after.get() + limit.get() as i64);
+                    GapFill {
+                        chat: gap.chat,
+                        participants: [UserId::new(1), UserId::new(2)],
+                        messages: (gap.after.get() + 1..=to)
+                            .map(|s| message(gap.chat.get(), s))
+                            .collect(),
+                    }
+                })
+                .filter(|fill| !fill.messages.is_empty())
+                .collect())
         }
         fn move_cursor(
             &self,
@@ -592,6 +710,44 @@ mod tests {
         std::thread::sleep(GAP_GRACE);
         assert_eq!(seqs(&sequencer.resync(&history)), [3, 4, 5]);
         assert_eq!(seqs(&sequencer.resync(&history)), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn a_resync_reads_the_gaps_of_every_chat_at_once() {
+        let history = History::of_chats(300, 1);
+        let mut sequencer = Sequencer::new();
+        let chats: Vec<(ChatId, Seq)> = (1..=300)
+            .map(|c| (ChatId::new(c), Seq::new(1).unwrap()))
+            .collect();
+        sequencer.track(&chats, &history);
+        // Redis was down: every chat's next three messages were missed.
+        history.grow_to(4);
+
+        assert!(sequencer.resync(&history).is_empty());
+        std::thread::sleep(GAP_GRACE);
+        let out = sequencer.resync(&history);
+
+        assert_eq!(out.len(), 300 * 3);
+        for chat in [1, 150, 300] {
+            let delivered: Vec<i64> = out
+                .iter()
+                .filter_map(|d| match d {
+                    Delivery::Event(ChatEvent::MessageStored { message, .. })
+                        if message.chat_id.get() == chat =>
+                    {
+                        Some(message.seq.get())
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(delivered, [2, 3, 4], "chat {chat}");
+        }
+        assert_eq!(
+            *history.gap_reads.lock().unwrap(),
+            1,
+            "one read for 300 gaps"
+        );
+        assert_eq!(*history.page_reads.lock().unwrap(), 0, "no read per chat");
     }
 
     #[test]

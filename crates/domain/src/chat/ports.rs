@@ -107,6 +107,23 @@ pub struct MessagePage {
     pub read_cursors: ReadCursors,
 }
 
+/// Messages of one chat wanted: the `seq`s in `(after, up_to]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub chat: ChatId,
+    pub after: Seq,
+    pub up_to: Seq,
+}
+
+/// What [`MessageRepository::read_gaps`] found of one gap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GapFill {
+    pub chat: ChatId,
+    pub participants: [UserId; 2],
+    /// Oldest first, from `after + 1`: the gap's start, as far as it goes.
+    pub messages: Vec<DirectMessage>,
+}
+
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait MessageRepository: Send + Sync + 'static {
     /// Stores the messages in one transaction and commits; the returned
@@ -147,6 +164,32 @@ pub trait MessageRepository: Send + Sync + 'static {
         anchor: PageAnchor,
         limit: PageLimit,
     ) -> Result<MessagePage, RepositoryError>;
+
+    /// The first messages of each gap, oldest first, at most `limit` of
+    /// each: how an instance of a cluster fills the gaps of every chat it
+    /// follows after a Redis outage. A gap with no message stored is
+    /// missing from the answer. A database reads them in a number of
+    /// statements that does not grow with the number of gaps; this
+    /// default reads one page per gap.
+    fn read_gaps(&self, gaps: &[Gap], limit: PageLimit) -> Result<Vec<GapFill>, RepositoryError> {
+        let mut fills = Vec::new();
+        for gap in gaps {
+            let page = self.messages_page(gap.chat, PageAnchor::After(gap.after), limit)?;
+            let messages: Vec<DirectMessage> = page
+                .messages
+                .into_iter()
+                .filter(|m| m.seq <= gap.up_to)
+                .collect();
+            if !messages.is_empty() {
+                fills.push(GapFill {
+                    chat: gap.chat,
+                    participants: page.read_cursors.participants(),
+                    messages,
+                });
+            }
+        }
+        Ok(fills)
+    }
 
     /// The `head_seq` of each of `chats` that has messages, in one
     /// statement: how an instance of a cluster checks that it has delivered

@@ -3,7 +3,7 @@
 
 use std::sync::Barrier;
 
-use chat_domain::chat::{Inserted, PageAnchor};
+use chat_domain::chat::{Gap, Inserted, PageAnchor, PageLimit};
 use chrono::Utc;
 
 use crate::stores::{bodies, new_message, new_one, seq, seqs, Store, StoreExt as _};
@@ -27,6 +27,7 @@ contract_tests!(
     timestamps_read_back_exactly_and_in_order,
     concurrent_senders_get_dense_seqs_in_id_order,
     heads_are_read_for_many_chats_at_once,
+    gaps_of_many_chats_are_read_at_once_each_within_its_bounds,
     with_no_other_writer_skipping_busy_chats_stores_everything,
 );
 
@@ -478,6 +479,66 @@ fn heads_are_read_for_many_chats_at_once(store: &dyn Store) {
         "no messages, or no chat: absent"
     );
     assert_eq!(store.heads(&[]).unwrap(), vec![]);
+}
+
+fn gaps_of_many_chats_are_read_at_once_each_within_its_bounds(store: &dyn Store) {
+    let (alice, bob, carol) = (store.user("alice"), store.user("bob"), store.user("carol"));
+    let (one, two, quiet) = (
+        store.chat(&alice, &bob),
+        store.chat(&alice, &carol),
+        store.chat(&bob, &carol),
+    );
+    for n in 1..=6 {
+        store.send(
+            &one,
+            if n % 2 == 0 { &alice } else { &bob },
+            &format!("one-{n}"),
+        );
+        store.send(&two, &carol, &format!("two-{n}"));
+    }
+    let gap = |chat: &chat_domain::chat::DirectChat, after, up_to| Gap {
+        chat: chat.id,
+        after: seq(after),
+        up_to: seq(up_to),
+    };
+
+    let fills = store
+        .read_gaps(
+            &[
+                gap(&one, 1, 4),
+                gap(&two, 2, 6),
+                gap(&quiet, 0, 3),
+                Gap {
+                    chat: chat_domain::chat::ChatId::new(999_999),
+                    after: seq(0),
+                    up_to: seq(5),
+                },
+            ],
+            PageLimit::new(3).unwrap(),
+        )
+        .unwrap();
+
+    let found: Vec<_> = fills
+        .iter()
+        .map(|fill| (fill.chat, seqs(&fill.messages), bodies(&fill.messages)))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (one.id, vec![2, 3, 4], vec!["one-2", "one-3", "one-4"]),
+            // Cut to the limit: the rest is the caller's next read.
+            (two.id, vec![3, 4, 5], vec!["two-3", "two-4", "two-5"]),
+        ],
+        "nothing stored in the gap, or no chat: absent"
+    );
+    assert_eq!(fills[0].messages[0].sender.id, alice.id);
+    assert_eq!(fills[0].messages[1].sender.id, bob.id);
+    let mut participants = fills[1].participants.to_vec();
+    participants.sort();
+    let mut expected = vec![alice.id, carol.id];
+    expected.sort();
+    assert_eq!(participants, expected);
+    assert_eq!(store.read_gaps(&[], PageLimit::MAX).unwrap(), vec![]);
 }
 
 fn with_no_other_writer_skipping_busy_chats_stores_everything(store: &dyn Store) {
