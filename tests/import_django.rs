@@ -670,6 +670,20 @@ fn an_import_killed_mid_way_is_completed_exactly_by_running_it_again() {
     assert_eq!(dump(&target), imported);
 }
 
+/// Two synthetic Django databases in `dir`: the one imported (3 chats of
+/// 20 messages) and another whose users have other names.
+fn this_source_and_another(dir: &Path) -> (PathBuf, PathBuf) {
+    let source = dir.join("django.sqlite3");
+    synthetic_source(&source, 3, 20);
+    let other = dir.join("other.sqlite3");
+    synthetic_source(&other, 4, 5);
+    diesel::SqliteConnection::establish(&other.display().to_string())
+        .unwrap()
+        .batch_execute("UPDATE auth_user SET username = 'someone' || id")
+        .unwrap();
+    (source, other)
+}
+
 /// A target holding rows that are not the source's is refused with one
 /// line, before anything is written: another source's import, a message
 /// changed since, a user registered there. A target holding a partial
@@ -677,14 +691,7 @@ fn an_import_killed_mid_way_is_completed_exactly_by_running_it_again() {
 #[test]
 fn a_target_holding_other_rows_is_refused_and_left_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("django.sqlite3");
-    synthetic_source(&source, 3, 20);
-    let other = dir.path().join("other.sqlite3");
-    synthetic_source(&other, 4, 5);
-    diesel::SqliteConnection::establish(&other.display().to_string())
-        .unwrap()
-        .batch_execute("UPDATE auth_user SET username = 'someone' || id")
-        .unwrap();
+    let (source, other) = this_source_and_another(dir.path());
 
     let refused_with = |target: &Path, expected: &str| {
         let before = dump(target);
@@ -783,14 +790,7 @@ fn a_postgresql_target_resumes_a_partial_import_and_refuses_another_source() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("django.sqlite3");
-    synthetic_source(&source, 3, 20);
-    let other = dir.path().join("other.sqlite3");
-    synthetic_source(&other, 4, 5);
-    diesel::SqliteConnection::establish(&other.display().to_string())
-        .unwrap()
-        .batch_execute("UPDATE auth_user SET username = 'someone' || id")
-        .unwrap();
+    let (source, other) = this_source_and_another(dir.path());
     let from = |path: &Path| format!("sqlite://{}", path.display());
 
     let first = import_into(&from(&source), database.url(), dir.path(), &[]);
