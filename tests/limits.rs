@@ -237,7 +237,11 @@ async fn many_connect_and_drop_cycles_leave_every_count_at_zero() {
     // Were a single place leaked, five would no longer fit.
     let mut open = Vec::new();
     for _ in 0..5 {
-        open.push(connect_within(&app, &path, limit).await.expect("five places"));
+        open.push(
+            connect_within(&app, &path, limit)
+                .await
+                .expect("five places"),
+        );
     }
     app.wait_for_connections(5).await;
     assert_eq!(app.try_connect(&path, None).await.err(), Some(503));
