@@ -30,6 +30,7 @@ use chat_domain::chat::{
     ChatEvent, ChatId, DirectMessage, Gap, GapFill, MessageRepository, Origin, PageAnchor,
     PageLimit, Seq,
 };
+use chat_domain::user::UserId;
 
 /// What to hand to the hub, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -340,21 +341,7 @@ impl Sequencer {
     ) -> Vec<Delivery> {
         let mut out = Vec::new();
         if let Some(read) = read {
-            for message in read.messages {
-                let follows = self
-                    .last_delivered
-                    .get(&chat)
-                    .is_some_and(|last| message.seq.get() == last.get() + 1);
-                if !follows || message.seq > up_to {
-                    break;
-                }
-                self.last_delivered.insert(chat, message.seq);
-                out.push(Delivery::Event(ChatEvent::MessageStored {
-                    message,
-                    participants: read.participants,
-                    origin: None,
-                }));
-            }
+            self.deliver_following(chat, up_to, read.messages, read.participants, &mut out);
         }
         while let Some(&last) = self.last_delivered.get(&chat) {
             if last >= up_to {
@@ -375,23 +362,39 @@ impl Sequencer {
                 break;
             }
             let participants = page.read_cursors.participants();
-            for message in page.messages {
-                if message.seq.get() != self.last_delivered[&chat].get() + 1 || message.seq > up_to
-                {
-                    break;
-                }
-                self.last_delivered.insert(chat, message.seq);
-                out.push(Delivery::Event(ChatEvent::MessageStored {
-                    message,
-                    participants,
-                    origin: None,
-                }));
-            }
+            self.deliver_following(chat, up_to, page.messages, participants, &mut out);
         }
         if !out.is_empty() {
             tracing::info!(%chat, repaired = out.len(), "gap filled from the database");
         }
         out
+    }
+
+    /// Delivers `messages` read from the database, oldest first, for as
+    /// long as each is the next `seq` of `chat` and at most `up_to`.
+    fn deliver_following(
+        &mut self,
+        chat: ChatId,
+        up_to: Seq,
+        messages: Vec<DirectMessage>,
+        participants: [UserId; 2],
+        out: &mut Vec<Delivery>,
+    ) {
+        for message in messages {
+            let follows = self
+                .last_delivered
+                .get(&chat)
+                .is_some_and(|last| message.seq.get() == last.get() + 1);
+            if !follows || message.seq > up_to {
+                break;
+            }
+            self.last_delivered.insert(chat, message.seq);
+            out.push(Delivery::Event(ChatEvent::MessageStored {
+                message,
+                participants,
+                origin: None,
+            }));
+        }
     }
 }
 
