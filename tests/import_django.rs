@@ -708,6 +708,17 @@ fn a_target_holding_other_rows_is_refused_and_left_as_it_was() {
         assert_eq!(dump(target), before, "a refused import changed the target");
     };
 
+    // This source imported into a target of its own, then `sql` run there.
+    let imported_then = |name: &str, sql: &str| {
+        let target = dir.path().join(name);
+        assert!(import(&source, &target, &[]).status.success());
+        diesel::SqliteConnection::establish(&target.display().to_string())
+            .unwrap()
+            .batch_execute(sql)
+            .unwrap();
+        target
+    };
+
     // Another source's import.
     let unrelated = dir.path().join("unrelated.sqlite3");
     let first = import(&other, &unrelated, &[]);
@@ -715,36 +726,26 @@ fn a_target_holding_other_rows_is_refused_and_left_as_it_was() {
     refused_with(&unrelated, "user 1 there is \"someone1\"");
 
     // This source's import, one message changed since.
-    let changed = dir.path().join("changed.sqlite3");
-    assert!(import(&source, &changed, &[]).status.success());
-    diesel::SqliteConnection::establish(&changed.display().to_string())
-        .unwrap()
-        .batch_execute("UPDATE direct_messages SET body = 'edited' WHERE id = 7")
-        .unwrap();
+    let changed = imported_then(
+        "changed.sqlite3",
+        "UPDATE direct_messages SET body = 'edited' WHERE id = 7",
+    );
     refused_with(&changed, "message 7 there differs from this source's");
 
     // This source's import, one more message there (a chat's next one).
-    let extra = dir.path().join("extra.sqlite3");
-    assert!(import(&source, &extra, &[]).status.success());
-    diesel::SqliteConnection::establish(&extra.display().to_string())
-        .unwrap()
-        .batch_execute(
-            "INSERT INTO direct_messages (id, chat_id, sender_id, body, created, seq) \
+    let extra = imported_then(
+        "extra.sqlite3",
+        "INSERT INTO direct_messages (id, chat_id, sender_id, body, created, seq) \
              VALUES (1000, 1, 1, 'written here', '2025-01-01 00:00:00', 21)",
-        )
-        .unwrap();
+    );
     refused_with(&extra, "message 1000 is there and not in this source");
 
     // This source's import, and a user registered there since.
-    let registered = dir.path().join("registered.sqlite3");
-    assert!(import(&source, &registered, &[]).status.success());
-    diesel::SqliteConnection::establish(&registered.display().to_string())
-        .unwrap()
-        .batch_execute(
-            "INSERT INTO users (id, username, username_key, password_hash, created) \
+    let registered = imported_then(
+        "registered.sqlite3",
+        "INSERT INTO users (id, username, username_key, password_hash, created) \
              VALUES (1000, 'newcomer', 'newcomer', '!', '2025-01-01 00:00:00')",
-        )
-        .unwrap();
+    );
     refused_with(
         &registered,
         "user 1000 (\"newcomer\") is there and not in this source",
