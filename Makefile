@@ -145,7 +145,7 @@ clean: ## Remove build output (not ./data)
 	$(CARGO) clean
 
 # --- Benchmark (crates/bench, issue 3) ----------------------------------------
-.PHONY: bench bench-smoke bench-web bench-import
+.PHONY: bench bench-smoke bench-web bench-import bench-curves
 
 bench: ## Release build, then a short issue-3 table: SQLite, PostgreSQL (TEST_DATABASE_URL), in-memory ceiling; then bench-web and bench-import
 	crates/bench/run.sh
@@ -161,6 +161,9 @@ bench-web: ## The web client in Chromium: first-load bytes, a 100,000-message ch
 
 bench-import: ## Release build, then import-django of a generated 1,000,000-message Django database: messages/s (>= 50,000) and peak RSS
 	crates/bench/import.sh
+
+bench-curves: ## Release build, then how each cost grows (sockets, history, catch-up, chat list, RSS) on the relay, SQLite, PostgreSQL: docs/performance/*.png (~25 min; needs fonts-dejavu-core)
+	crates/bench/curves.sh
 
 bench-smoke: ## A few seconds of every benchmark mode against a release server on SQLite
 	crates/bench/run.sh --smoke

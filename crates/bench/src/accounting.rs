@@ -305,6 +305,19 @@ impl ConnLedger {
         self.own.distinct() >= self.sent && self.from_peer.distinct() >= peer_sent
     }
 
+    /// Forgets what was received, keeping what was sent: the same
+    /// participant on a new socket, owed everything again (a history
+    /// replay after the socket that sent closed).
+    pub fn forget_received(&mut self) {
+        self.own = SeqSet::default();
+        self.from_peer = SeqSet::default();
+    }
+
+    /// Distinct messages received, own and the peer's.
+    pub fn received_distinct(&self) -> u64 {
+        self.own.distinct() + self.from_peer.distinct()
+    }
+
     /// Distinct messages received from the peer.
     pub fn from_peer_distinct(&self) -> u64 {
         self.from_peer.distinct()

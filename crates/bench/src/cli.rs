@@ -68,6 +68,11 @@ pub struct Cli {
     #[arg(long)]
     pub history: Option<usize>,
 
+    /// History mode: both participants of every chat connect and replay
+    /// the whole history at once (default: only the second).
+    #[arg(long)]
+    pub replay_both: bool,
+
     /// v2 live modes: every socket also sends `typing active:true` this
     /// often (e.g. 3s).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -132,7 +137,9 @@ pub struct Cli {
     /// (repeatable). Reported, never fatal.
     /// Also `METRIC OP FACTORx@SCENARIO`: relative to the same figure of
     /// SCENARIO with the same --label in the --reference file, e.g.
-    /// `latency_p99_ms<=1.2x@v2-rate-1000x10`.
+    /// `latency_p99_ms<=1.2x@v2-rate-1000x10`; `@SCENARIO:LABEL` for
+    /// another label's run, e.g. `replay_p99_ms<=2x@history-200:relay`
+    /// (on the relay's own run such a target is only shown).
     #[arg(long = "expect", value_name = "METRIC OP N")]
     pub expect: Vec<Expectation>,
 
@@ -149,6 +156,16 @@ pub struct Cli {
     /// Print the summary table of a file of JSON report lines, and exit.
     #[arg(long, value_name = "FILE")]
     pub summarize: Option<PathBuf>,
+
+    /// Draw the curves of a file of JSON report lines (runs named
+    /// `curve-<curve>-<x>`, crates/bench/curves.sh) as PNGs into
+    /// --plot-dir, and exit.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+
+    /// Where --plot writes its PNGs.
+    #[arg(long, value_name = "DIR", default_value = "docs/performance")]
+    pub plot_dir: PathBuf,
 }
 
 impl Cli {
@@ -167,6 +184,7 @@ impl Cli {
             drain: self.drain,
             rate: self.rate,
             history: self.history,
+            replay_both: self.replay_both,
             typing_interval: self.typing_interval,
             missed: self.missed,
             page_limit: self.page_limit,

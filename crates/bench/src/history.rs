@@ -1,6 +1,7 @@
 //! History replay: fill each chat with N messages from its first
-//! participant, then connect every second participant at once and time,
-//! per chat, from the start of the connect until the N-th history frame.
+//! participant, then connect every second participant at once (with
+//! `--replay-both`, both participants: two sockets per chat) and time, per
+//! socket, from the start of the connect until the N-th history frame.
 
 use std::time::{Duration, Instant};
 
@@ -73,32 +74,48 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Hi
         ledgers.len()
     );
 
-    // Replay: the second participant of every chat connects.
+    // Replay: the second participant of every chat connects, and with
+    // --replay-both the first too, on a new socket owed its own messages
+    // again (its fill ledger, what it received forgotten). Each socket's
+    // ledger and what it is owed from its peer.
+    let mut replaying: Vec<(ConnLedger, u64)> = Vec::new();
+    let mut fill_ledgers = Vec::new();
+    for mut ledger in ledgers.drain(..) {
+        let chat = ledger.conn as usize / 2;
+        let Some(count) = owed[chat] else { continue };
+        let reader = ConnLedger::new(scenario.run_id, ledger.peer, ledger.conn);
+        replaying.push((reader, count));
+        if scenario.replay_both {
+            ledger.forget_received();
+            replaying.push((ledger, 0));
+        } else {
+            fill_ledgers.push(ledger);
+        }
+    }
+    ledgers = fill_ledgers;
+    let sockets_owed = replaying.len();
     let replay_started = Instant::now();
     let cpu_start = scenario.server_pid.and_then(CpuMark::now);
-    let readers: Vec<usize> = (0..plan.chats.len()).map(|k| 2 * k + 1).collect();
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(
         scenario.connect_concurrency.max(1),
     ));
     let mut tasks = JoinSet::new();
-    for &conn in &readers {
-        let (Some((chat, participant)), Some(count)) = (plan.participant(conn), owed[conn / 2])
-        else {
+    for (mut ledger, peer_owed) in replaying {
+        let Some((chat, participant)) = plan.participant(ledger.conn as usize) else {
             continue;
         };
         let url = target.ws_url(chat.id, &participant.token);
-        let (addr, source) = (target.addr, conn::source_for(conn, scenario.source_ips));
-        let (timeout, run, permits) = (scenario.connect_timeout, scenario.run_id, permits.clone());
+        let source = conn::source_for(ledger.conn as usize, scenario.source_ips);
+        let (addr, timeout, permits) = (target.addr, scenario.connect_timeout, permits.clone());
         tasks.spawn(async move {
             let permit = permits.acquire_owned().await;
             let started = Instant::now();
             let connected = conn::connect(addr, &url, source, timeout).await;
             drop(permit);
-            let mut ledger = ConnLedger::new(run, conn as u32, peer_of(conn as u32));
             match connected {
                 Ok((ws, took)) => {
                     let connected_at = Instant::now();
-                    let replay = replay(ws, &mut ledger, count, started, origin).await;
+                    let replay = replay(ws, &mut ledger, peer_owed, started, origin).await;
                     (ledger, Ok((took, connected_at)), replay)
                 }
                 Err(error) => (ledger, Err(error), None),
@@ -106,6 +123,7 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Hi
         });
     }
     let mut replay_us = Vec::new();
+    let mut replayed_frames = 0u64;
     let mut connect_us = Vec::new();
     let mut connect_results = Vec::new();
     // The last socket open, and the last history complete.
@@ -114,6 +132,7 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Hi
         let Ok((ledger, connected, replay)) = joined else {
             continue;
         };
+        replayed_frames += ledger.received_distinct();
         ledgers.push(ledger);
         if let Some((took, done_at)) = replay {
             replay_us.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
@@ -137,11 +156,7 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Hi
         &connect_us,
         all_connected - replay_started,
     );
-    let frames: u64 = ledgers
-        .iter()
-        .filter(|l| l.conn % 2 == 1)
-        .map(ConnLedger::from_peer_distinct)
-        .sum();
+    let frames: u64 = replayed_frames;
     let stats = HistoryStats {
         messages_per_chat: per_chat,
         chats: plan.chats.len(),
@@ -149,7 +164,7 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Hi
         replay_seconds,
         replay_ms: Percentiles::of_us(replay_us),
         complete: replay_us_len,
-        incomplete: plan.chats.len() - replay_us_len,
+        incomplete: sockets_owed - replay_us_len,
         frames_per_s: frames as f64 / replay_seconds.max(1e-9),
     };
     let server = match sampler {
@@ -219,20 +234,20 @@ async fn fill(
     ledger
 }
 
-/// Reads the history until all `count` messages of the peer are in; the
-/// time since `started` and the moment it completed, or `None` if it never
-/// did.
+/// Reads the history until all of the socket's own messages
+/// (`ledger.sent`) and `peer_owed` of the peer's are in; the time since
+/// `started` and the moment it completed, or `None` if it never did.
 async fn replay(
     mut ws: Ws,
     ledger: &mut ConnLedger,
-    count: u64,
+    peer_owed: u64,
     started: Instant,
     origin: Instant,
 ) -> Option<(Duration, Instant)> {
     let mut took = None;
     let mut deadline = Instant::now() + IDLE_LIMIT;
     loop {
-        if took.is_none() && ledger.from_peer_distinct() >= count {
+        if took.is_none() && ledger.has_all(peer_owed) {
             let now = Instant::now();
             took = Some((now - started, now));
             deadline = now + DUPLICATE_GRACE;

@@ -19,6 +19,7 @@ pub mod catchup;
 pub mod chat_list;
 pub mod cli;
 pub mod conn;
+pub mod curves;
 pub mod history;
 pub mod live;
 pub mod paging;

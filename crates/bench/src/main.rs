@@ -24,6 +24,34 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(path) = &cli.plot {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) => {
+                eprintln!("chat-bench: cannot read {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(error) = std::fs::create_dir_all(&cli.plot_dir) {
+            eprintln!(
+                "chat-bench: cannot create {}: {error}",
+                cli.plot_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        return match chat_bench::curves::plot_all(&text, &cli.plot_dir) {
+            Ok(files) => {
+                for file in files {
+                    println!("{}", file.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("chat-bench: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let target = match Target::parse(&cli.url, cli.allow_remote) {
         Ok(target) => target,
         Err(error) => {
@@ -93,7 +121,8 @@ fn main() -> ExitCode {
             report.name = cli.name.clone();
             report.label = cli.label.clone();
             let label = cli.label.as_deref().unwrap_or("-");
-            report.check_against(&cli.expectations(), |scenario, metric| {
+            let expectations = chat_bench::report::for_label(cli.expectations(), label);
+            report.check_against(&expectations, |scenario, metric| {
                 chat_bench::summary::reference_metric(&references, scenario, label, metric)
             });
             print!("{}", report.table());

@@ -61,9 +61,9 @@ pub struct HistoryStats {
     pub messages_per_chat: u64,
     pub chats: usize,
     pub fill_seconds: f64,
-    /// From the first reader's connect to the last reader's completion.
+    /// From the first replaying socket's connect to the last one's completion.
     pub replay_seconds: f64,
-    /// Per chat: start of the connect to the last history frame.
+    /// Per replaying socket: start of the connect to the last history frame.
     pub replay_ms: Option<Percentiles>,
     pub complete: usize,
     pub incomplete: usize,
@@ -152,7 +152,9 @@ pub struct PagingStats {
 
 /// `metric OP value`, e.g. `delivered_per_s>=27000`; or relative to the same
 /// figure of another scenario of the same label in the same run,
-/// `metric OP FACTORx@SCENARIO`, e.g. `latency_p99_ms<=1.2x@v2-rate-1000x10`;
+/// `metric OP FACTORx@SCENARIO`, e.g. `latency_p99_ms<=1.2x@v2-rate-1000x10`
+/// (the same label's run of SCENARIO), or `@SCENARIO:LABEL` for another
+/// label's run, e.g. `replay_p99_ms<=2x@history-200:relay`;
 /// or, with op `show`, a figure carried to the summary without a target.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Expectation {
@@ -196,6 +198,21 @@ impl std::str::FromStr for Expectation {
             "{s:?}: expected METRIC>=N, METRIC<=N, METRIC==N, < or >, or METRIC>=Fx@SCENARIO"
         ))
     }
+}
+
+/// The targets as they apply to the run labelled `label`: one set against
+/// that same label's run (`2x@history-200:relay` on the relay's own run)
+/// has nothing else to compare with, so it is only shown.
+pub fn for_label(expectations: Vec<Expectation>, label: &str) -> Vec<Expectation> {
+    expectations
+        .into_iter()
+        .map(|e| match &e.relative_to {
+            Some(reference) if reference.rsplit_once(':').is_some_and(|(_, l)| l == label) => {
+                Expectation::show(&e.metric)
+            }
+            _ => e,
+        })
+        .collect()
 }
 
 impl Expectation {
@@ -830,6 +847,20 @@ pub fn number(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_against_the_relay_is_only_shown_on_the_relay_itself() {
+        let targets: Vec<Expectation> = ["replay_p99_ms<=2x@history-200:relay", "lost==0"]
+            .iter()
+            .map(|t| t.parse().unwrap())
+            .collect();
+        assert_eq!(targets[0].relative_to.as_deref(), Some("history-200:relay"));
+        assert_eq!(for_label(targets.clone(), "sqlite"), targets);
+        let on_relay = for_label(targets.clone(), "relay");
+        assert!(on_relay[0].is_show(), "{on_relay:?}");
+        assert_eq!(on_relay[0].metric, "replay_p99_ms");
+        assert_eq!(on_relay[1], targets[1]);
+    }
 
     #[test]
     fn expectations_parse_and_hold() {

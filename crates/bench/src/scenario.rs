@@ -81,6 +81,11 @@ pub struct Scenario {
     /// the disconnect (v2-reconnect, default 0), or filled before paging
     /// (v2-paging, default 1,000,000).
     pub history: Option<usize>,
+    /// History mode: after the fill, both participants of every chat
+    /// connect at once and each replays the whole history (its own
+    /// messages too), as a chat's two people opening it do; otherwise only
+    /// the second participant does.
+    pub replay_both: bool,
     /// v2 live modes: each socket also sends `typing active:true` this
     /// often (`None`: never).
     #[serde(serialize_with = "opt_seconds")]
@@ -127,6 +132,7 @@ impl Default for Scenario {
             drain: Duration::from_secs(3),
             rate: 10.0,
             history: None,
+            replay_both: false,
             typing_interval: None,
             missed: 20,
             page_limit: None,

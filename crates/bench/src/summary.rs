@@ -107,6 +107,8 @@ fn parse_run(line: &str) -> Option<Run> {
 /// Figure `metric` of the last report of `scenario` with `label` in the
 /// report lines `text` (for relative targets).
 pub fn reference_metric(text: &str, scenario: &str, label: &str, metric: &str) -> Option<f64> {
+    // `SCENARIO:LABEL` names another label's run (the relay's).
+    let (scenario, label) = scenario.split_once(':').unwrap_or((scenario, label));
     text.lines()
         .rev()
         .filter_map(parse_line)
@@ -583,6 +585,15 @@ mod tests {
         );
         assert_eq!(
             reference_metric(&text, "v2-rate-typing", "sqlite", "nope"),
+            None
+        );
+        // Another label's run, named after the scenario.
+        assert_eq!(
+            reference_metric(&text, "v2-rate-typing:sqlite", "memory", "latency_p99_ms"),
+            Some(13.0)
+        );
+        assert_eq!(
+            reference_metric(&text, "v2-rate-typing:relay", "sqlite", "latency_p99_ms"),
             None
         );
     }

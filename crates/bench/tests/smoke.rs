@@ -153,6 +153,34 @@ async fn a_tiny_history_replays_in_full() {
     server.stop().await;
 }
 
+/// Both participants reconnect at once: six sockets, each owed the whole
+/// history once, its own messages included (the filler's echoes during
+/// the fill are forgotten, so the replay is what is checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replay_both_every_socket_of_a_chat_replays_its_whole_history() {
+    let server = TestServer::start();
+    let scenario = Scenario {
+        mode: Mode::History,
+        chats: 3,
+        history: Some(30),
+        replay_both: true,
+        ..Scenario::default()
+    };
+    let report = chat_bench::execute(&Target::local(server.addr), &scenario)
+        .await
+        .expect("the run completes");
+    let table = report.table();
+    let d = report.delivery.expect("delivery figures");
+    assert_eq!(d.sent, 90, "{table}");
+    assert_eq!((d.expected, d.delivered), (180, 180), "{table}");
+    assert_eq!((d.lost, d.duplicated, d.out_of_order), (0, 0, 0), "{table}");
+    assert_eq!(d.unexpected, 0, "{table}");
+    let h = report.history.expect("history figures");
+    assert_eq!((h.complete, h.incomplete), (6, 0), "{table}");
+    assert_eq!(h.replay_ms.expect("replay times").count, 6);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_list_is_timed_for_a_user_with_many_chats() {
     let server = TestServer::start();
