@@ -64,6 +64,7 @@ for backend in "${BACKENDS[@]}"; do
         relay | sqlite) ;;
         postgres)
             [ -n "${TEST_DATABASE_URL:-}" ] || { echo "postgres needs TEST_DATABASE_URL" >&2; exit 2; }
+            command -v psql >/dev/null || { echo "postgres needs psql to create its databases" >&2; exit 2; }
             FEATURES="chat-server/postgres" ;;
         *) echo "unknown backend $backend (relay, sqlite, postgres)" >&2; exit 2 ;;
     esac
@@ -80,6 +81,7 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     (cd "$ROOT" && cargo build --release -p chat-server -p chat-bench --bins \
         ${FEATURES:+--features "$FEATURES"})
 fi
+[ -x "$SERVER" ] && [ -x "$BENCH" ] && [ -x "$RELAY" ] || { echo "missing $SERVER, $BENCH or $RELAY" >&2; exit 2; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 wanted() {

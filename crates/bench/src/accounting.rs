@@ -77,6 +77,8 @@ pub struct SeqSet {
     duplicates: u64,
     out_of_order: u64,
     highest: Option<u64>,
+    /// Numbers never sent that arrived before a [`SeqSet::forget`].
+    forgotten_phantoms: u64,
 }
 
 impl SeqSet {
@@ -100,6 +102,16 @@ impl SeqSet {
             _ => self.highest = Some(seq),
         }
         true
+    }
+
+    /// Forgets which numbers arrived (a new socket, owed them all again),
+    /// keeping what was wrong with them: duplicates, order violations, and
+    /// numbers that were not among the `sent`.
+    pub fn forget(&mut self, sent: u64) {
+        self.forgotten_phantoms += self.distinct - self.distinct_below(sent);
+        self.words.clear();
+        self.distinct = 0;
+        self.highest = None;
     }
 
     /// Distinct sequence numbers received, of any value.
@@ -135,7 +147,7 @@ impl SeqSet {
             duplicated: self.duplicates,
             out_of_order: self.out_of_order,
             // Received but never sent: forged or corrupted sequence numbers.
-            phantom: self.distinct - delivered,
+            phantom: self.distinct - delivered + self.forgotten_phantoms,
         }
     }
 }
@@ -305,12 +317,13 @@ impl ConnLedger {
         self.own.distinct() >= self.sent && self.from_peer.distinct() >= peer_sent
     }
 
-    /// Forgets what was received, keeping what was sent: the same
-    /// participant on a new socket, owed everything again (a history
-    /// replay after the socket that sent closed).
-    pub fn forget_received(&mut self) {
-        self.own = SeqSet::default();
-        self.from_peer = SeqSet::default();
+    /// Forgets what was received, keeping what was sent and every fault
+    /// seen so far: the same participant on a new socket, owed everything
+    /// again (a history replay after the socket that sent closed).
+    /// `peer_sent`: what the peer had sent by then.
+    pub fn forget_received(&mut self, peer_sent: u64) {
+        self.own.forget(self.sent);
+        self.from_peer.forget(peer_sent);
     }
 
     /// Distinct messages received, own and the peer's.
@@ -459,6 +472,34 @@ impl Percentiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forgetting_what_arrived_keeps_the_faults_seen_before() {
+        let mut ledger = ConnLedger::new(7, 0, 1);
+        ledger.sent = 3;
+        let tag = |seq| {
+            Some(Tag {
+                run: 7,
+                sender: 0,
+                seq,
+                sent_at_ns: 0,
+            })
+        };
+        for seq in [0, 1, 1, 2, 9] {
+            ledger.on_message(tag(seq), 0, &Window::EMPTY);
+        }
+        ledger.forget_received(0);
+        assert_eq!(ledger.received_distinct(), 0);
+        assert!(!ledger.has_all(0), "owed its own three again");
+        for seq in [0, 1, 2] {
+            ledger.on_message(tag(seq), 0, &Window::EMPTY);
+        }
+        assert!(ledger.has_all(0));
+        let t = tally(&[ledger]);
+        assert_eq!((t.expected, t.delivered, t.lost), (3, 3, 0));
+        // The duplicate 1 and the never-sent 9 from before the forget.
+        assert_eq!((t.duplicated, t.unexpected), (1, 1));
+    }
 
     const RUN: u64 = 7;
     const ALL: Window = Window {

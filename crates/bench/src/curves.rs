@@ -209,9 +209,11 @@ pub fn plot_all(text: &str, dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
     for figure in FIGURES {
         let series = series(text, figure.curve, figure.metric);
         let file = dir.join(figure.file);
-        if series.iter().all(|s| s.points.is_empty()) {
+        let drawable =
+            |&(x, y): &(f64, f64)| (!figure.log_x || x > 0.0) && (!figure.log_y || y > 0.0);
+        if !series.iter().any(|s| s.points.iter().any(drawable)) {
             eprintln!(
-                "chat-bench: {}: no runs of curve-{}-* with {} in the results: not drawn",
+                "chat-bench: {}: no runs of curve-{}-* with {} that can be drawn: not drawn",
                 file.display(),
                 figure.curve,
                 figure.metric

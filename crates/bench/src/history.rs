@@ -86,14 +86,17 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Hi
         let reader = ConnLedger::new(scenario.run_id, ledger.peer, ledger.conn);
         replaying.push((reader, count));
         if scenario.replay_both {
-            ledger.forget_received();
+            // Its peer only reads.
+            ledger.forget_received(0);
             replaying.push((ledger, 0));
         } else {
             fill_ledgers.push(ledger);
         }
     }
     ledgers = fill_ledgers;
-    let sockets_owed = replaying.len();
+    // Every chat owes one replay (two with --replay-both), whether or not
+    // its filler connected: a chat never filled is a replay never done.
+    let sockets_owed = plan.chats.len() * if scenario.replay_both { 2 } else { 1 };
     let replay_started = Instant::now();
     let cpu_start = scenario.server_pid.and_then(CpuMark::now);
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(
@@ -164,7 +167,7 @@ pub(crate) async fn run(target: &Target, plan: &Plan, scenario: &Scenario) -> Hi
         replay_seconds,
         replay_ms: Percentiles::of_us(replay_us),
         complete: replay_us_len,
-        incomplete: sockets_owed - replay_us_len,
+        incomplete: sockets_owed.saturating_sub(replay_us_len),
         frames_per_s: frames as f64 / replay_seconds.max(1e-9),
     };
     let server = match sampler {

@@ -215,13 +215,29 @@ pub fn summarize(text: &str) -> String {
     let mut within: Vec<(&str, usize, usize)> = Vec::new();
     let mut versus: Vec<(&str, &str, Versus)> = Vec::new();
     for name in &names {
-        // Every figure checked in any label's run of this scenario.
+        // One row per figure checked in any label's run of this scenario,
+        // whatever its target there: a backend may be allowed more than
+        // another (PostgreSQL's), and the relay only shows the figures the
+        // others are held to against it. The row's target is the first
+        // backend's; a cell held to another says so.
         let mut expectations: Vec<&Expectation> = Vec::new();
-        for label in &labels {
+        let relay_last = labels
+            .iter()
+            .filter(|l| **l != RELAY)
+            .chain(labels.iter().filter(|l| **l == RELAY));
+        for label in relay_last {
             if let Some(run) = find(name, label) {
                 for c in &run.checks {
-                    if !expectations.contains(&&c.expectation) {
-                        expectations.push(&c.expectation);
+                    match expectations
+                        .iter()
+                        .position(|e| e.metric == c.expectation.metric)
+                    {
+                        None => expectations.push(&c.expectation),
+                        // A target, where the first seen only showed it.
+                        Some(at) if expectations[at].is_show() && !c.expectation.is_show() => {
+                            expectations[at] = &c.expectation;
+                        }
+                        Some(_) => {}
                     }
                 }
             }
@@ -255,7 +271,8 @@ pub fn summarize(text: &str) -> String {
                 e.target_text(),
             ];
             let check_of = |label: &str| {
-                find(name, label).and_then(|r| r.checks.iter().find(|c| &c.expectation == *e))
+                find(name, label)
+                    .and_then(|r| r.checks.iter().find(|c| c.expectation.metric == e.metric))
             };
             let value_of = |label: &str| check_of(label).and_then(|c| c.value);
             let baseline = first.and_then(value_of);
@@ -284,8 +301,11 @@ pub fn summarize(text: &str) -> String {
                                 if let Some(ratio) = c.ratio {
                                     let _ = write!(cell, " ({}x)", number(ratio));
                                 }
-                                if !e.is_show() {
+                                if !c.expectation.is_show() {
                                     cell.push_str(if c.met { " ok" } else { " MISSED" });
+                                    if c.expectation != **e {
+                                        let _ = write!(cell, " ({})", c.expectation.target_text());
+                                    }
                                 }
                                 let worse = baseline.and_then(|b| times_worse(e, b, value));
                                 if let (true, Some(worse)) = (compare, worse) {
@@ -488,6 +508,45 @@ mod tests {
             table.contains("sqlite vs sqlite-before: 0 of 2 figures no worse, 1 within 5 % (run-to-run noise), 1 worse: closed-500 delivered_per_s 1.11x"),
             "{table}"
         );
+    }
+
+    /// issue 12's targets: against the relay's run, PostgreSQL allowed
+    /// more. One row per figure still, the relay's shown figure in it.
+    #[test]
+    fn targets_that_differ_by_label_share_one_row_and_each_cell_says_its_own() {
+        let run = |label: &str, check: serde_json::Value| {
+            serde_json::json!({"name": "closed-500", "label": label, "checks": [check]}).to_string()
+        };
+        let relative = |factor: f64, value: f64, ratio: f64| {
+            serde_json::json!({"metric": "delivered_per_s", "op": ">=", "target": factor,
+                "relative_to": "closed-500:relay", "value": value, "reference_value": 40000.0,
+                "ratio": ratio, "met": ratio >= factor})
+        };
+        let text = [
+            run(
+                "relay",
+                serde_json::json!({"metric": "delivered_per_s", "op": "show", "target": 0.0,
+                    "value": 40000.0, "met": true}),
+            ),
+            run("sqlite", relative(0.6, 28000.0, 0.7)),
+            run("postgres", relative(0.5, 22000.0, 0.55)),
+        ]
+        .join("\n");
+        let table = summarize(&text);
+        let rows: Vec<&str> = table
+            .lines()
+            .filter(|l| l.contains("delivered_per_s"))
+            .collect();
+        assert_eq!(rows.len(), 1, "{table}");
+        let row = rows[0];
+        assert!(row.contains(">= 0.600x closed-500:relay"), "{table}");
+        assert!(row.contains("40000"), "the relay's figure: {table}");
+        assert!(row.contains("28000 (0.700x) ok, 0.70x relay"), "{table}");
+        assert!(
+            row.contains("22000 (0.550x) ok (>= 0.500x closed-500:relay)"),
+            "{table}"
+        );
+        assert!(table.contains("postgres vs sqlite: 1 of 1"), "{table}");
     }
 
     #[test]
