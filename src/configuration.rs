@@ -238,6 +238,17 @@ pub struct Settings {
     #[arg(long = "ws-queue", env = "CHAT_WS_QUEUE", default_value = "1024")]
     pub ws_queue: NonZeroUsize,
 
+    /// Memory, in MB, for the seed frames each chat delivered lately: a seed
+    /// socket's history replay sends them without reading the database
+    /// (the rest, older or newer, it reads). 0 turns it off; past the
+    /// budget the chats used least recently are forgotten.
+    #[arg(
+        long = "replay-cache-mb",
+        env = "CHAT_REPLAY_CACHE_MB",
+        default_value_t = 64
+    )]
+    pub replay_cache_mb: usize,
+
     /// How long one write to a WebSocket client may take before the client
     /// is closed as too slow (1013).
     #[arg(long = "ws-write-timeout", env = "CHAT_WS_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]

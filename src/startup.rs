@@ -15,7 +15,7 @@ use chat_api::delivery::fanout::ClusterParts;
 use chat_api::delivery::relay::{PresenceParts, SessionParts};
 use chat_api::delivery::timers::{ClusterTimers, TimerWork};
 use chat_api::delivery::{
-    FanOut, Hub, LocalPresence, LocalTyping, MessageWriter, PresenceRegistry, Timers,
+    FanOut, Hub, LocalPresence, LocalTyping, MessageWriter, PresenceRegistry, ReplayTail, Timers,
 };
 use chat_api::metrics::{Metrics, PoolSnapshot};
 use chat_api::rest::health::Readiness;
@@ -249,7 +249,15 @@ impl Application {
             }),
             None => presence.clone(),
         };
-        let hub = Hub::new(presence_registry.clone(), typing.clone(), metrics.clone());
+        let replay_tail = Arc::new(ReplayTail::new(
+            settings.replay_cache_mb.saturating_mul(1024 * 1024),
+        ));
+        let hub = Hub::new(
+            presence_registry.clone(),
+            typing.clone(),
+            metrics.clone(),
+            replay_tail,
+        );
         let revocations = Revocations::default();
         let message_rate = RateLimit {
             per_second: settings.ws_rate,

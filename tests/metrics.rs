@@ -176,6 +176,43 @@ async fn real_traffic_moves_the_families_it_should() {
     }
 }
 
+/// A seed replay counts its frames by where they came from: the ones the
+/// hub kept from live delivery, and the database for those it did not.
+#[actix_web::test]
+async fn seed_replays_count_their_frames_from_memory_and_from_the_database() {
+    let app = spawn_app().await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
+    let mut socket = app.connect(&alice, chat).await;
+    for i in 0..3 {
+        socket.send_body(&format!("live {i}")).await;
+        socket.next_message().await;
+    }
+    socket.close().await;
+    // Stored while no seed socket is open: nothing delivered it to one.
+    let reply = app
+        .post_json(
+            &format!("/api/chats/{chat}/messages/"),
+            Some(&alice.token),
+            &serde_json::json!({"body": "over REST", "client_id": "r1"}),
+        )
+        .await;
+    assert_eq!(reply.status, 201);
+    let mut bob_socket = app.connect(&bob, chat).await;
+    for _ in 0..4 {
+        bob_socket.next_message().await;
+    }
+    let text = scrape(&app).await;
+    let replayed = |source: &str| {
+        value(
+            &text,
+            "chat_seed_replay_frames_total",
+            &[&format!("source=\"{source}\"")],
+        )
+    };
+    assert_eq!(replayed("memory"), 3.0, "{text}");
+    assert_eq!(replayed("database"), 1.0, "{text}");
+}
+
 #[actix_web::test]
 async fn refused_sends_are_counted_by_source() {
     let app = spawn_app_with(&["--ws-rate", "0.001", "--ws-burst", "1"]).await;

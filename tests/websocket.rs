@@ -297,6 +297,82 @@ async fn a_long_history_is_replayed_completely_across_pages() {
     assert_eq!(app.chats_of(&bob).await[0]["unread_count"], 0);
 }
 
+/// The replay sends the recent messages from the frames the hub kept when
+/// it delivered them (the newest 1,000 of a chat), and reads the rest from
+/// the database: what is older than them, and what was stored while the
+/// chat had no seed socket (nothing delivered it to one, so nothing kept
+/// it). Every message arrives once, in order, with its read state.
+#[actix_web::test]
+async fn a_replay_joins_the_kept_frames_and_the_database_without_a_gap_or_a_repeat() {
+    let app = spawn_app().await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
+    let mut socket = app.connect(&alice, chat).await;
+    let live = 1100;
+    for i in 0..live {
+        socket.send_body(&format!("m{i}")).await;
+    }
+    for _ in 0..live {
+        socket.next_message().await;
+    }
+    socket.close().await;
+    let total = live + 5;
+    for i in live..total {
+        let reply = app
+            .post_json(
+                &format!("/api/chats/{chat}/messages/"),
+                Some(&alice.token),
+                &serde_json::json!({"body": format!("m{i}"), "client_id": format!("c{i}")}),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+    }
+
+    // Database (1..=100), kept (101..=1100), database (1101..=1105).
+    let mut bob_socket = app.connect(&bob, chat).await;
+    for i in 0..total {
+        let message = bob_socket.next_message().await;
+        assert_eq!(message["body"], format!("m{i}"));
+        assert_eq!(message["is_read"], false, "m{i}");
+    }
+    bob_socket.expect_silence(Duration::from_millis(200)).await;
+    bob_socket.close().await;
+
+    // Alice's own messages, now read by Bob: kept frames are sent as read.
+    let mut again = app.connect(&alice, chat).await;
+    for i in 0..total {
+        let message = again.next_message().await;
+        assert_eq!(message["body"], format!("m{i}"));
+        assert_eq!(message["is_read"], true, "m{i}");
+    }
+    again.expect_silence(Duration::from_millis(200)).await;
+}
+
+/// `--replay-cache-mb 0`: nothing is kept, every replay reads the database.
+#[actix_web::test]
+async fn with_the_replay_cache_off_the_history_comes_from_the_database() {
+    let app = spawn_app_with(&["--replay-cache-mb", "0"]).await;
+    let (alice, bob, chat) = app.two_users_and_a_chat().await;
+    let mut socket = app.connect(&alice, chat).await;
+    let total = 250; // more than a page
+    for i in 0..total {
+        socket.send_body(&format!("m{i}")).await;
+    }
+    for _ in 0..total {
+        socket.next_message().await;
+    }
+    let mut bob_socket = app.connect(&bob, chat).await;
+    for i in 0..total {
+        let message = bob_socket.next_message().await;
+        assert_eq!(message["body"], format!("m{i}"));
+        assert_eq!(message["is_read"], false);
+    }
+    bob_socket.expect_silence(Duration::from_millis(200)).await;
+    // A live message after the replay still arrives, once.
+    socket.send_body("after").await;
+    assert_eq!(bob_socket.next_message().await["body"], "after");
+    bob_socket.expect_silence(Duration::from_millis(200)).await;
+}
+
 // ---- bad input ------------------------------------------------------------------
 
 #[actix_web::test]

@@ -128,6 +128,7 @@ pub struct Metrics {
     delivery_latency: Histogram,
     outbound_queue_depth: Histogram,
     gap_repairs: Counter,
+    replayed_frames: Family<SourceLabels, Counter>,
     http_requests: Family<RequestLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pool_connections: Family<PoolLabels, Gauge>,
@@ -231,6 +232,12 @@ impl Metrics {
             "Messages a cluster instance read from the database because their Redis event was lost or late",
             gap_repairs.clone(),
         );
+        let replayed_frames = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "chat_seed_replay_frames",
+            "Messages sent in seed sockets' history replays, by where they came from: memory (the frames kept from live delivery, CHAT_REPLAY_CACHE_MB) or the database",
+            replayed_frames.clone(),
+        );
         let http_requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "chat_http_requests",
@@ -288,6 +295,7 @@ impl Metrics {
             delivery_latency,
             outbound_queue_depth,
             gap_repairs,
+            replayed_frames,
             http_requests,
             http_duration,
             pool_connections,
@@ -396,6 +404,18 @@ impl Metrics {
 
     pub fn gaps_repaired(&self, messages: usize) {
         self.gap_repairs.inc_by(messages as u64);
+    }
+
+    /// One seed socket's history replay: frames sent from memory and from
+    /// the database.
+    pub fn replayed(&self, from_memory: u64, from_database: u64) {
+        for (source, frames) in [("memory", from_memory), ("database", from_database)] {
+            if frames > 0 {
+                self.replayed_frames
+                    .get_or_create(&SourceLabels { source })
+                    .inc_by(frames);
+            }
+        }
     }
 
     /// One HTTP request: `route` is the matched template (`None`: no route).

@@ -27,6 +27,7 @@ use chat_domain::user::UserId;
 use tokio::sync::{mpsc, watch};
 
 use super::presence::PresenceRegistry;
+use super::replay_tail::{ReplayTail, TailFrame};
 use super::typing::TypingRegistry;
 use crate::metrics::{Metrics, SlowReason};
 use crate::wire::{seed, v2};
@@ -85,6 +86,8 @@ struct HubInner {
     shed: AtomicU64,
     dropped_slow: AtomicU64,
     metrics: Arc<Metrics>,
+    /// The seed frames delivered, kept for the next history replay.
+    replay_tail: Arc<ReplayTail>,
 }
 
 #[derive(Default)]
@@ -138,6 +141,7 @@ impl Hub {
         presence: Arc<dyn PresenceRegistry>,
         typing: Arc<dyn TypingRegistry>,
         metrics: Arc<Metrics>,
+        replay_tail: Arc<ReplayTail>,
     ) -> Self {
         let (shutdown, _) = watch::channel(false);
         Self {
@@ -150,8 +154,16 @@ impl Hub {
                 shed: AtomicU64::new(0),
                 dropped_slow: AtomicU64::new(0),
                 metrics,
+                replay_tail,
             }),
         }
+    }
+
+    /// The seed frames of `chat` delivered lately, oldest first, with
+    /// consecutive seqs (see [`ReplayTail`]); a seed socket reads them after
+    /// joining.
+    pub fn recent_seed_frames(&self, chat: ChatId) -> Vec<TailFrame> {
+        self.inner.replay_tail.snapshot(chat)
     }
 
     /// Registers a seed socket on `chat` with a queue of `capacity` frames.
@@ -258,6 +270,16 @@ impl Hub {
                             },
                             committed,
                         });
+                        // Kept before it is offered: a seed socket that
+                        // joins from now on finds it there or gets it live.
+                        self.inner.replay_tail.append(
+                            message.chat_id,
+                            TailFrame {
+                                seq: message.seq,
+                                sender: message.sender.id,
+                                frame: outbound.frame.clone(),
+                            },
+                        );
                         for member in members {
                             self.offer(
                                 member,
@@ -544,6 +566,7 @@ pub(crate) mod tests {
             Arc::new(LocalPresence::new(Duration::from_secs(10))),
             Arc::new(LocalTyping::new(Duration::from_secs(6))),
             Arc::new(Metrics::new()),
+            Arc::new(ReplayTail::new(1 << 20)),
         )
     }
 
@@ -577,6 +600,26 @@ pub(crate) mod tests {
 
     fn json(outbound: &Outbound) -> Value {
         serde_json::from_str(&outbound.frame).unwrap()
+    }
+
+    #[test]
+    fn the_seed_frames_delivered_to_a_chat_are_kept_for_its_next_replay() {
+        let hub = hub();
+        // No seed socket in chat 1 yet: nothing encoded, nothing kept.
+        let _bob = hub.join_user(BOB, 8);
+        hub.deliver(&stored(1, 1, None));
+        assert!(hub.recent_seed_frames(ChatId::new(1)).is_empty());
+
+        let mut seed = hub.join_chat(ChatId::new(1), 8);
+        hub.deliver(&stored(1, 2, None));
+        hub.deliver(&stored(1, 3, None));
+        let kept = hub.recent_seed_frames(ChatId::new(1));
+        let seqs: Vec<i64> = kept.iter().map(|f| f.seq.get()).collect();
+        assert_eq!(seqs, [2, 3]);
+        assert_eq!(kept[0].sender, ALICE);
+        // The very frame the socket was sent.
+        assert_eq!(seed.outbound.try_recv().unwrap().frame, kept[0].frame);
+        assert!(hub.recent_seed_frames(ChatId::new(2)).is_empty());
     }
 
     #[test]
@@ -748,6 +791,7 @@ pub(crate) mod tests {
             Arc::new(LocalPresence::new(Duration::from_secs(10))),
             typing_registry.clone(),
             Arc::new(Metrics::new()),
+            Arc::new(ReplayTail::new(0)),
         );
         let mut bob = hub.join_user(BOB, 8);
         let started = typing_registry.set(ChatId::new(1), ALICE, BOB, 99, true);

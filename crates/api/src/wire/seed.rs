@@ -73,6 +73,31 @@ pub fn message_frame(message: &DirectMessage, is_read: bool) -> ByteString {
     to_frame(&frame, capacity)
 }
 
+/// How a [`message_frame`] ends, by its `is_read` (the last field).
+const UNREAD_END: &str = "\"is_read\":false}}";
+const READ_END: &str = "\"is_read\":true}}";
+
+/// A [`message_frame`] with its `is_read` set: the same frame when it
+/// already says so (a reference, nothing copied), else a copy with its last
+/// field changed. For frames kept from live delivery (`is_read: false`) and
+/// replayed once their reader has read them.
+pub fn with_is_read(frame: &ByteString, is_read: bool) -> ByteString {
+    let (from, to) = if is_read {
+        (UNREAD_END, READ_END)
+    } else {
+        (READ_END, UNREAD_END)
+    };
+    match frame.strip_suffix(from) {
+        Some(head) => {
+            let mut text = String::with_capacity(head.len() + to.len());
+            text.push_str(head);
+            text.push_str(to);
+            text.into()
+        }
+        None => frame.clone(),
+    }
+}
+
 /// `{"error": "An error occurred while processing your message", "detail": ...}`
 pub fn error_frame(detail: &str) -> ByteString {
     let capacity = 80 + detail.len();
@@ -167,6 +192,31 @@ mod tests {
             json!({"message": {"id": 123, "sender": "user1", "body": "Hello, how are you?",
                                "created": "2025-05-02 10:45:30", "is_read": false}})
         );
+    }
+
+    #[test]
+    fn a_kept_frame_is_the_frame_of_either_read_state() {
+        let message = DirectMessage {
+            id: MessageId::new(9),
+            chat_id: ChatId::new(1),
+            sender: User {
+                id: UserId::new(1),
+                username: Username::parse("user1").unwrap(),
+            },
+            // A body that ends like a frame changes nothing: it is quoted.
+            body: "\"is_read\":false}}".into(),
+            created: Utc.with_ymd_and_hms(2025, 5, 2, 10, 45, 30).unwrap(),
+            seq: Seq::new(9).unwrap(),
+            client_id: None,
+        };
+        let (unread, read) = (
+            message_frame(&message, false),
+            message_frame(&message, true),
+        );
+        assert_eq!(with_is_read(&unread, true), read);
+        assert_eq!(with_is_read(&read, false), unread);
+        assert_eq!(with_is_read(&unread, false), unread);
+        assert_eq!(with_is_read(&read, true), read);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::delivery::{About, Membership, PresenceGuard, StoreFailure};
 use crate::error::run_blocking;
 use crate::metrics::{Protocol, RateLimited};
 use crate::state::AppState;
-use crate::wire::seed::{error_frame, message_frame, parse_send_frame};
+use crate::wire::seed::{error_frame, message_frame, parse_send_frame, with_is_read};
 use crate::ws::connection::{
     close, incoming, server_failure, signed_out, too_slow, Connection, End, Incoming,
 };
@@ -67,31 +67,60 @@ pub async fn run(
     connection.finish(end).await;
 }
 
-/// Streams every stored message, oldest first, one page at a time; then
-/// marks them read (and so delivered) up to the last one, which is
-/// announced to the v2 sockets like any cursor move. Returns the last
-/// `seq` replayed.
+/// Streams every stored message, oldest first; then marks them read (and
+/// so delivered) up to the last one, which is announced to the v2 sockets
+/// like any cursor move. Returns the last `seq` replayed.
+///
+/// The recent messages are the frames the hub kept when it delivered them
+/// (read after joining the hub, so whatever was delivered before the join
+/// is among them or comes live); the rest is read from the database page
+/// by page: what is older than the kept run, and what is newer (committed
+/// and not delivered yet, or delivered while the chat had no seed socket).
 async fn replay_history(
     connection: &mut Connection,
     chat: &Arc<OpenChat>,
     state: &AppState,
 ) -> Result<Seq, End> {
+    let mut kept = state.hub.recent_seed_frames(chat.id());
     let mut last = Seq::ZERO;
+    let (mut from_memory, mut from_database) = (0u64, 0u64);
     loop {
+        // Once the kept run holds what comes next, the page read is the one
+        // after it: the read cursors for its frames, and anything newer.
+        let kept_next = match (kept.first(), kept.last()) {
+            (Some(first), Some(newest)) if first.seq <= last.next() && newest.seq > last => {
+                Some(newest.seq)
+            }
+            _ => None,
+        };
+        let after = kept_next.unwrap_or(last);
         let (messages, open) = (state.messages.clone(), chat.clone());
         let page =
-            run_blocking(move || messages.page(&open, PageAnchor::After(last), PageLimit::MAX))
+            run_blocking(move || messages.page(&open, PageAnchor::After(after), PageLimit::MAX))
                 .await
                 .map_err(|e| server_failure(&e))?;
+        if kept_next.is_some() {
+            for frame in std::mem::take(&mut kept) {
+                if frame.seq <= last {
+                    continue;
+                }
+                let is_read = page.read_cursors.is_read(frame.sender, frame.seq);
+                connection.text(with_is_read(&frame.frame, is_read)).await?;
+                last = frame.seq;
+                from_memory += 1;
+            }
+        }
         for message in &page.messages {
             let is_read = page.read_cursors.is_read(message.sender.id, message.seq);
             connection.text(message_frame(message, is_read)).await?;
             last = message.seq;
         }
+        from_database += page.messages.len() as u64;
         if !page.has_more_after || page.messages.is_empty() {
             break;
         }
     }
+    state.metrics.replayed(from_memory, from_database);
     if last > Seq::ZERO {
         let (messages, open) = (state.messages.clone(), chat.clone());
         run_blocking(move || messages.move_cursor(&open, CursorKind::Read, last))
