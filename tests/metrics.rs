@@ -188,6 +188,7 @@ async fn seed_replays_count_their_frames_from_memory_and_from_the_database() {
         socket.next_message().await;
     }
     socket.close().await;
+    app.wait_for_connections(0).await;
     // Stored while no seed socket is open: nothing delivered it to one.
     let reply = app
         .post_json(

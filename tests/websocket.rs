@@ -315,6 +315,8 @@ async fn a_replay_joins_the_kept_frames_and_the_database_without_a_gap_or_a_repe
         socket.next_message().await;
     }
     socket.close().await;
+    // Gone from the hub, so what follows is delivered to no seed socket.
+    app.wait_for_connections(0).await;
     let total = live + 5;
     for i in live..total {
         let reply = app
@@ -327,7 +329,9 @@ async fn a_replay_joins_the_kept_frames_and_the_database_without_a_gap_or_a_repe
         assert_eq!(reply.status, 201, "{:?}", reply.body);
     }
 
-    // Database (1..=100), kept (101..=1100), database (1101..=1105).
+    // Kept: 101..=1100. The database's first page (1..=200) reaches into
+    // that run, the rest of it comes from memory, then the database again
+    // for 1101..=1105.
     let mut bob_socket = app.connect(&bob, chat).await;
     for i in 0..total {
         let message = bob_socket.next_message().await;

@@ -281,6 +281,9 @@ impl Metrics {
         for source in ["seed", "v2", "rest"] {
             let _ = rate_limited.get_or_create(&SourceLabels { source });
         }
+        for source in ["memory", "database"] {
+            let _ = replayed_frames.get_or_create(&SourceLabels { source });
+        }
         Self {
             registry,
             sockets_open,

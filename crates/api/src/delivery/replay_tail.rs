@@ -24,7 +24,7 @@
 //! Memory is bounded by a byte budget (`CHAT_REPLAY_CACHE_MB`, 0 turns this
 //! off); past it, the chats used least recently are forgotten.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
 use bytestring::ByteString;
@@ -62,6 +62,9 @@ pub struct ReplayTail {
 #[derive(Default)]
 struct Tails {
     chats: HashMap<ChatId, Tail>,
+    /// Each chat by its last use (a tick of `clock`), oldest first: what
+    /// eviction takes, without looking at every chat.
+    by_use: BTreeMap<u64, ChatId>,
     bytes: usize,
     /// Counts uses, for least-recently-used eviction.
     clock: u64,
@@ -100,8 +103,7 @@ impl ReplayTail {
         }
         let cost = frame.cost();
         let mut tails = self.tails();
-        tails.clock += 1;
-        let used = tails.clock;
+        let used = tails.touch(chat);
         let tail = tails.chats.entry(chat).or_insert_with(|| Tail {
             frames: VecDeque::new(),
             bytes: 0,
@@ -138,8 +140,10 @@ impl ReplayTail {
             return Vec::new();
         }
         let mut tails = self.tails();
-        tails.clock += 1;
-        let used = tails.clock;
+        if !tails.chats.contains_key(&chat) {
+            return Vec::new();
+        }
+        let used = tails.touch(chat);
         match tails.chats.get_mut(&chat) {
             Some(tail) => {
                 tail.used = used;
@@ -156,20 +160,30 @@ impl ReplayTail {
 }
 
 impl Tails {
+    /// A new use of `chat` (kept or about to be): its place in `by_use`
+    /// moves to the newest. Returns the tick; the caller stores it in the
+    /// chat's `used`.
+    fn touch(&mut self, chat: ChatId) -> u64 {
+        self.clock += 1;
+        if let Some(tail) = self.chats.get(&chat) {
+            self.by_use.remove(&tail.used);
+        }
+        self.by_use.insert(self.clock, chat);
+        self.clock
+    }
+
     /// Forgets the least recently used chats (never `keep`, the one being
-    /// appended to) until at most `target` bytes are kept.
+    /// appended to, which is the newest) until at most `target` bytes are
+    /// kept.
     fn evict_down_to(&mut self, target: usize, keep: ChatId) {
-        let mut by_age: Vec<(u64, ChatId)> = self
-            .chats
-            .iter()
-            .filter(|(chat, _)| **chat != keep)
-            .map(|(chat, tail)| (tail.used, *chat))
-            .collect();
-        by_age.sort_unstable();
-        for (_, chat) in by_age {
-            if self.bytes <= target {
+        while self.bytes > target {
+            let Some((&used, &chat)) = self.by_use.iter().next() else {
+                break;
+            };
+            if chat == keep {
                 break;
             }
+            self.by_use.remove(&used);
             if let Some(tail) = self.chats.remove(&chat) {
                 self.bytes -= tail.bytes;
             }
@@ -263,6 +277,20 @@ mod tests {
         assert_eq!(kept.last(), Some(&30));
         assert!(kept.len() <= 10 && kept.len() >= 8, "{kept:?}");
         assert!(kept.windows(2).all(|w| w[1] == w[0] + 1), "{kept:?}");
+    }
+
+    #[test]
+    fn the_use_order_follows_every_append_and_read() {
+        let tail = ReplayTail::new(1 << 20);
+        for chat in 1..=50 {
+            tail.append(ChatId::new(chat % 7), frame(chat));
+            tail.snapshot(ChatId::new(chat % 5));
+        }
+        let tails = tail.tails();
+        assert_eq!(tails.by_use.len(), tails.chats.len());
+        for (chat, kept) in &tails.chats {
+            assert_eq!(tails.by_use.get(&kept.used), Some(chat));
+        }
     }
 
     #[test]

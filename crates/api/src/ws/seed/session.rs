@@ -1,7 +1,8 @@
 //! One seed chat socket, from history replay to close.
 //!
 //! The session first joins the hub (so nothing delivered from then on is
-//! missed), replays the history page by page, marks what it replayed as
+//! missed), replays the history (the recent messages from the frames the
+//! hub kept, the rest from the database page by page), marks what it replayed as
 //! read (and delivered), and then loops over four sources: frames from the
 //! client, frames queued by the hub, a heartbeat tick and the shutdown
 //! signal. Live copies of messages already replayed as history are
