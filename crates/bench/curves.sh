@@ -106,7 +106,7 @@ curve_args() {
         sockets) ARGS=(--mode closed --chats $((x / 2)) --users 182 --duration 5s --warmup 2s
             --connect-concurrency 1000 --show delivered_per_s --show latency_p99_ms
             --show server_rss_peak_mb --expect 'lost==0' --expect 'duplicated==0') ;;
-        rss) ARGS=(--mode rate --rate 0.1 --chats $((x / 2)) --users 182 --duration 10s --warmup 2s
+        rss) ARGS=(--mode rate --rate 0.1 --chats $((x / 2)) --users 182 --duration 8s --warmup 2s
             --connect-concurrency 1000 --show server_rss_peak_mb --show latency_p99_ms
             --expect 'lost==0') ;;
         history) ARGS=(--mode history --chats 4 --history "$x" --replay-both

@@ -67,7 +67,7 @@ pub const FIGURES: &[Figure] = &[
         file: "rss-sockets.png",
         curve: "rss",
         metric: "server_rss_peak_mb",
-        title: "Server memory against open sockets (one message per socket every 10 s)",
+        title: "Server memory against open sockets (each sending a message every 10 s)",
         x_desc: "open sockets",
         y_desc: "server RSS peak, MB",
         log_x: false,
