@@ -162,7 +162,7 @@ bench-web: ## The web client in Chromium: first-load bytes, a 100,000-message ch
 bench-import: ## Release build, then import-django of a generated 1,000,000-message Django database: messages/s (>= 50,000) and peak RSS
 	crates/bench/import.sh
 
-bench-curves: ## Release build, then how each cost grows (sockets, history, catch-up, chat list, RSS) on the relay, SQLite, PostgreSQL: docs/performance/*.png (~25 min; needs fonts-dejavu-core)
+bench-curves: ## Release build, then how each cost grows (sockets, history, catch-up, chat list, RSS) on the relay, SQLite, PostgreSQL: docs/performance/*.png (~35 min; needs fonts-dejavu-core)
 	crates/bench/curves.sh
 
 bench-smoke: ## A few seconds of every benchmark mode against a release server on SQLite

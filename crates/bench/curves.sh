@@ -16,8 +16,9 @@
 #              8 sockets): catch-up p99 (the relay speaks no v2)
 #   chat-list  GET /api/chats/ for a user with 10 to 10,000 chats: p50
 #
-# About 25 minutes with PostgreSQL (the 10,000-chat list registers 10,001
-# users: two minutes of password hashing per backend). Not part of CI.
+# About 35 minutes with PostgreSQL (the 10,000-chat list registers 10,001
+# users: about four minutes of password hashing per database backend). Not
+# part of CI.
 #
 # Environment:
 #   CURVE_BACKENDS   e.g. "relay sqlite" (default: relay, sqlite, and
