@@ -39,6 +39,7 @@ pub mod files;
 mod messages;
 mod models;
 mod schema;
+mod stored_time;
 mod users;
 
 pub use database::{

@@ -115,12 +115,6 @@ impl Chat {
                 .and_then(|u| u.last_seen),
         })
     }
-
-    fn last_activity(&self) -> DateTime<Utc> {
-        self.messages
-            .last()
-            .map_or(self.chat.created, |m| m.created)
-    }
 }
 
 impl State {
@@ -347,19 +341,16 @@ impl ChatRepository for MemoryStore {
 
     fn chat_summaries(&self, viewer: UserId) -> Result<Vec<ChatSummary>, RepositoryError> {
         let state = self.read();
-        let mut chats: Vec<&Chat> = state
+        let mut summaries: Vec<ChatSummary> = state
             .chats_of_user
             .get(&viewer)
             .into_iter()
             .flatten()
             .filter_map(|id| state.chat(*id))
-            .collect();
-        // Most recent activity first, newest chat first on a tie.
-        chats.sort_by_key(|c| std::cmp::Reverse((c.last_activity(), c.chat.id)));
-        Ok(chats
-            .into_iter()
             .filter_map(|c| c.summary_for(viewer, &state.users))
-            .collect())
+            .collect();
+        ChatSummary::sort_by_activity(&mut summaries);
+        Ok(summaries)
     }
 
     fn chat_summary(

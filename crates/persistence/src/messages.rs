@@ -29,9 +29,10 @@ use crate::models::{
     cursors_from_row, now, seq_from_row, user_from_row, MessageParts, NewMessageRow,
 };
 use crate::schema::{direct_chat_participants as participants, direct_messages, users};
+use crate::stored_time::StoredTime;
 
 /// A message as the page and lookup queries select it.
-type MessageRow = (i64, i64, String, NaiveDateTime, i64, Option<String>);
+type MessageRow = (i64, i64, String, StoredTime, i64, Option<String>);
 
 /// The columns of [`MessageRow`], in order.
 macro_rules! message_columns {
@@ -537,7 +538,7 @@ struct KeyedRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
     body: String,
     #[diesel(sql_type = diesel::sql_types::Timestamp)]
-    created: NaiveDateTime,
+    created: StoredTime,
     #[diesel(sql_type = BigInt)]
     seq: i64,
     #[diesel(sql_type = Nullable<diesel::sql_types::Text>)]
@@ -690,7 +691,7 @@ fn message_from_row(
         chat_id: chat,
         seq,
         body,
-        created,
+        created: created.0,
         client_id,
     }
     .into_domain(sender)

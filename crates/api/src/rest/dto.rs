@@ -17,16 +17,16 @@ pub fn rest_timestamp(time: &DateTime<Utc>) -> String {
 /// An account as others see it.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = User)]
-pub struct UserDto {
+pub struct UserDto<'a> {
     pub id: i64,
-    pub username: String,
+    pub username: &'a str,
 }
 
-impl From<&User> for UserDto {
-    fn from(user: &User) -> Self {
+impl<'a> From<&'a User> for UserDto<'a> {
+    fn from(user: &'a User) -> Self {
         Self {
             id: user.id.get(),
-            username: user.username.to_string(),
+            username: user.username.as_ref(),
         }
     }
 }
@@ -34,21 +34,21 @@ impl From<&User> for UserDto {
 /// The newest message of a chat, in a chat listing.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = LastMessage)]
-pub struct LastMessageDto {
-    pub body: String,
+pub struct LastMessageDto<'a> {
+    pub body: &'a str,
     /// RFC 3339, UTC, seconds, `Z` suffix.
     #[schema(format = DateTime, example = "2025-05-01T12:00:00Z")]
     pub created: String,
     /// The sender's username.
-    pub sender: String,
+    pub sender: &'a str,
 }
 
-impl From<&DirectMessage> for LastMessageDto {
-    fn from(message: &DirectMessage) -> Self {
+impl<'a> From<&'a DirectMessage> for LastMessageDto<'a> {
+    fn from(message: &'a DirectMessage) -> Self {
         Self {
-            body: message.body.clone(),
+            body: &message.body,
             created: rest_timestamp(&message.created),
-            sender: message.sender.username.to_string(),
+            sender: message.sender.username.as_ref(),
         }
     }
 }
@@ -56,25 +56,25 @@ impl From<&DirectMessage> for LastMessageDto {
 /// A direct chat as one of its two participants sees it.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Chat)]
-pub struct ChatDto {
+pub struct ChatDto<'a> {
     pub id: i64,
     /// Both participants, in id order.
-    pub participants: Vec<UserDto>,
+    pub participants: Vec<UserDto<'a>>,
     /// The participant who is not the caller.
-    pub other_user: UserDto,
+    pub other_user: UserDto<'a>,
     /// RFC 3339, UTC, seconds, `Z` suffix.
     #[schema(format = DateTime, example = "2025-05-01T12:00:00Z")]
     pub created: String,
     /// `null` while the chat has no message.
     #[schema(required = true)]
-    pub last_message: Option<LastMessageDto>,
+    pub last_message: Option<LastMessageDto<'a>>,
     /// Messages from the other participant the caller has not read.
     pub unread_count: u64,
 }
 
-impl ChatDto {
+impl<'a> ChatDto<'a> {
     /// The chat as `viewer` (one of its participants) sees it.
-    pub fn for_viewer(summary: &ChatSummary, viewer: UserId) -> Result<Self, ApiError> {
+    pub fn for_viewer(summary: &'a ChatSummary, viewer: UserId) -> Result<Self, ApiError> {
         let chat = &summary.chat;
         let other = chat.participants.other_than(viewer).ok_or_else(|| {
             ApiError::internal(format!("user {viewer} is not in chat {}", chat.id))
@@ -133,15 +133,15 @@ impl std::fmt::Debug for PasswordChangeRequest {
 /// socket URL) and the account it belongs to.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Login)]
-pub struct LoginResponse {
-    pub token: String,
-    pub user: UserDto,
+pub struct LoginResponse<'a> {
+    pub token: &'a str,
+    pub user: UserDto<'a>,
 }
 
-impl From<&LoginSuccess> for LoginResponse {
-    fn from(success: &LoginSuccess) -> Self {
+impl<'a> From<&'a LoginSuccess> for LoginResponse<'a> {
+    fn from(success: &'a LoginSuccess) -> Self {
         Self {
-            token: success.token.as_ref().to_owned(),
+            token: success.token.as_ref(),
             user: (&success.user).into(),
         }
     }

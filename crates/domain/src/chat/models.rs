@@ -280,6 +280,21 @@ impl ChatSummary {
     pub fn other_user(&self) -> Option<&User> {
         self.chat.participants.other_than(self.viewer)
     }
+
+    /// When the chat last changed: its last message, else its creation.
+    pub fn last_activity(&self) -> DateTime<Utc> {
+        self.last_message
+            .as_ref()
+            .map_or(self.chat.created, |message| message.created)
+    }
+
+    /// The chat list's order: most recent activity first, the newest chat
+    /// first on a tie, so that the order is total.
+    pub fn sort_by_activity(summaries: &mut [ChatSummary]) {
+        summaries.sort_by_cached_key(|summary| {
+            std::cmp::Reverse((summary.last_activity(), summary.chat.id))
+        });
+    }
 }
 
 /// What the message repository needs to store a message.
