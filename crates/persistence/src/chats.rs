@@ -175,6 +175,8 @@ SELECT c.id, c.created, low.id, low.username, high.id, high.username,
 /// it once per connection instead of once per request.
 struct Summaries<const ONE_CHAT: bool> {
     viewer: i64,
+    /// Bound only when `ONE_CHAT`: a separate type per shape, since Diesel
+    /// caches the prepared statement by the query's type.
     chat: i64,
 }
 
