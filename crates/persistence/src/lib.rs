@@ -32,6 +32,8 @@
 compile_error!("chat-persistence needs a backend: enable the `sqlite` and/or `postgres` feature");
 
 mod chats;
+#[cfg(feature = "sqlite")]
+mod checkpointer;
 mod database;
 pub mod django;
 mod error;
