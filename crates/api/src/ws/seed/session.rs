@@ -14,8 +14,11 @@ use std::time::Instant;
 use actix_ws::{AggregatedMessageStream, CloseCode, Session};
 use chat_domain::chat::{CursorKind, OpenChat, Outgoing, PageAnchor, PageLimit, Seq};
 use chat_domain::user::TokenGeneration;
+use futures_util::future::OptionFuture;
 use futures_util::StreamExt as _;
+use tokio::sync::oneshot;
 
+use crate::delivery::writer::Stored;
 use crate::delivery::{About, Membership, PresenceGuard, StoreFailure};
 use crate::error::run_blocking;
 use crate::metrics::{Protocol, RateLimited};
@@ -59,6 +62,7 @@ pub async fn run(
                 state: &state,
                 replayed_up_to,
                 generation,
+                storing: None,
             };
             session.run(&mut stream).await
         }
@@ -139,6 +143,12 @@ struct Conversation<'a> {
     state: &'a AppState,
     replayed_up_to: Seq,
     generation: TokenGeneration,
+    /// The outcome of the last message sent, while the writer has it. The
+    /// next frame is read only once it is known (one message in flight, as
+    /// the seed protocol has always had), but the hub's frames keep
+    /// flowing meanwhile: under load a store waits for the writer's queue,
+    /// and the chat's other messages should not wait behind it.
+    storing: Option<oneshot::Receiver<Stored>>,
 }
 
 impl Conversation<'_> {
@@ -156,7 +166,7 @@ impl Conversation<'_> {
         let mut last_heard = Instant::now();
         loop {
             let step = tokio::select! {
-                frame = stream.next() => {
+                frame = stream.next(), if self.storing.is_none() => {
                     last_heard = Instant::now();
                     match incoming(self.connection, frame).await {
                         Ok(Some(Incoming::Text(text))) => self.on_text(&text).await,
@@ -167,6 +177,10 @@ impl Conversation<'_> {
                         Ok(None) => Ok(()),
                         Err(end) => Err(end),
                     }
+                }
+                stored = OptionFuture::from(self.storing.as_mut()), if self.storing.is_some() => {
+                    self.storing = None;
+                    self.on_stored(stored).await
                 }
                 queued = self.membership.outbound.recv() => match queued {
                     Some(outbound) => {
@@ -238,13 +252,31 @@ impl Conversation<'_> {
             client_id: None,
             origin: None,
         };
-        match self.state.writer.store(message).await {
-            Ok(_) => Ok(()),
-            Err(failure @ (StoreFailure::Unavailable | StoreFailure::Failed)) => {
-                self.connection
-                    .text(error_frame(&failure.to_string()))
-                    .await
+        match self.state.writer.submit(message).await {
+            Ok(outcome) => {
+                self.storing = Some(outcome);
+                Ok(())
             }
+            Err(failure) => self.store_failed(failure).await,
         }
+    }
+
+    /// The writer's answer for the message in flight (`None`: the writer
+    /// dropped it, which it does only when it stops).
+    async fn on_stored(
+        &mut self,
+        stored: Option<Result<Stored, oneshot::error::RecvError>>,
+    ) -> Result<(), End> {
+        match stored {
+            Some(Ok(Ok(_))) => Ok(()),
+            Some(Ok(Err(failure))) => self.store_failed(failure).await,
+            Some(Err(_)) | None => self.store_failed(StoreFailure::Failed).await,
+        }
+    }
+
+    async fn store_failed(&mut self, failure: StoreFailure) -> Result<(), End> {
+        self.connection
+            .text(error_frame(&failure.to_string()))
+            .await
     }
 }
