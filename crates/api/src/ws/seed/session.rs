@@ -3,9 +3,10 @@
 //! The session first joins the hub (so nothing delivered from then on is
 //! missed), replays the history (the recent messages from the frames the
 //! hub kept, the rest from the database page by page), marks what it replayed as
-//! read (and delivered), and then loops over four sources: frames from the
-//! client, frames queued by the hub, a heartbeat tick and the shutdown
-//! signal. Live copies of messages already replayed as history are
+//! read (and delivered), and then loops over its sources: frames from the
+//! client (one message in the writer at a time), the writer's answer for
+//! that message, frames queued by the hub, a heartbeat tick, the token's
+//! revocation and the shutdown signal. Live copies of messages already replayed as history are
 //! skipped, so each message arrives exactly once.
 
 use std::sync::Arc;
@@ -198,7 +199,9 @@ impl Conversation<'_> {
                     None => Err(too_slow()),
                 },
                 _ = heartbeat.tick() => {
-                    if last_heard.elapsed() > interval * 2 {
+                    // While a store is pending the client's frames (its
+                    // pongs too) are not read: that silence is ours.
+                    if self.storing.is_none() && last_heard.elapsed() > interval * 2 {
                         Err(close(CloseCode::Policy, "no response to pings"))
                     } else {
                         self.connection.ping().await
@@ -261,8 +264,9 @@ impl Conversation<'_> {
         }
     }
 
-    /// The writer's answer for the message in flight (`None`: the writer
-    /// dropped it, which it does only when it stops).
+    /// The writer's answer for the message in flight. A dropped answer
+    /// (the writer stopped) counts as a failure; `None` cannot happen, the
+    /// branch runs only while a store is pending.
     async fn on_stored(
         &mut self,
         stored: Option<Result<Stored, oneshot::error::RecvError>>,
