@@ -29,6 +29,7 @@ contract_tests!(
     heads_are_read_for_many_chats_at_once,
     gaps_of_many_chats_are_read_at_once_each_within_its_bounds,
     with_no_other_writer_skipping_busy_chats_stores_everything,
+    each_message_of_a_batch_comes_back_with_the_id_it_is_stored_under,
 );
 
 fn a_new_message_gets_seq_one_and_keeps_its_sender_body_and_time(store: &dyn Store) {
@@ -624,4 +625,62 @@ fn postgres_a_chat_another_writer_holds_is_left_out_unless_waited_for() {
         bodies(&store.all_messages(&busy)),
         ["from the other writer", "x"]
     );
+}
+
+/// The ids a batch answers with are the stored rows' ids (SQLite works
+/// them out from the last one instead of reading each back), also when the
+/// batch's first INSERT failed on a reused key and the rest was inserted
+/// after the lookup.
+fn each_message_of_a_batch_comes_back_with_the_id_it_is_stored_under(store: &dyn Store) {
+    let alice = store.user("alice");
+    let bob = store.user("bob");
+    let carol = store.user("carol");
+    let first = store.chat(&alice, &bob);
+    let second = store.chat(&alice, &carol);
+    store.send(&first, &bob, "before");
+    let reused = new_one(store.insert_one(new_message(&second, &carol, "kept", Some("k-1"))));
+
+    let mut batch = Vec::new();
+    for n in 0..40 {
+        let (chat, sender) = if n % 3 == 0 {
+            (&second, &alice)
+        } else {
+            (&first, &bob)
+        };
+        let key = format!("b-{n}");
+        batch.push(new_message(
+            chat,
+            sender,
+            &format!("m{n}"),
+            (n % 2 == 0).then_some(key.as_str()),
+        ));
+    }
+    // A resend in the middle: on SQLite the first INSERT fails on it.
+    batch.insert(20, new_message(&second, &carol, "kept", Some("k-1")));
+    let outcomes = store.insert_messages(&batch).expect("insert the batch");
+    assert_eq!(outcomes.len(), batch.len());
+
+    let stored: Vec<_> = [&first, &second]
+        .into_iter()
+        .flat_map(|chat| store.all_messages(chat))
+        .collect();
+    for (sent, outcome) in batch.iter().zip(&outcomes) {
+        let answered = match outcome {
+            Inserted::New(message) => message,
+            Inserted::Existing(message) => {
+                assert_eq!(
+                    message.id, reused.id,
+                    "only the resend is an existing message"
+                );
+                continue;
+            }
+        };
+        let row = stored
+            .iter()
+            .find(|m| m.id == answered.id)
+            .unwrap_or_else(|| panic!("no stored message has the id {:?}", answered.id));
+        assert_eq!(AsRef::<str>::as_ref(&row.body), sent.body.as_ref());
+        assert_eq!((row.chat_id, row.seq), (answered.chat_id, answered.seq));
+        assert_eq!(row.sender.id, sent.sender.id);
+    }
 }
