@@ -137,8 +137,8 @@ fn a_batch_of_any_size_is_stored_with_the_same_statements(empty: EmptyDb) {
     match backend {
         Backend::Sqlite => {
             assert_eq!(keyed_500, plain_500, "no lookup without a reused key");
-            // The failed INSERT, then the lookup in the place of the last
-            // id's: nothing is left to insert.
+            // The failed INSERT, then the lookup; nothing is left to
+            // insert, so no last id is read either.
             assert_eq!(resent_500, plain_500, "{resent_500} statements for resends");
             assert_eq!(
                 mixed_500,
